@@ -1,0 +1,264 @@
+"""Host side of the test harness: boot a real systemd, run a scenario in it,
+bring back its report.
+
+One entry point, `run_scenario(system, flavour, scenario)`, used by the
+pytest container tests, the demo and the benchmarks. A *system* is the root
+file system the guest boots (`debian12`: this machine's own, through an
+overlay; more systems plug in through `SYSTEMS`). A *flavour* is how wgns is
+installed in the guest, as a user would: `pypi` (a venv with the newest
+libraries from PyPI, from a wheelhouse built here) or `system` (the
+distribution's own python3-pyroute2, python3-typer, python3-pystemd).
+
+The guest runs `scenario.py SCENARIO` as a oneshot unit after
+multi-user.target, writes JSON lines to a directory bound from the host, and
+powers off. Nothing leaves the container: it has a private network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+CACHE = Path(os.environ.get("WGNS_TEST_CACHE", "/var/tmp/wgns-test-cache"))
+GUEST_DIR = "/opt/wgns-test"
+BOOT_TIMEOUT = int(os.environ.get("WGNS_BOOT_TIMEOUT", "600"))
+
+# Debian packages the host needs to boot guests and to play the provider.
+HOST_TOOLS = {
+    "systemd-nspawn": "systemd-container",
+    "wireguard-go": "wireguard-go",
+    "wg": "wireguard-tools",
+    "dnsmasq": "dnsmasq-base",
+}
+
+
+class Unavailable(Exception):
+    """The harness cannot run here (not root, a tool missing): a skip."""
+
+
+@dataclass
+class Report:
+    system: str
+    flavour: str
+    scenario: str
+    checks: dict[str, dict] = field(default_factory=dict)
+    info: dict[str, object] = field(default_factory=dict)
+    console: str = ""
+    seconds: float = 0.0
+    finished: bool = False
+
+    def failed(self) -> list[str]:
+        return [n for n, c in self.checks.items() if not c["ok"]]
+
+
+def check_host() -> None:
+    if os.geteuid() != 0:
+        raise Unavailable("container tests need root (systemd-nspawn, overlay mounts)")
+    missing = [pkg for tool, pkg in HOST_TOOLS.items()
+               if shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin") is None]
+    if missing:
+        raise Unavailable("missing Debian packages: " + " ".join(missing))
+    if not os.path.exists("/dev/net/tun"):
+        raise Unavailable("/dev/net/tun is missing: wireguard-go cannot run")
+
+
+def _run(cmd: list[str]) -> None:
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stdout[-3000:]}")
+
+
+def _build_venv() -> Path:
+    """A venv of the guest's interpreter, with what building wheels takes."""
+    venv = CACHE / "build-venv"
+    if not (venv / ".done").exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        _run(["/usr/bin/python3", "-m", "venv", str(venv)])
+        _run([str(venv / "bin" / "pip"), "install", "-q", "setuptools>=61", "wheel"])
+        (venv / ".done").write_text("")
+    return venv
+
+
+def wheelhouse(flavour: str) -> Path:
+    """Wheels to install wgns in the guest without a network: wgns from this
+    checkout, and for `pypi` its dependencies, cached by the dependency list."""
+    pyproject = (REPO / "pyproject.toml").read_bytes()
+    key = hashlib.sha256(pyproject + flavour.encode()).hexdigest()[:12]
+    deps = CACHE / f"wheels-{flavour}-{key}"
+    if flavour == "pypi" and not (deps / ".done").exists():
+        shutil.rmtree(deps, ignore_errors=True)
+        deps.mkdir(parents=True)
+        # Built with the guest's own interpreter so compiled wheels (pystemd) fit.
+        _run([str(_build_venv() / "bin" / "pip"), "wheel", "-q", "-w", str(deps),
+              "pyroute2", "typer", "pystemd"])
+        (deps / ".done").write_text("")
+    deps.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix="wheels-", dir=CACHE))
+    for whl in deps.glob("*.whl"):
+        shutil.copy(whl, out)
+    _run([str(_build_venv() / "bin" / "pip"), "wheel", "-q", "--no-deps",
+          "--no-build-isolation", "-w", str(out), str(REPO)])
+    return out
+
+
+@dataclass
+class System:
+    """A root file system a guest boots from."""
+    name: str
+    lower: str                 # read-only lower layer of the overlay
+    python: str = "/usr/bin/python3"
+
+
+def _debian12() -> System:
+    return System("debian12", "/")
+
+
+SYSTEMS = {"debian12": _debian12}
+
+
+class Overlay:
+    """A throwaway writable copy of a root file system: tmpfs upper layer."""
+
+    def __init__(self, lower: str, prefix: str) -> None:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        self.base = Path(tempfile.mkdtemp(prefix=prefix, dir=CACHE))
+        self.root = self.base / "root"
+        _run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(self.base)])
+        for d in ("upper", "work", "root"):
+            (self.base / d).mkdir()
+        _run(["mount", "-t", "overlay", "overlay", "-o",
+              f"lowerdir={lower},upperdir={self.base}/upper,workdir={self.base}/work",
+              str(self.root)])
+
+    def close(self) -> None:
+        for target in (self.root, self.base):
+            subprocess.run(["umount", "-l", str(target)], check=False)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+SCENARIO_UNIT = """[Unit]
+Description=wgns test scenario
+After=multi-user.target
+Wants=multi-user.target
+
+[Service]
+Type=oneshot
+Environment=WGNS_FLAVOUR={flavour} PYTHONUNBUFFERED=1
+ExecStart={python} {guest}/scenario.py {scenario} {guest}/out/report.jsonl
+StandardOutput=file:{guest}/out/scenario.log
+StandardError=inherit
+ExecStopPost=/bin/systemctl --no-block poweroff
+TimeoutStartSec={timeout}
+"""
+
+
+def run_scenario(system_name: str, flavour: str, scenario: str) -> Report:
+    check_host()
+    system = SYSTEMS[system_name]()
+    report = Report(system_name, flavour, scenario)
+    wheels = wheelhouse(flavour)
+    out = Path(tempfile.mkdtemp(prefix="out-", dir=CACHE))
+    overlay = Overlay(system.lower, f"{system_name}-")
+    start = time.monotonic()
+    try:
+        root = overlay.root
+        guest = root / GUEST_DIR.lstrip("/")
+        guest.mkdir(parents=True)
+        for f in HERE.glob("*.py"):
+            shutil.copy(f, guest / f.name)
+        shutil.copytree(wheels, guest / "wheels")
+        unit = root / "etc/systemd/system/wgns-scenario.service"
+        unit.write_text(SCENARIO_UNIT.format(
+            flavour=flavour, python=system.python, guest=GUEST_DIR, scenario=scenario,
+            timeout=BOOT_TIMEOUT - 30))
+        wants = root / "etc/systemd/system/multi-user.target.wants"
+        wants.mkdir(parents=True, exist_ok=True)
+        link = wants / "wgns-scenario.service"
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to("/etc/systemd/system/wgns-scenario.service")
+        machine = f"wgns-{os.getpid()}-{int(time.time()) % 100000}"
+        cmd = ["systemd-nspawn", "-q", "-D", str(root), "--boot", "--private-network",
+               "--register=no", "--keep-unit", "--link-journal=no", "-M", machine,
+               "--bind=/dev/net/tun", "--property=DeviceAllow=/dev/net/tun rwm",
+               f"--bind={out}:{GUEST_DIR}/out"]
+        try:
+            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, timeout=BOOT_TIMEOUT)
+            report.console = proc.stdout.decode(errors="replace")[-20000:]
+        except subprocess.TimeoutExpired as e:
+            report.console = (e.stdout or b"").decode(errors="replace")[-20000:]
+            report.console += f"\n[harness] guest did not power off in {BOOT_TIMEOUT} s"
+    finally:
+        report.seconds = time.monotonic() - start
+        overlay.close()
+        shutil.rmtree(wheels, ignore_errors=True)
+    _read_report(out, report)
+    shutil.rmtree(out, ignore_errors=True)
+    return report
+
+
+def _read_report(out: Path, report: Report) -> None:
+    path = out / "report.jsonl"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.get("kind") == "check":
+                report.checks[rec["name"]] = rec
+            elif rec.get("kind") == "info":
+                report.info[rec["name"]] = rec["value"]
+            elif rec.get("kind") == "done":
+                report.finished = True
+    log = out / "scenario.log"
+    if log.exists():
+        report.info["log"] = log.read_text()[-20000:]
+
+
+def format_report(report: Report) -> str:
+    lines = [f"== {report.scenario} on {report.system} ({report.flavour}), "
+             f"{report.seconds:.1f} s"]
+    for name, c in report.checks.items():
+        mark = "PASS" if c["ok"] else "FAIL"
+        detail = f"  [{c['detail']}]" if c.get("detail") else ""
+        lines.append(f"  {mark} {name}{detail}")
+    for k, v in report.info.items():
+        if k != "log":
+            lines.append(f"  info {k}: {v}")
+    if not report.finished:
+        lines.append("  scenario did not finish; last console lines:")
+        lines += ["    " + ln for ln in report.console.splitlines()[-30:]]
+        lines += ["    " + ln for ln in str(report.info.get("log", "")).splitlines()[-30:]]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(description="Boot a guest and run a wgns scenario.")
+    ap.add_argument("scenario", nargs="?", default="demo")
+    ap.add_argument("--system", default="debian12", choices=sorted(SYSTEMS))
+    ap.add_argument("--flavour", default="pypi", choices=["pypi", "system"])
+    ap.add_argument("--log", action="store_true", help="also print the guest's log")
+    args = ap.parse_args(argv)
+    try:
+        report = run_scenario(args.system, args.flavour, args.scenario)
+    except Unavailable as e:
+        print(f"cannot run: {e}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    if args.log:
+        print(report.info.get("log", ""))
+    return 0 if report.finished and not report.failed() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,70 @@
+"""Runs inside a unit (confined or not) and reports what it can reach, as
+one JSON object on stdout. It judges nothing: scenario.py does."""
+
+import json
+import os
+import socket
+import urllib.request
+
+TIMEOUT = 3.0
+
+
+def fetch(url: str) -> dict:
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as r:
+            return {"reached": True, "body": r.read(200).decode(errors="replace")}
+    except OSError as e:
+        return {"reached": False, "error": str(getattr(e, "reason", e))}
+
+
+def connect_tcp(host: str, port: int) -> dict:
+    try:
+        with socket.create_connection((host, port), TIMEOUT) as s:
+            s.settimeout(TIMEOUT)
+            return {"reached": True, "body": s.recv(200).decode(errors="replace")}
+    except OSError as e:
+        return {"reached": False, "error": str(e)}
+
+
+def connect_unix(path: str) -> dict:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(TIMEOUT)
+            s.connect(path)
+            return {"reached": True}
+    except OSError as e:
+        return {"reached": False, "error": str(e)}
+
+
+def resolve(name: str) -> dict:
+    try:
+        infos = socket.getaddrinfo(name, 80, type=socket.SOCK_STREAM)
+        return {"reached": True, "addresses": sorted({i[4][0] for i in infos})}
+    except OSError as e:
+        return {"reached": False, "error": str(e)}
+
+
+def main() -> None:
+    try:
+        resolv = open("/etc/resolv.conf").read()
+    except OSError as e:
+        resolv = f"unreadable: {e}"
+    out = {
+        "uid": os.getuid(),
+        "links": sorted(n for _, n in socket.if_nameindex()),
+        "resolv_conf": resolv,
+        "http4": fetch("http://10.66.0.1/"),
+        "http6": fetch("http://[fd66::1]/"),
+        "dns": resolve("probe.test"),
+        "http_name": fetch("http://probe.test/"),
+        "host_loopback": connect_tcp("127.0.0.1", 8080),
+        "host_lan": connect_tcp("10.251.0.1", 8080),
+        "provider_lan": connect_tcp("10.251.0.2", 80),
+        "nscd_socket": connect_unix("/run/nscd/socket"),
+        "resolved_socket": connect_unix("/run/systemd/resolve/io.systemd.Resolve"),
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

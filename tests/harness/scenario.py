@@ -1,0 +1,454 @@
+"""Guest side: the end-to-end scenarios, run as root inside a booted guest.
+
+`python3 scenario.py SCENARIO REPORT` writes one JSON line per check
+({"kind": "check", "name", "ok", "detail"}), a few {"kind": "info"} lines
+and a final {"kind": "done"}. Its stdout is the demo's narrative: every
+command run, with what it printed. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import provider as prov  # noqa: E402
+
+GUEST = os.path.dirname(os.path.abspath(__file__))
+VENV = "/opt/wgns"
+WGNS = f"{VENV}/bin/wgns"
+PROBE_OUT = Path("/var/lib/wgns-probe")
+
+# Every check the core scenario reports; the host-side tests expect each.
+CORE_CHECKS = (
+    "bad_input_bad_base64", "bad_input_wrong_key_length", "bad_input_bad_cidr",
+    "bad_input_endpoint_without_port", "bad_input_unbracketed_ipv6_endpoint",
+    "bad_input_duplicate_key", "bad_input_unknown_section", "bad_input_missing_file",
+    "bad_input_usage_exit_2", "bad_input_foreign_unit_not_overwritten",
+    "bad_input_changes_nothing",
+    "install_exit_0", "install_warns_ignored_keys", "tunnel_active",
+    "key_file_root_only", "units_call_installed_python",
+    "confine_unknown_unit_refused", "confine_exit_0",
+    "probe_runs_as_dynamic_user", "probe_sees_only_lo_and_tunnel",
+    "probe_ipv4_through_tunnel", "probe_ipv6_through_tunnel",
+    "probe_dns_through_tunnel", "probe_name_through_tunnel",
+    "probe_host_loopback_unreachable", "probe_host_lan_unreachable",
+    "probe_host_resolver_sockets_blocked",
+    "status_json_handshake", "status_text",
+    "second_tunnel_from_options", "second_tunnel_side_by_side",
+    "second_tunnel_uninstall_keeps_first",
+    "outage_nothing_leaks", "outage_recovers",
+    "lifecycle_stop_tunnel_stops_confined", "lifecycle_start_confined_starts_tunnel",
+    "lifecycle_traffic_after_restart",
+    "keys_never_exposed",
+    "unconfine_releases_unit", "uninstall_exit_0", "uninstall_stops_confined",
+    "uninstall_leaves_no_trace",
+)
+
+
+class Recorder:
+    def __init__(self, path: str) -> None:
+        self.f = open(path, "a", buffering=1)
+
+    def _write(self, rec: dict) -> None:
+        self.f.write(json.dumps(rec) + "\n")
+
+    def check(self, name: str, ok: bool, detail: object = "") -> bool:
+        print(f"[{'PASS' if ok else 'FAIL'}] {name} {detail if not ok else ''}", flush=True)
+        self._write({"kind": "check", "name": name, "ok": bool(ok), "detail": str(detail)})
+        return bool(ok)
+
+    def info(self, name: str, value: object) -> None:
+        self._write({"kind": "info", "name": name, "value": value})
+
+    def done(self) -> None:
+        self._write({"kind": "done"})
+
+
+def run(*cmd: str, quiet: bool = False) -> subprocess.CompletedProcess:
+    p = subprocess.run(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if not quiet:
+        print(f"$ {' '.join(cmd)}   -> exit {p.returncode}", flush=True)
+        for line in (p.stdout + p.stderr).splitlines():
+            print(f"    {line}", flush=True)
+    return p
+
+
+def wgns(*args: str) -> subprocess.CompletedProcess:
+    return run(WGNS, *args)
+
+
+def systemctl(*args: str) -> subprocess.CompletedProcess:
+    return run("systemctl", *args)
+
+
+def active(unit: str) -> str:
+    return run("systemctl", "is-active", unit, quiet=True).stdout.strip()
+
+
+def install_wgns(flavour: str, rec: Recorder) -> None:
+    """Install wgns as a user would: pip into a venv, from the wheelhouse."""
+    wheels = f"{GUEST}/wheels"
+    if flavour == "pypi":
+        subprocess.run(["/usr/bin/python3", "-m", "venv", VENV], check=True)
+        cmd = [f"{VENV}/bin/pip", "install", "-q", "--no-index", "--find-links", wheels, "wgns"]
+    else:  # the distribution's python3-pyroute2, python3-typer, python3-pystemd
+        subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", VENV],
+                       check=True)
+        cmd = [f"{VENV}/bin/pip", "install", "-q", "--no-index", "--no-deps",
+               *glob.glob(f"{wheels}/wgns-*.whl")]
+    subprocess.run(cmd, check=True)
+    code = ("import importlib.metadata as m, platform; print(platform.python_version(), "
+            "*(m.version(p) for p in ('pyroute2', 'typer', 'pystemd')))")
+    out = subprocess.run([f"{VENV}/bin/python", "-c", code], text=True,
+                         stdout=subprocess.PIPE, check=True).stdout.split()
+    rec.info("versions", dict(zip(["python", "pyroute2", "typer", "pystemd"], out)))
+    rec.info("systemd", run("systemctl", "--version", quiet=True).stdout.split("\n")[0])
+
+
+def snapshot() -> dict[str, str]:
+    """What wgns could leave behind: files under /etc, namespaces, links,
+    wireguard-go sockets, loaded units."""
+    snap: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk("/etc"):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            if os.path.islink(p):
+                snap[p] = "->" + os.readlink(p)
+            elif os.path.isfile(p):
+                snap[p] = f"{oct(st.st_mode)} {hashlib.sha256(open(p, 'rb').read()).hexdigest()}"
+            else:
+                snap[p] = oct(st.st_mode)
+    for d in ("/run/netns", "/var/run/wireguard"):
+        for n in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+            snap[f"{d}/{n}"] = "present"
+    for line in run("ip", "-o", "link", quiet=True).stdout.splitlines():
+        snap["link " + line.split(":")[1].strip().split("@")[0]] = "present"
+    return snap
+
+
+def diff(a: dict[str, str], b: dict[str, str]) -> list[str]:
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+PROBE_UNIT = """[Unit]
+Description=wgns test probe %i
+
+[Service]
+Type=oneshot
+DynamicUser=yes
+ExecStart=/usr/bin/python3 {guest}/probe.py
+StandardOutput=truncate:{out}/%i.json
+"""
+
+SLEEPER_UNIT = """[Unit]
+Description=a long-running confined service
+
+[Service]
+DynamicUser=yes
+ExecStart=/bin/sleep infinity
+"""
+
+
+def probe(instance: str) -> dict:
+    unit = f"probe@{instance}.service"
+    p = run("systemctl", "start", unit, quiet=True)
+    print(f"$ systemctl start {unit}   -> exit {p.returncode}", flush=True)
+    path = PROBE_OUT / f"{instance}.json"
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return {"error": f"no probe output: {e} {p.stderr.strip()}"}
+    print(f"    probe: {json.dumps(result)}", flush=True)
+    return result
+
+
+def reached(result: dict, key: str) -> bool:
+    return bool(result.get(key, {}).get("reached"))
+
+
+def body(result: dict, key: str) -> str:
+    return str(result.get(key, {}).get("body", ""))
+
+
+def client_conf(priv: str, psk: str, srv_pub: str) -> str:
+    return f"""# A provider's wg-quick file, as users download it
+[Interface]
+PrivateKey = {priv}
+Address = 10.66.0.2/32, fd66::2/128
+DNS = {prov.SERVER4}
+Table = off
+
+[Peer]
+PublicKey = {srv_pub}
+PresharedKey = {psk}
+AllowedIPs = 0.0.0.0/0, ::/0
+Endpoint = {prov.ENDPOINT_NAME}:{prov.PORT}
+PersistentKeepalive = 25
+"""
+
+
+BAD_CONFS = {
+    "bad_base64": ("PrivateKey = not*base64*at*all", "PrivateKey is not valid base64"),
+    "wrong_key_length": ("PrivateKey = AAAA", "wrong length"),
+    "bad_cidr": ("Address = 10.66.0.300/32", "Address"),
+    "endpoint_without_port": ("Endpoint = vpn.provider.test", "has no port"),
+    "unbracketed_ipv6_endpoint": ("Endpoint = fd00::1:51820", "brackets"),
+    "duplicate_key": ("ListenPort = 1\nListenPort = 2", "duplicate key"),
+    "unknown_section": ("[Interfaces]", "unknown section"),
+}
+
+
+def bad_conf(good: str, case: str) -> str:
+    line, _ = BAD_CONFS[case]
+    key = line.split("=")[0].strip() if "=" in line else None
+    out = []
+    for ln in good.splitlines():
+        if key and ln.startswith(key + " ="):
+            continue
+        out.append(ln)
+        if ln == "[Interface]" and key in ("PrivateKey", "Address", "ListenPort"):
+            out.append(line)
+        if ln.startswith("PublicKey") and key == "Endpoint":
+            out.append(line)
+    if case == "unknown_section":
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def one_error_line(p: subprocess.CompletedProcess, fragment: str, code: int = 1) -> tuple:
+    lines = p.stderr.strip().splitlines()
+    ok = (p.returncode == code and len(lines) == 1 and fragment in lines[0]
+          and "Traceback" not in p.stderr)
+    return ok, f"exit {p.returncode}: {p.stderr.strip()[:300]}"
+
+
+def core(rec: Recorder, flavour: str) -> None:
+    t0 = time.monotonic()
+    install_wgns(flavour, rec)
+    provider = prov.Provider()
+    client_priv, client_pub = prov.genkey()
+    psk = run("wg", "genpsk", quiet=True).stdout.strip()
+    second_priv, second_pub = prov.genkey()
+    provider.add_client(client_pub, ["10.66.0.2/32", "fd66::2/128"], psk)
+    provider.add_client(second_pub, ["10.66.0.3/32"])
+    provider.setup_network()
+    provider.start_server()
+    bait = prov.HostBait()
+    bait.start()
+    good = client_conf(client_priv, psk, provider.pub)
+    Path("/root/provider.conf").write_text(good)
+    os.chmod("/root/provider.conf", 0o600)
+    PROBE_OUT.mkdir(exist_ok=True)
+    Path("/etc/systemd/system/probe@.service").write_text(
+        PROBE_UNIT.format(guest=GUEST, out=PROBE_OUT))
+    Path("/etc/systemd/system/sleeper.service").write_text(SLEEPER_UNIT)
+    systemctl("daemon-reload")
+    rec.info("setup_seconds", round(time.monotonic() - t0, 1))
+
+    # -- bad input changes nothing ------------------------------------------
+    before = snapshot()
+    for case, (_, fragment) in BAD_CONFS.items():
+        path = f"/root/bad-{case}.conf"
+        Path(path).write_text(bad_conf(good, case))
+        rec.check(f"bad_input_{case}", *one_error_line(wgns("install", "--conf", path), fragment))
+    rec.check("bad_input_missing_file",
+              *one_error_line(wgns("install", "--conf", "/root/nope.conf"), "cannot read"))
+    p = wgns("install", "--bogus-option")
+    rec.check("bad_input_usage_exit_2", p.returncode == 2, f"exit {p.returncode}")
+    foreign = Path("/etc/systemd/system/wgx.service")
+    foreign.write_text("[Service]\nExecStart=/bin/true\n")
+    p = wgns("install", "--conf", "/root/provider.conf", "--name", "wgx")
+    ok, detail = one_error_line(p, "not written by wgns")
+    rec.check("bad_input_foreign_unit_not_overwritten",
+              ok and foreign.read_text() == "[Service]\nExecStart=/bin/true\n"
+              and not os.path.exists("/etc/wgns/wgx.conf"), detail)
+    foreign.unlink()
+    changed = diff(before, snapshot())
+    rec.check("bad_input_changes_nothing", not changed, changed[:10])
+
+    # -- install -------------------------------------------------------------
+    t = time.monotonic()
+    p = wgns("install", "--conf", "/root/provider.conf")
+    rec.info("install_seconds", round(time.monotonic() - t, 2))
+    outputs = p.stdout + p.stderr
+    rec.check("install_exit_0", p.returncode == 0, p.stderr.strip())
+    rec.check("install_warns_ignored_keys", "ignoring Table" in p.stderr, p.stderr.strip())
+    rec.check("tunnel_active", active("wg.service") == "active", active("wg.service"))
+    st = os.stat("/etc/wgns/wg.conf")
+    rec.check("key_file_root_only", st.st_mode & 0o777 == 0o600 and st.st_uid == 0,
+              oct(st.st_mode))
+    unit_text = Path("/etc/systemd/system/wg.service").read_text()
+    rec.check("units_call_installed_python",
+              f"ExecStart={VENV}/bin/python -I -m wgns.link up wg" in unit_text, unit_text)
+
+    # -- confine -------------------------------------------------------------
+    p = wgns("confine", "nosuch.service")
+    ok, detail = one_error_line(p, "does not know nosuch.service")
+    rec.check("confine_unknown_unit_refused",
+              ok and not os.path.exists("/etc/systemd/system/nosuch.service.d"), detail)
+    p = wgns("confine", "probe@main.service", "probe@outage.service", "sleeper")
+    outputs += p.stdout + p.stderr
+    rec.check("confine_exit_0", p.returncode == 0, p.stderr.strip())
+    systemctl("start", "sleeper.service")
+    r = probe("main")
+    rec.check("probe_runs_as_dynamic_user", r.get("uid", 0) not in (0, None), r.get("uid"))
+    rec.check("probe_sees_only_lo_and_tunnel", r.get("links") == ["lo", "wg"], r.get("links"))
+    rec.check("probe_ipv4_through_tunnel", body(r, "http4") == prov.TOKEN, r.get("http4"))
+    rec.check("probe_ipv6_through_tunnel", body(r, "http6") == prov.TOKEN, r.get("http6"))
+    rec.check("probe_dns_through_tunnel",
+              r.get("dns", {}).get("addresses") == ["10.66.0.1", "fd66::1"]
+              and f"nameserver {prov.SERVER4}" in r.get("resolv_conf", ""),
+              (r.get("dns"), r.get("resolv_conf")))
+    rec.check("probe_name_through_tunnel", body(r, "http_name") == prov.TOKEN,
+              r.get("http_name"))
+    rec.check("probe_host_loopback_unreachable", not reached(r, "host_loopback"),
+              r.get("host_loopback"))
+    rec.check("probe_host_lan_unreachable", not reached(r, "host_lan"), r.get("host_lan"))
+    rec.check("probe_host_resolver_sockets_blocked",
+              "nscd_socket" in r and not reached(r, "nscd_socket")
+              and not reached(r, "resolved_socket"),
+              (r.get("nscd_socket"), r.get("resolved_socket")))
+
+    # -- status --------------------------------------------------------------
+    p = wgns("status", "--json")
+    outputs += p.stdout + p.stderr
+    try:
+        tun = json.loads(p.stdout)["tunnels"][0]
+        peer = tun["peers"][0]
+        confined = {c["unit"]: c["state"] for c in tun["confined"]}
+        ok = (tun["state"] == "active" and tun["implementation"] == "userspace"
+              and peer["latest_handshake"] and peer["handshake_age"] is not None
+              and peer["rx_bytes"] > 0 and peer["tx_bytes"] > 0
+              and confined.get("sleeper.service") == "active"
+              and tun["interface"]["namespace_links"] == ["lo", "wg"])
+        detail = json.dumps(tun)[:600]
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        ok, detail = False, f"{e}: {p.stdout[:300]} {p.stderr[:300]}"
+    rec.check("status_json_handshake", ok, detail)
+    p = wgns("status")
+    outputs += p.stdout + p.stderr
+    rec.check("status_text", p.returncode == 0 and "latest handshake:" in p.stdout
+              and "userspace WireGuard" in p.stdout and "sleeper.service (active)" in p.stdout,
+              p.stdout[-400:])
+
+    # -- a second tunnel, side by side, from options --------------------------
+    keyfile = Path("/root/second.key")
+    keyfile.write_text(second_priv + "\n")
+    os.chmod(keyfile, 0o600)
+    p = wgns("install", "--name", "wg2", "--address", "10.66.0.3/32",
+             "--private-key-file", str(keyfile), "--peer", provider.pub,
+             "--endpoint", f"{prov.PROV_LAN4}:{prov.PORT}", "--allowed-ips", "10.66.0.0/24",
+             "--dns", prov.SERVER4, "--keepalive", "25")
+    ok = p.returncode == 0 and wgns("confine", "--name", "wg2", "probe@second").returncode == 0
+    rec.check("second_tunnel_from_options", ok and active("wg2.service") == "active", p.stderr)
+    r2 = probe("second")
+    rec.check("second_tunnel_side_by_side",
+              r2.get("links") == ["lo", "wg2"] and body(r2, "http4") == prov.TOKEN
+              and active("wg.service") == "active"
+              and os.path.exists("/run/netns/wg") and os.path.exists("/run/netns/wg2"),
+              (r2.get("links"), r2.get("http4")))
+    p = wgns("uninstall", "--name", "wg2")
+    rec.check("second_tunnel_uninstall_keeps_first",
+              p.returncode == 0 and active("wg.service") == "active"
+              and os.path.exists("/etc/systemd/system/netns@.service")
+              and not os.path.exists("/run/netns/wg2")
+              and not os.path.exists("/etc/systemd/system/probe@second.service.d"),
+              p.stderr)
+
+    # -- the provider's server disappears: nothing leaks ----------------------
+    provider.stop_server()
+    r = probe("outage")
+    rec.check("outage_nothing_leaks",
+              r.get("links") == ["lo", "wg"] and not any(reached(r, k) for k in (
+                  "http4", "http6", "dns", "http_name", "host_loopback", "host_lan",
+                  "provider_lan", "nscd_socket", "resolved_socket")),
+              {k: r.get(k) for k in ("links", "http4", "dns", "host_lan", "provider_lan")})
+    provider.start_server()
+    for _ in range(10):
+        r = probe("outage")
+        if body(r, "http4") == prov.TOKEN:
+            break
+        time.sleep(1)
+    rec.check("outage_recovers", body(r, "http4") == prov.TOKEN, r.get("http4"))
+
+    # -- lifecycle -----------------------------------------------------------
+    systemctl("stop", "wg.service")
+    rec.check("lifecycle_stop_tunnel_stops_confined",
+              active("sleeper.service") == "inactive" and not os.path.exists("/run/netns/wg")
+              and active("netns@wg.service") == "inactive",
+              (active("sleeper.service"), active("netns@wg.service")))
+    systemctl("start", "sleeper.service")
+    rec.check("lifecycle_start_confined_starts_tunnel",
+              active("wg.service") == "active" and active("sleeper.service") == "active",
+              (active("wg.service"), active("sleeper.service")))
+    r = probe("main")
+    rec.check("lifecycle_traffic_after_restart",
+              body(r, "http4") == prov.TOKEN and r.get("links") == ["lo", "wg"], r.get("http4"))
+
+    # -- keys: never in units, argv, environment, logs, output ------------------
+    secrets = [client_priv, psk]
+    secrets += [bytes(__import__("base64").b64decode(s)).hex() for s in list(secrets)]
+    places = {"journal": run("journalctl", "-b", "-o", "cat", quiet=True).stdout,
+              "cli output": outputs}
+    for path in glob.glob("/etc/systemd/system/**", recursive=True):
+        if os.path.isfile(path):
+            places[path] = Path(path).read_text(errors="replace")
+    for proc in glob.glob("/proc/[0-9]*"):
+        for what in ("cmdline", "environ"):
+            try:
+                places[f"{proc}/{what}"] = Path(f"{proc}/{what}").read_bytes().decode(
+                    errors="replace")
+            except OSError:
+                pass
+    leaks = [where for where, text in places.items() if any(s in text for s in secrets)]
+    rec.check("keys_never_exposed", not leaks and len(places) > 10, leaks[:5])
+
+    # -- unconfine, uninstall ---------------------------------------------------
+    p = wgns("unconfine", "probe@main")
+    r = probe("main")
+    rec.check("unconfine_releases_unit",
+              p.returncode == 0 and "vh" in r.get("links", [])
+              and not os.path.exists("/etc/systemd/system/probe@main.service.d"),
+              r.get("links"))
+    p = wgns("uninstall")
+    rec.check("uninstall_exit_0", p.returncode == 0, p.stderr)
+    rec.check("uninstall_stops_confined", active("sleeper.service") == "inactive",
+              active("sleeper.service"))
+    after = snapshot()
+    changed = diff(before, after)
+    gone = run("systemctl", "show", "-p", "LoadState", "wg.service", quiet=True).stdout.strip()
+    rec.check("uninstall_leaves_no_trace", not changed and gone == "LoadState=not-found",
+              (changed[:10], gone))
+    bait.stop()
+    provider.stop()
+
+
+SCENARIOS = {"core": core, "demo": core}
+
+
+def main(argv: list[str]) -> int:
+    scenario, report = argv
+    rec = Recorder(report)
+    flavour = os.environ.get("WGNS_FLAVOUR", "pypi")
+    try:
+        SCENARIOS[scenario](rec, flavour)
+    except Exception as e:  # the scenario itself broke: report it, never hide it
+        import traceback
+        traceback.print_exc()
+        rec.check("scenario_ran_to_the_end", False, f"{type(e).__name__}: {e}")
+        return 1
+    rec.done()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

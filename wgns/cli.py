@@ -1,0 +1,220 @@
+"""The command line: a thin typer layer over ops.py and status.py.
+
+Written in the `x: T = typer.Option(...)` style so that it runs on
+Debian 12's typer 0.7 as well as on current typer. Only this module turns
+exceptions into messages and exit codes: 0 success, 1 error, 2 usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+from .errors import ConfigError, WgnsError
+
+app = typer.Typer(
+    help="Confine systemd services to a network namespace whose only way out "
+    "is a WireGuard tunnel.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+STATE = {"debug": False}
+
+ROOT_HELP = "Write the files below DIR and do not call systemd (images, packaging)."
+NAME_HELP = "Tunnel name: unit NAME.service, namespace NAME, /etc/wgns/NAME.conf."
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"wgns {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True,
+        help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+) -> None:
+    """Confine systemd services to a network namespace whose only way out is
+    a WireGuard tunnel: if the tunnel is down, they reach nothing."""
+    STATE["debug"] = debug
+
+
+def _fail(e: WgnsError) -> None:
+    if STATE["debug"]:
+        raise e
+    typer.echo(f"wgns: error: {e}", err=True)
+    raise typer.Exit(1)
+
+
+def _systemd(root: Optional[str]):  # type: ignore[no-untyped-def]
+    from .install import require_root
+    require_root(root)
+    if root is not None:
+        return None
+    from .systemd import Systemd
+    return Systemd()
+
+
+def _emit(report) -> None:  # type: ignore[no-untyped-def]
+    for w in report.warnings:
+        typer.echo(f"wgns: warning: {w}", err=True)
+    for line in report.lines:
+        typer.echo(line)
+
+
+@app.command()
+def install(
+    conf: Optional[str] = typer.Option(
+        None, "--conf", metavar="FILE", help="A wg-quick file from your VPN provider."),
+    name: str = typer.Option("wg", "--name", help=NAME_HELP),
+    address: Optional[List[str]] = typer.Option(
+        None, "--address", metavar="CIDR", help="Tunnel address (repeat for IPv4 and IPv6)."),
+    private_key_file: Optional[str] = typer.Option(
+        None, "--private-key-file", metavar="FILE", help="File holding the private key."),
+    peer: Optional[str] = typer.Option(
+        None, "--peer", metavar="PUBKEY", help="The server's public key."),
+    endpoint: Optional[str] = typer.Option(
+        None, "--endpoint", metavar="HOST:PORT", help="The server's address and port."),
+    allowed_ips: Optional[List[str]] = typer.Option(
+        None, "--allowed-ips", metavar="CIDR",
+        help="Routed through the tunnel (repeatable; default 0.0.0.0/0 and ::/0)."),
+    preshared_key_file: Optional[str] = typer.Option(
+        None, "--preshared-key-file", metavar="FILE", help="File holding a preshared key."),
+    keepalive: Optional[int] = typer.Option(
+        None, "--keepalive", metavar="SECONDS", help="Persistent keepalive interval."),
+    dns: Optional[List[str]] = typer.Option(
+        None, "--dns", metavar="IP", help="DNS server for confined units (repeatable)."),
+    mtu: Optional[int] = typer.Option(None, "--mtu", help="Tunnel MTU."),
+    no_start: bool = typer.Option(False, "--no-start", help="Install but do not start."),
+    root: Optional[str] = typer.Option(None, "--root", metavar="DIR", help=ROOT_HELP),
+) -> None:
+    """Install a tunnel from a wg-quick file (--conf) or from options, enable
+    it and start it."""
+    from . import config, ops
+    try:
+        if conf is not None:
+            extra = [o for o, v in (("--address", address), ("--peer", peer),
+                                    ("--endpoint", endpoint),
+                                    ("--private-key-file", private_key_file)) if v]
+            if extra:
+                raise ConfigError(extra[0], "cannot be combined with --conf")
+            try:
+                with open(conf, encoding="utf-8") as f:
+                    text = f.read()
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(conf, f"cannot read: {getattr(e, 'strerror', e)}") from None
+            tunnel = config.parse_wgquick(text, conf, config.check_name(name))
+        else:
+            missing = [o for o, v in (("--address", address),
+                                      ("--private-key-file", private_key_file),
+                                      ("--peer", peer), ("--endpoint", endpoint)) if not v]
+            if missing:
+                raise ConfigError(missing[0], "is required without --conf",
+                                  hint="or import a provider's file with --conf FILE")
+            assert private_key_file and peer and endpoint and address
+            tunnel = config.from_options(
+                name, list(address), config.read_key_file(private_key_file, "private key"),
+                peer, endpoint, list(allowed_ips or []),
+                config.read_key_file(preshared_key_file, "preshared key")
+                if preshared_key_file else None,
+                keepalive, list(dns or []), mtu)
+        sd = _systemd(root)
+        _emit(ops.install(tunnel, root or "/", ops.python_path(), sd, start=not no_start))
+    except WgnsError as e:
+        _fail(e)
+
+
+@app.command()
+def confine(
+    units: List[str] = typer.Argument(..., metavar="UNIT...", help="Services to confine."),
+    name: str = typer.Option("wg", "--name", help=NAME_HELP),
+    force: bool = typer.Option(
+        False, "--force", help="Confine a unit systemd does not know yet."),
+    no_restart: bool = typer.Option(
+        False, "--no-restart", help="Do not restart running units."),
+    root: Optional[str] = typer.Option(None, "--root", metavar="DIR", help=ROOT_HELP),
+) -> None:
+    """Confine services to a tunnel: they join its namespace, use its DNS and
+    stop when it stops. Running units are restarted to move them in."""
+    from . import ops
+    try:
+        sd = _systemd(root)
+        _emit(ops.confine(list(units), name, root or "/", sd, force, not no_restart))
+    except WgnsError as e:
+        _fail(e)
+
+
+@app.command()
+def unconfine(
+    units: List[str] = typer.Argument(..., metavar="UNIT...", help="Services to release."),
+    no_restart: bool = typer.Option(
+        False, "--no-restart", help="Do not restart running units."),
+    root: Optional[str] = typer.Option(None, "--root", metavar="DIR", help=ROOT_HELP),
+) -> None:
+    """Remove the confinement drop-in from services."""
+    from . import ops
+    try:
+        sd = _systemd(root)
+        _emit(ops.unconfine(list(units), root or "/", sd, not no_restart))
+    except WgnsError as e:
+        _fail(e)
+
+
+@app.command()
+def status(
+    name: Optional[str] = typer.Option(
+        None, "--name", help="Only this tunnel (default: every installed tunnel)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Show each tunnel: unit, namespace, interface, peers with their latest
+    handshake and transfer, DNS, and the confined units."""
+    from . import ops
+    from .install import require_root
+    try:
+        require_root(None)
+        names = [name] if name else ops.installed_tunnels("/")
+        if name:
+            ops.require_tunnel("/", name)
+        from . import status as st
+        from .systemd import Systemd
+        with Systemd() as sd:
+            result = [st.gather(n, sd) for n in names]
+        if as_json:
+            typer.echo(json.dumps({"tunnels": result}, indent=2))
+        elif not result:
+            typer.echo("no tunnels installed; add one with: wgns install --conf FILE")
+        else:
+            typer.echo("\n\n".join(st.format_text(r) for r in result))
+    except WgnsError as e:
+        _fail(e)
+
+
+@app.command()
+def uninstall(
+    name: str = typer.Option("wg", "--name", help=NAME_HELP),
+    root: Optional[str] = typer.Option(None, "--root", metavar="DIR", help=ROOT_HELP),
+) -> None:
+    """Stop a tunnel and remove everything wgns wrote for it: units,
+    drop-ins, configuration and namespace."""
+    from . import ops
+    try:
+        sd = _systemd(root)
+        _emit(ops.uninstall(name, root or "/", sd))
+    except WgnsError as e:
+        _fail(e)
+
+
+def run() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,445 @@
+"""Parse and validate wg-quick files into frozen dataclasses.
+
+Nothing here touches the system: the parser reads text and returns a
+`Tunnel`, or raises `ConfigError` naming the file, the line and the field.
+Keys are wrapped in `Secret`, whose repr never shows them, so that a key can
+not end up in a log line or a traceback by accident.
+"""
+
+from __future__ import annotations
+
+import binascii
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Union
+
+from .errors import ConfigError
+
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,14}$")
+HOST_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9_])?"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9_])?)*\.?$"
+)
+
+# wg-quick keys that make no sense inside a namespace: warned about, ignored.
+IGNORED_KEYS = {
+    "table": "routes are set inside the namespace, not in a host table",
+    "fwmark": "no fwmark is needed: the namespace has no other way out",
+    "saveconfig": "wgns keeps its own copy of the configuration",
+    "preup": "wgns runs no hook commands; the namespace is the kill switch",
+    "postup": "wgns runs no hook commands; the namespace is the kill switch",
+    "predown": "wgns runs no hook commands",
+    "postdown": "wgns runs no hook commands",
+}
+INTERFACE_KEYS = {"privatekey", "address", "dns", "mtu", "listenport"}
+PEER_KEYS = {
+    "publickey", "presharedkey", "endpoint", "allowedips",
+    "persistentkeepalive",
+}
+# Keys that may appear more than once and accumulate, as in wg-quick.
+LIST_KEYS = {"address", "dns", "allowedips"}
+
+
+class Secret:
+    """A base64 WireGuard key that never shows itself in repr or str."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def raw(self) -> bytes:
+        return binascii.a2b_base64(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret(<hidden>)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    @property
+    def is_literal(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class Peer:
+    public_key: str
+    allowed_ips: tuple[IPNetwork, ...]
+    endpoint: Endpoint | None = None
+    preshared_key: Secret | None = None
+    keepalive: int | None = None
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    name: str
+    private_key: Secret
+    addresses: tuple[IPInterface, ...]
+    peers: tuple[Peer, ...]
+    dns: tuple[IPAddress, ...] = ()
+    search: tuple[str, ...] = ()
+    mtu: int | None = None
+    listen_port: int | None = None
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    def route_prefixes(self) -> tuple[IPNetwork, ...]:
+        """The prefixes to route into the tunnel: every peer's AllowedIPs,
+        each once, in order (0.0.0.0/0 and ::/0 become default routes)."""
+        seen: list[IPNetwork] = []
+        for peer in self.peers:
+            for net in peer.allowed_ips:
+                if net not in seen:
+                    seen.append(net)
+        return tuple(seen)
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise ConfigError(
+            "--name", f"invalid tunnel name {name!r}",
+            hint="use 1-15 characters from a-z, 0-9, '-' and '_', "
+            "starting with a letter or digit",
+        )
+    return name
+
+
+def check_key(value: str, source: str, what: str, line: int | None = None) -> str:
+    value = value.strip()
+    try:
+        raw = binascii.a2b_base64(value.encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise ConfigError(source, f"{what} is not valid base64", line) from None
+    if len(raw) != 32 or len(value) != 44:
+        raise ConfigError(
+            source, f"{what} has the wrong length "
+            f"(a WireGuard key is 32 bytes, 44 base64 characters)", line,
+        )
+    return value
+
+
+def parse_endpoint(value: str, source: str, line: int | None = None) -> Endpoint:
+    value = value.strip()
+    if value.startswith("["):
+        m = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d+)$", value)
+        if not m:
+            raise ConfigError(
+                source, f"Endpoint {value!r} is not [IPv6]:port", line)
+        host, port_s = m.group(1), m.group(2)
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(
+                source, f"Endpoint {value!r}: {host!r} is not an IPv6 address",
+                line) from None
+    else:
+        if value.count(":") > 1:
+            raise ConfigError(
+                source, f"Endpoint {value!r}: an IPv6 address must be in "
+                "brackets", line, hint="write it as [ADDRESS]:PORT")
+        host, sep, port_s = value.rpartition(":")
+        if not sep or not host:
+            raise ConfigError(
+                source, f"Endpoint {value!r} has no port", line,
+                hint="write it as HOST:PORT")
+        if not HOST_RE.match(host):
+            raise ConfigError(
+                source, f"Endpoint {value!r}: {host!r} is not a host name or "
+                "IPv4 address", line)
+        if re.match(r"^[0-9.]+$", host):
+            try:
+                ipaddress.IPv4Address(host)
+            except ValueError:
+                raise ConfigError(
+                    source, f"Endpoint {value!r}: {host!r} is not an IPv4 "
+                    "address", line) from None
+    if not port_s.isdigit() or not 1 <= int(port_s) <= 65535:
+        raise ConfigError(
+            source, f"Endpoint {value!r}: port must be 1-65535", line)
+    return Endpoint(host, int(port_s))
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def parse_interface_address(value: str, source: str, line: int | None = None) -> IPInterface:
+    try:
+        iface = ipaddress.ip_interface(value)
+    except ValueError:
+        raise ConfigError(
+            source, f"Address {value!r} is not an address with a prefix "
+            "length", line) from None
+    if "/" not in value:
+        # wg-quick accepts a bare address as a host address.
+        iface = ipaddress.ip_interface(
+            f"{value}/{iface.network.max_prefixlen}")
+    return iface
+
+
+def parse_network(value: str, source: str, line: int | None = None) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ConfigError(
+            source, f"AllowedIPs {value!r} is not a CIDR", line) from None
+
+
+def _int(value: str, key: str, source: str, line: int | None, lo: int, hi: int) -> int:
+    value = value.strip()
+    if not value.isdigit() or not lo <= int(value) <= hi:
+        raise ConfigError(
+            source, f"{key} {value!r} must be a whole number from {lo} to {hi}",
+            line)
+    return int(value)
+
+
+def parse_wgquick(text: str, source: str, name: str) -> Tunnel:
+    """Parse a wg-quick file. `source` names it in errors."""
+    sections: list[tuple[str, int, dict[str, list[tuple[int, str]]]]] = []
+    current: dict[str, list[tuple[int, str]]] | None = None
+    for lineno, raw_line in enumerate(text.splitlines(), 1):
+        line = raw_line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("["):
+            m = re.match(r"^\[\s*(\w+)\s*\]$", line)
+            section = m.group(1).lower() if m else ""
+            if section not in ("interface", "peer"):
+                raise ConfigError(
+                    source, f"unknown section {line}", lineno,
+                    hint="wg-quick files have [Interface] and [Peer] sections")
+            if section == "interface" and any(s == "interface" for s, _, _ in sections):
+                raise ConfigError(source, "duplicate [Interface] section", lineno)
+            current = {}
+            sections.append((section, lineno, current))
+            continue
+        if "=" not in line:
+            raise ConfigError(source, f"expected KEY = VALUE, got {line!r}", lineno)
+        if current is None:
+            raise ConfigError(source, "key outside a section", lineno)
+        key, value = (p.strip() for p in line.split("=", 1))
+        # base64 keys end in '=': split at the first '=' keeps them whole.
+        lkey = key.lower()
+        section = sections[-1][0]
+        allowed = INTERFACE_KEYS if section == "interface" else PEER_KEYS
+        if lkey not in allowed and not (section == "interface" and lkey in IGNORED_KEYS):
+            raise ConfigError(
+                source, f"unknown key {key!r} in [{section.capitalize()}]", lineno)
+        if lkey in current and lkey not in LIST_KEYS:
+            raise ConfigError(source, f"duplicate key {key!r}", lineno)
+        current.setdefault(lkey, []).append((lineno, value))
+
+    interfaces = [s for s in sections if s[0] == "interface"]
+    if not interfaces:
+        raise ConfigError(source, "no [Interface] section")
+    iface = interfaces[0][2]
+    warnings: list[str] = []
+    for key in IGNORED_KEYS:
+        if key in iface:
+            lineno = iface[key][0][0]
+            warnings.append(
+                f"{source}:{lineno}: ignoring {key_title(key)}: {IGNORED_KEYS[key]}")
+
+    def one(d: dict[str, list[tuple[int, str]]], key: str) -> tuple[int, str] | None:
+        return d[key][0] if key in d else None
+
+    def many(d: dict[str, list[tuple[int, str]]], key: str) -> Iterable[tuple[int, str]]:
+        for lineno, value in d.get(key, []):
+            for item in _split(value):
+                yield lineno, item
+
+    pk = one(iface, "privatekey")
+    if pk is None:
+        raise ConfigError(source, "[Interface] has no PrivateKey")
+    private_key = Secret(check_key(pk[1], source, "PrivateKey", pk[0]))
+    addresses = tuple(parse_interface_address(v, source, n) for n, v in many(iface, "address"))
+    if not addresses:
+        raise ConfigError(source, "[Interface] has no Address")
+    dns: list[IPAddress] = []
+    search: list[str] = []
+    for n, v in many(iface, "dns"):
+        try:
+            dns.append(ipaddress.ip_address(v))
+        except ValueError:
+            if not HOST_RE.match(v):
+                raise ConfigError(
+                    source, f"DNS {v!r} is neither an address nor a search domain",
+                    n) from None
+            search.append(v)
+    mtu_v = one(iface, "mtu")
+    port_v = one(iface, "listenport")
+    mtu = _int(mtu_v[1], "MTU", source, mtu_v[0], 1280, 65535) if mtu_v else None
+    listen_port = (
+        _int(port_v[1], "ListenPort", source, port_v[0], 1, 65535) if port_v else None)
+
+    peers: list[Peer] = []
+    seen_keys: set[str] = set()
+    for section, lineno, d in sections:
+        if section != "peer":
+            continue
+        pub = one(d, "publickey")
+        if pub is None:
+            raise ConfigError(source, "[Peer] has no PublicKey", lineno)
+        public_key = check_key(pub[1], source, "PublicKey", pub[0])
+        if public_key in seen_keys:
+            raise ConfigError(source, "two [Peer] sections share a PublicKey", lineno)
+        seen_keys.add(public_key)
+        psk = one(d, "presharedkey")
+        ep = one(d, "endpoint")
+        ka = one(d, "persistentkeepalive")
+        allowed = tuple(parse_network(v, source, n) for n, v in many(d, "allowedips"))
+        if not allowed:
+            warnings.append(
+                f"{source}:{lineno}: [Peer] has no AllowedIPs: no traffic will "
+                "be routed to it")
+        keepalive = None
+        if ka and ka[1].strip().lower() != "off":
+            keepalive = _int(ka[1], "PersistentKeepalive", source, ka[0], 0, 65535) or None
+        peers.append(Peer(
+            public_key=public_key,
+            allowed_ips=allowed,
+            endpoint=parse_endpoint(ep[1], source, ep[0]) if ep else None,
+            preshared_key=(
+                Secret(check_key(psk[1], source, "PresharedKey", psk[0])) if psk else None),
+            keepalive=keepalive,
+        ))
+    if not peers:
+        raise ConfigError(source, "no [Peer] section")
+    if not any(p.endpoint for p in peers):
+        raise ConfigError(
+            source, "no [Peer] has an Endpoint",
+            hint="the tunnel could never reach its server")
+    if not dns:
+        warnings.append(
+            f"{source}: no DNS server: confined services will not resolve names")
+    return Tunnel(
+        name=check_name(name), private_key=private_key, addresses=addresses,
+        peers=tuple(peers), dns=tuple(dns), search=tuple(search), mtu=mtu,
+        listen_port=listen_port, warnings=tuple(warnings),
+    )
+
+
+def key_title(key: str) -> str:
+    titles = {
+        "privatekey": "PrivateKey", "address": "Address", "dns": "DNS",
+        "mtu": "MTU", "listenport": "ListenPort", "table": "Table",
+        "fwmark": "FwMark", "saveconfig": "SaveConfig", "preup": "PreUp",
+        "postup": "PostUp", "predown": "PreDown", "postdown": "PostDown",
+        "publickey": "PublicKey", "presharedkey": "PresharedKey",
+        "endpoint": "Endpoint", "allowedips": "AllowedIPs",
+        "persistentkeepalive": "PersistentKeepalive",
+    }
+    return titles[key]
+
+
+def to_wgquick(tunnel: Tunnel) -> str:
+    """The canonical wg-quick text of a tunnel: what wgns stores (0600)."""
+    lines = ["[Interface]", f"PrivateKey = {tunnel.private_key.reveal()}"]
+    lines += [f"Address = {a}" for a in tunnel.addresses]
+    if tunnel.dns or tunnel.search:
+        lines.append("DNS = " + ", ".join(
+            [str(d) for d in tunnel.dns] + list(tunnel.search)))
+    if tunnel.mtu is not None:
+        lines.append(f"MTU = {tunnel.mtu}")
+    if tunnel.listen_port is not None:
+        lines.append(f"ListenPort = {tunnel.listen_port}")
+    for peer in tunnel.peers:
+        lines += ["", "[Peer]", f"PublicKey = {peer.public_key}"]
+        if peer.preshared_key is not None:
+            lines.append(f"PresharedKey = {peer.preshared_key.reveal()}")
+        if peer.endpoint is not None:
+            lines.append(f"Endpoint = {peer.endpoint}")
+        if peer.allowed_ips:
+            lines.append("AllowedIPs = " + ", ".join(str(n) for n in peer.allowed_ips))
+        if peer.keepalive:
+            lines.append(f"PersistentKeepalive = {peer.keepalive}")
+    return "\n".join(lines) + "\n"
+
+
+def read_key_file(path: str, what: str) -> Secret:
+    """Read a key from a file (the only way keys enter on the command line)."""
+    try:
+        with open(path, encoding="ascii") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = getattr(e, "strerror", None) or "not ASCII text"
+        raise ConfigError(path, f"cannot read {what}: {reason}") from None
+    return Secret(check_key(text, path, what))
+
+
+def from_options(
+    name: str,
+    addresses: list[str],
+    private_key: Secret,
+    peer: str,
+    endpoint: str,
+    allowed_ips: list[str],
+    preshared_key: Secret | None = None,
+    keepalive: int | None = None,
+    dns: list[str] | None = None,
+    mtu: int | None = None,
+) -> Tunnel:
+    """Build a tunnel from `wgns install` options instead of a file."""
+    if not addresses:
+        raise ConfigError("--address", "at least one --address is needed")
+    parsed_dns: list[IPAddress] = []
+    search: list[str] = []
+    for item in dns or []:
+        try:
+            parsed_dns.append(ipaddress.ip_address(item))
+        except ValueError:
+            if not HOST_RE.match(item):
+                raise ConfigError(
+                    "--dns", f"{item!r} is neither an address nor a search domain"
+                ) from None
+            search.append(item)
+    if mtu is not None and not 1280 <= mtu <= 65535:
+        raise ConfigError("--mtu", f"{mtu} must be from 1280 to 65535")
+    if keepalive is not None and not 0 <= keepalive <= 65535:
+        raise ConfigError("--keepalive", f"{keepalive} must be from 0 to 65535")
+    nets = allowed_ips or ["0.0.0.0/0", "::/0"]
+    warnings = () if parsed_dns else (
+        "no --dns given: confined services will not resolve names",)
+    return Tunnel(
+        name=check_name(name),
+        private_key=private_key,
+        addresses=tuple(parse_interface_address(a, "--address") for a in addresses),
+        peers=(Peer(
+            public_key=check_key(peer, "--peer", "public key"),
+            allowed_ips=tuple(parse_network(n, "--allowed-ips") for n in nets),
+            endpoint=parse_endpoint(endpoint, "--endpoint"),
+            preshared_key=preshared_key,
+            keepalive=keepalive or None,
+        ),),
+        dns=tuple(parsed_dns), search=tuple(search), mtu=mtu,
+        warnings=warnings,
+    )

@@ -1,0 +1,204 @@
+"""ExecStart/ExecStop helper of the tunnel unit: `python -m wgns.link up|down NAME`.
+
+up: read /etc/wgns/NAME.conf, resolve the endpoints in the host namespace
+(retrying while the network comes up), create the WireGuard link here in the
+host namespace (kernel first, wireguard-go when the kernel has none),
+configure keys and peers, set the MTU, move the link into namespace NAME,
+then add addresses, bring it up and route the peers' AllowedIPs through it.
+A failure half way undoes what was done. down: remove the link (and its
+wireguard-go) from the namespace. Both are idempotent.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+
+from . import netns, wireguard
+from .config import Tunnel, check_name, parse_wgquick
+from .errors import ConfigError, TunnelError, WgnsError
+from .render import conf_path
+
+RESOLVE_FOR = 60.0  # seconds of retrying before the unit fails (and restarts)
+
+
+def load(name: str, root: str = "/") -> Tunnel:
+    path = os.path.join(root, conf_path(name).lstrip("/"))
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ConfigError(path, f"no such tunnel {name!r}",
+                          hint="wgns install creates it") from None
+    return parse_wgquick(text, path, name)
+
+
+def resolve(tunnel: Tunnel, wait: float = RESOLVE_FOR) -> dict[str, tuple[str, int]]:
+    """Resolve every peer's endpoint here, in the host namespace."""
+    out: dict[str, tuple[str, int]] = {}
+    deadline = time.monotonic() + wait
+    delay = 0.25
+    for peer in tunnel.peers:
+        ep = peer.endpoint
+        if ep is None:
+            continue
+        while True:
+            try:
+                info = socket.getaddrinfo(ep.host, ep.port, type=socket.SOCK_DGRAM)
+                out[peer.public_key] = (str(info[0][4][0]), ep.port)
+                break
+            except socket.gaierror as e:
+                if time.monotonic() + delay > deadline:
+                    raise TunnelError(
+                        f"cannot resolve endpoint {ep.host}: {e.strerror}") from None
+                print(f"{tunnel.name}: waiting for {ep.host} to resolve ({e.strerror})",
+                      file=sys.stderr, flush=True)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+    return out
+
+
+def _host_link(name: str) -> int | None:
+    from pyroute2 import IPRoute
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def _delete_link(name: str) -> bool:
+    from pyroute2 import IPRoute
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if found:
+            ipr.link("del", index=found[0])
+    return bool(found)
+
+
+def _configure_inside(tunnel: Tunnel) -> None:
+    from pyroute2 import IPRoute
+    with IPRoute() as ipr:
+        lo = ipr.link_lookup(ifname="lo")
+        if lo:
+            ipr.link("set", index=lo[0], state="up")
+        idx = ipr.link_lookup(ifname=tunnel.name)[0]
+        for a in tunnel.addresses:
+            ipr.addr("add", index=idx, address=str(a.ip), prefixlen=a.network.prefixlen)
+        ipr.link("set", index=idx, state="up")
+        for net in tunnel.route_prefixes():
+            family = socket.AF_INET if net.version == 4 else socket.AF_INET6
+            ipr.route("add", dst=str(net.network_address), dst_len=net.prefixlen,
+                      oif=idx, family=family)
+
+
+def _stop_wireguard_go(name: str) -> None:
+    """End the wireguard-go serving NAME, found by its UAPI socket's peer
+    credentials (so only that process, never a guess by name)."""
+    path = wireguard.uapi_path(name)
+    if not os.path.exists(path):
+        return
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(path)
+            cred = s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                struct.calcsize("3i"))
+        pid = struct.unpack("3i", cred)[0]
+    except ConnectionRefusedError:
+        os.unlink(path)  # stale: its process is gone
+        return
+    if pid > 1:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.02)
+
+
+def up(name: str) -> str:
+    tunnel = load(name)
+    if not netns.exists(name):
+        raise TunnelError(
+            f"network namespace {name} does not exist",
+            hint=f"it is made by netns@{name}.service; start {name}.service")
+    endpoints = resolve(tunnel)
+    down(name)  # a stale link from an earlier run would make 'add' fail
+    if _host_link(name) is not None:
+        raise TunnelError(
+            f"an interface named {name} already exists in the host namespace",
+            hint=f"remove it ('ip link del {name}') or install under another --name")
+    impl = wireguard.KERNEL
+    try:
+        if not wireguard.kernel_create(name):
+            impl = wireguard.USERSPACE
+            wireguard.userspace_create(name)
+        if impl == wireguard.KERNEL:
+            wireguard.kernel_configure(tunnel, endpoints)
+        else:
+            wireguard.userspace_configure(tunnel, endpoints)
+        from pyroute2 import IPRoute
+        with IPRoute() as ipr:
+            idx = ipr.link_lookup(ifname=name)[0]
+            if tunnel.mtu:
+                ipr.link("set", index=idx, mtu=tunnel.mtu)
+            fd = os.open(netns.path(name), os.O_RDONLY)
+            try:
+                ipr.link("set", index=idx, net_ns_fd=fd)
+            finally:
+                os.close(fd)
+        netns.run_in(name, lambda: _configure_inside(tunnel))
+    except BaseException:
+        _undo(name)
+        raise
+    eps = ", ".join(f"{h}:{p}" for h, p in endpoints.values())
+    return (f"{name}: up ({impl} WireGuard), "
+            f"{', '.join(str(a) for a in tunnel.addresses)}, endpoint {eps}")
+
+
+def _undo(name: str) -> None:
+    """Best effort after a failed `up`: the link wherever it is, and its
+    wireguard-go. Errors here must not hide the original one."""
+    from pyroute2.netlink.exceptions import NetlinkError
+    for step in (lambda: down(name), lambda: _delete_link(name)):
+        try:
+            step()
+        except (OSError, WgnsError, NetlinkError) as e:
+            print(f"{name}: cleanup after failure: {e}", file=sys.stderr)
+
+
+def down(name: str) -> None:
+    if netns.exists(name):
+        netns.run_in(name, lambda: _delete_link(name))
+    _stop_wireguard_go(name)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] not in ("up", "down"):
+        print("usage: python -m wgns.link up|down NAME", file=sys.stderr)
+        return 2
+    action, name = argv
+    from pyroute2.netlink.exceptions import NetlinkError
+    try:
+        check_name(name)
+        if action == "up":
+            print(up(name), flush=True)
+        else:
+            down(name)
+    except WgnsError as e:
+        print(f"wgns: {name} {action}: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"wgns: {name} {action}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    except NetlinkError as e:
+        print(f"wgns: {name} {action}: netlink: {os.strerror(e.code)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

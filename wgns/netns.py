@@ -1,0 +1,133 @@
+"""ExecStart/ExecStop helper of netns@.service, and namespace utilities.
+
+`python -m wgns.netns up NAME` runs inside the unit's own network namespace
+(PrivateNetwork=yes) and binds it to /run/netns/NAME with pyroute2, holding
+an flock on /run/netns as iproute2 does, so that units starting at once at
+boot do not stack mounts. `down` unbinds it. Both are idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import os
+import sys
+import threading
+from typing import Callable, Iterator, TypeVar
+
+from .render import NETNS_DIR
+
+T = TypeVar("T")
+CLONE_NEWNET = 0x40000000
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def path(name: str) -> str:
+    return f"{NETNS_DIR}/{name}"
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    os.makedirs(NETNS_DIR, mode=0o755, exist_ok=True)
+    fd = os.open(NETNS_DIR, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _unbind(p: str) -> None:
+    if _libc.umount2(p.encode(), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            raise OSError(err, os.strerror(err), p)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(p)
+
+
+def exists(name: str) -> bool:
+    """True when /run/netns/NAME is a live namespace (not a stale file)."""
+    p = path(name)
+    try:
+        return os.stat(p).st_ino != os.stat(NETNS_DIR).st_ino and _is_nsfs(p)
+    except OSError:
+        return False
+
+
+def _is_nsfs(p: str) -> bool:
+    NSFS_MAGIC = 0x6E736673
+    buf = ctypes.create_string_buffer(128)  # struct statfs
+    if _libc.statfs(p.encode(), buf) != 0:
+        return False
+    return int.from_bytes(buf.raw[:8], sys.byteorder) == NSFS_MAGIC
+
+
+def up(name: str) -> None:
+    from pyroute2 import netns as prnetns
+
+    with _locked():
+        p = path(name)
+        if os.path.lexists(p):
+            _unbind(p)  # stale entry from a crash: attach() needs it gone
+        prnetns.attach(name, os.getpid())
+
+
+def down(name: str) -> None:
+    with _locked():
+        p = path(name)
+        if os.path.lexists(p):
+            _unbind(p)
+
+
+def run_in(name: str, fn: Callable[[], T]) -> T:
+    """Run fn in a thread that has joined namespace NAME; sockets it opens
+    live there. The calling thread's namespace is untouched."""
+    result: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            fd = os.open(path(name), os.O_RDONLY)
+        except FileNotFoundError:
+            result["error"] = FileNotFoundError(
+                errno.ENOENT, f"network namespace {name} does not exist", path(name))
+            return
+        try:
+            if _libc.setns(fd, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                result["error"] = OSError(err, os.strerror(err), path(name))
+                return
+        finally:
+            os.close(fd)
+        try:
+            result["value"] = fn()
+        except BaseException as e:  # handed to the caller's thread as is
+            result["error"] = e
+
+    t = threading.Thread(target=target, name=f"netns-{name}")
+    t.start()
+    t.join()
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
+    return result["value"]  # type: ignore[return-value]
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] not in ("up", "down"):
+        print("usage: python -m wgns.netns up|down NAME", file=sys.stderr)
+        return 2
+    action, name = argv
+    try:
+        (up if action == "up" else down)(name)
+    except OSError as e:
+        print(f"wgns netns {action} {name}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

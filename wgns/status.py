@@ -1,0 +1,130 @@
+"""`wgns status`: what a tunnel is doing, gathered from systemd, the
+namespace and the WireGuard device. Never shows a private or preshared key."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+from typing import Any
+
+from . import netns, wireguard
+from .link import load
+from .ops import confined_units
+from .render import tunnel_unit
+from .systemd import Systemd
+
+
+def _interface(name: str) -> dict[str, Any] | None:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if not found:
+            return None
+        link = ipr.get_links(found[0])[0]
+        addrs = [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
+                 for a in ipr.get_addr(index=found[0])]
+        names = sorted(link_name for link_name in (
+            lk.get_attr("IFLA_IFNAME") for lk in ipr.get_links()) if link_name)
+    info = link.get_attr("IFLA_LINKINFO")
+    kind = info.get_attr("IFLA_INFO_KIND") if info else None
+    return {
+        "name": name, "kind": kind, "state": link.get_attr("IFLA_OPERSTATE"),
+        "up": bool(link["flags"] & 1), "mtu": link.get_attr("IFLA_MTU"),
+        "addresses": addrs, "namespace_links": names,
+    }
+
+
+def gather(name: str, sd: Systemd | None) -> dict[str, Any]:
+    tunnel = load(name)
+    unit = tunnel_unit(name)
+    out: dict[str, Any] = {
+        "name": name,
+        "unit": unit,
+        "state": sd.active_state(unit) if sd else "unknown",
+        "namespace": netns.path(name) if netns.exists(name) else None,
+        "interface": None,
+        "implementation": None,
+        "dns": [str(d) for d in tunnel.dns],
+        "search": list(tunnel.search),
+        "peers": [],
+        "confined": [],
+    }
+    if out["namespace"]:
+        out["interface"] = netns.run_in(name, lambda: _interface(name))
+    device = None
+    if os.path.exists(wireguard.uapi_path(name)):
+        try:
+            device = wireguard.userspace_info(name)
+        except OSError:
+            device = None
+    elif out["interface"] and out["interface"]["kind"] == "wireguard":
+        device = netns.run_in(name, lambda: wireguard.kernel_info(name))
+    now = int(time.time())
+    configured = {p.public_key: p for p in tunnel.peers}
+    if device is not None:
+        out["implementation"] = device.implementation
+        for p in device.peers:
+            peer = asdict(p)
+            peer["handshake_age"] = now - p.latest_handshake if p.latest_handshake else None
+            cfg = configured.get(p.public_key)
+            peer["configured_endpoint"] = str(cfg.endpoint) if cfg and cfg.endpoint else None
+            out["peers"].append(peer)
+    else:
+        out["peers"] = [{"public_key": p.public_key,
+                         "configured_endpoint": str(p.endpoint) if p.endpoint else None,
+                         "endpoint": None, "latest_handshake": None,
+                         "handshake_age": None, "rx_bytes": 0, "tx_bytes": 0,
+                         "allowed_ips": [str(n) for n in p.allowed_ips]}
+                        for p in tunnel.peers]
+    for u in confined_units("/", name):
+        out["confined"].append({"unit": u, "state": sd.active_state(u) if sd else "unknown"})
+    return out
+
+
+def _bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _age(seconds: int | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    return f"{seconds // 3600} h ago"
+
+
+def format_text(st: dict[str, Any]) -> str:
+    impl = f" ({st['implementation']} WireGuard)" if st["implementation"] else ""
+    lines = [f"tunnel {st['name']}: {st['unit']} {st['state']}{impl}"]
+    lines.append(f"  namespace: {st['namespace'] or 'absent'}")
+    iface = st["interface"]
+    if iface:
+        lines.append(f"  interface: {iface['name']} {'up' if iface['up'] else 'down'}, "
+                     f"mtu {iface['mtu']}, {' '.join(iface['addresses']) or 'no address'}")
+        lines.append(f"  links in namespace: {', '.join(iface['namespace_links'])}")
+    else:
+        lines.append("  interface: absent")
+    for p in st["peers"]:
+        lines.append(f"  peer {p['public_key']}")
+        lines.append(f"    endpoint: {p['endpoint'] or '-'}"
+                     f" (configured {p['configured_endpoint'] or '-'})")
+        lines.append(f"    latest handshake: {_age(p['handshake_age'])}")
+        lines.append(f"    transfer: {_bytes(p['rx_bytes'])} received, "
+                     f"{_bytes(p['tx_bytes'])} sent")
+    lines.append(f"  dns: {', '.join(st['dns'] + st['search']) or 'none'}")
+    if st["confined"]:
+        lines.append("  confined: " + ", ".join(
+            f"{c['unit']} ({c['state']})" for c in st["confined"]))
+    else:
+        lines.append("  confined: none")
+    return "\n".join(lines)
+

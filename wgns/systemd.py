@@ -1,0 +1,106 @@
+"""Talking to systemd over D-Bus with pystemd. The only module that does.
+
+pystemd is imported lazily: `--root` runs, `--help` and the parser never
+need it, and it is not importable on machines without libsystemd.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .errors import SystemdError
+
+
+def _decode(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Systemd:
+    """A connection to the system manager, for one CLI command."""
+
+    def __init__(self) -> None:
+        try:
+            from pystemd.daemon import booted
+            from pystemd.dbuslib import DBus
+        except ImportError as e:
+            raise SystemdError(
+                f"pystemd is not importable ({e})",
+                hint="install python3-pystemd or 'pip install pystemd'") from None
+        if not booted():
+            raise SystemdError(
+                "systemd is not running on this system",
+                hint="use --root DIR to write the files for an image instead")
+        from pystemd.dbusexc import DBusBaseError
+        self._bus = DBus()
+        try:
+            self._bus.open()
+        except DBusBaseError as e:
+            raise SystemdError(f"cannot connect to systemd over D-Bus: {e}") from None
+        from pystemd.systemd1 import Manager
+        self._manager = Manager(bus=self._bus, _autoload=True)
+
+    def close(self) -> None:
+        self._bus.close()
+
+    def __enter__(self) -> "Systemd":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _unit(self, name: str) -> Any:
+        from pystemd.systemd1 import Unit
+        return Unit(name.encode(), bus=self._bus, _autoload=True)
+
+    def _call(self, what: str, fn: Any, *args: Any) -> Any:
+        from pystemd.dbusexc import DBusBaseError
+        try:
+            return fn(*args)
+        except DBusBaseError as e:
+            raise SystemdError(f"systemd refused to {what}: {e}") from None
+
+    def reload(self) -> None:
+        self._call("reload its configuration", self._manager.Manager.Reload)
+
+    def load_state(self, unit: str) -> str:
+        return _decode(self._unit(unit).Unit.LoadState)
+
+    def active_state(self, unit: str) -> str:
+        return _decode(self._unit(unit).Unit.ActiveState)
+
+    def known(self, unit: str) -> bool:
+        return self.load_state(unit) not in ("not-found", "error", "bad-setting")
+
+    def _wait(self, unit: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        obj = self._unit(unit)
+        while True:
+            job_id = obj.Unit.Job[0]
+            if not job_id:
+                return _decode(obj.Unit.ActiveState)
+            if time.monotonic() > deadline:
+                return _decode(obj.Unit.ActiveState)
+            time.sleep(0.05)
+
+    def start(self, unit: str, timeout: float = 60) -> str:
+        self._call(f"start {unit}", self._manager.Manager.StartUnit,
+                   unit.encode(), b"replace")
+        return self._wait(unit, timeout)
+
+    def stop(self, unit: str, timeout: float = 60) -> str:
+        self._call(f"stop {unit}", self._manager.Manager.StopUnit,
+                   unit.encode(), b"replace")
+        return self._wait(unit, timeout)
+
+    def try_restart(self, unit: str, timeout: float = 60) -> str:
+        self._call(f"restart {unit}", self._manager.Manager.TryRestartUnit,
+                   unit.encode(), b"replace")
+        return self._wait(unit, timeout)
+
+    def reset_failed(self, unit: str) -> None:
+        from pystemd.dbusexc import DBusBaseError
+        try:
+            self._manager.Manager.ResetFailedUnit(unit.encode())
+        except DBusBaseError:
+            pass  # not loaded or not failed: nothing to reset

@@ -1,0 +1,240 @@
+"""The two WireGuard implementations: the kernel's, configured over generic
+netlink with pyroute2, and wireguard-go, configured over its UAPI socket.
+
+Both configure the device from a `Tunnel` whose endpoints are already
+resolved, and both read the device back into `DeviceInfo`. Keys travel only
+inside netlink messages or over the root-only UAPI socket.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import errno
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Tunnel
+from .errors import TunnelError
+
+UAPI_DIR = "/var/run/wireguard"
+KERNEL = "kernel"
+USERSPACE = "userspace"
+
+
+@dataclass
+class PeerInfo:
+    public_key: str
+    endpoint: str | None = None
+    latest_handshake: int | None = None  # unix time, None: never
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    allowed_ips: list[str] = field(default_factory=list)
+    keepalive: int | None = None
+
+
+@dataclass
+class DeviceInfo:
+    implementation: str
+    listen_port: int | None
+    peers: list[PeerInfo]
+
+
+def uapi_path(name: str) -> str:
+    return f"{UAPI_DIR}/{name}.sock"
+
+
+def _hex(b64: str) -> str:
+    return binascii.a2b_base64(b64).hex()
+
+
+def _b64(hexkey: str) -> str:
+    return base64.b64encode(bytes.fromhex(hexkey)).decode()
+
+
+def _sockaddr(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# --- kernel -----------------------------------------------------------------
+
+def kernel_create(name: str) -> bool:
+    """Create a kernel WireGuard link in the current namespace; False when
+    the kernel has no WireGuard (so the caller falls back to userspace)."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with IPRoute() as ipr:
+        try:
+            ipr.link("add", ifname=name, kind="wireguard")
+        except NetlinkError as e:
+            if e.code in (errno.EOPNOTSUPP, errno.ENOENT, errno.EINVAL):
+                return False
+            raise
+    return True
+
+
+def kernel_configure(tunnel: Tunnel, endpoints: dict[str, tuple[str, int]]) -> None:
+    from pyroute2 import WireGuard
+
+    with WireGuard() as wg:
+        wg.set(tunnel.name, private_key=tunnel.private_key.reveal(),
+               listen_port=tunnel.listen_port)
+        for peer in tunnel.peers:
+            # The whole list with replace_allowed_ips: pyroute2 >= 0.9.3
+            # appends without it; 0.7 ignores the flag and always replaces.
+            spec: dict[str, Any] = {
+                "public_key": peer.public_key,
+                "allowed_ips": [str(n) for n in peer.allowed_ips],
+                "replace_allowed_ips": True,
+            }
+            if peer.public_key in endpoints:
+                spec["endpoint_addr"], spec["endpoint_port"] = endpoints[peer.public_key]
+            if peer.preshared_key is not None:
+                spec["preshared_key"] = peer.preshared_key.reveal()
+            if peer.keepalive:
+                spec["persistent_keepalive"] = peer.keepalive
+            wg.set(tunnel.name, peer=spec)
+
+
+def kernel_info(name: str) -> DeviceInfo:
+    from pyroute2 import WireGuard
+
+    with WireGuard() as wg:
+        msgs = wg.info(name)
+    peers: list[PeerInfo] = []
+    listen_port = None
+    for msg in msgs:
+        listen_port = msg.get_attr("WGDEVICE_A_LISTEN_PORT") or listen_port
+        for peer in msg.get_attr("WGDEVICE_A_PEERS") or []:
+            peers.append(_kernel_peer(peer))
+    return DeviceInfo(KERNEL, listen_port, peers)
+
+
+def _kernel_peer(peer: Any) -> PeerInfo:
+    key = peer.get_attr("WGPEER_A_PUBLIC_KEY")
+    if isinstance(key, bytes):
+        key = key.decode()
+    hs = peer.get_attr("WGPEER_A_LAST_HANDSHAKE_TIME")
+    secs = None
+    if isinstance(hs, dict):
+        secs = hs.get("tv_sec")
+    elif hs is not None:
+        secs = hs.get_attr("tv_sec") if hasattr(hs, "get_attr") else None
+    ep = peer.get_attr("WGPEER_A_ENDPOINT")
+    endpoint = None
+    if ep:
+        addr = ep.get("addr") if isinstance(ep, dict) else ep.get_attr("addr")
+        port = ep.get("port") if isinstance(ep, dict) else ep.get_attr("port")
+        if addr:
+            endpoint = _sockaddr(addr, port)
+    allowed = []
+    for a in peer.get_attr("WGPEER_A_ALLOWEDIPS") or []:
+        addr = a.get_attr("WGALLOWEDIP_A_IPADDR")
+        mask = a.get_attr("WGALLOWEDIP_A_CIDR_MASK")
+        if addr is not None:
+            allowed.append(f"{addr}/{mask}")
+    return PeerInfo(
+        public_key=key,
+        endpoint=endpoint,
+        latest_handshake=secs or None,
+        rx_bytes=peer.get_attr("WGPEER_A_RX_BYTES") or 0,
+        tx_bytes=peer.get_attr("WGPEER_A_TX_BYTES") or 0,
+        allowed_ips=allowed,
+        keepalive=peer.get_attr("WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL") or None,
+    )
+
+
+# --- userspace (wireguard-go) ------------------------------------------------
+
+def userspace_create(name: str, timeout: float = 10) -> None:
+    """Start wireguard-go for NAME in the current namespace and wait for its
+    UAPI socket. It daemonizes and stays in the calling unit's cgroup."""
+    exe = shutil.which("wireguard-go")
+    if exe is None:
+        raise TunnelError(
+            "the kernel has no WireGuard and wireguard-go is not installed",
+            hint="install the wireguard-go package, or load the wireguard module")
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+           "LOG_LEVEL": "error"}
+    # wireguard-go forks its daemon before returning; that child keeps our
+    # stdout and stderr (the journal), so they are inherited, never piped.
+    rc = subprocess.call([exe, name], env=env, stdin=subprocess.DEVNULL)
+    if rc != 0:
+        raise TunnelError(f"wireguard-go {name} exited with status {rc}")
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(uapi_path(name)):
+        if time.monotonic() > deadline:
+            raise TunnelError(f"wireguard-go did not open {uapi_path(name)}")
+        time.sleep(0.02)
+
+
+def _uapi(name: str, request: str) -> list[tuple[str, str]]:
+    """Send one UAPI request; return the reply's key=value pairs in order."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(uapi_path(name))
+        s.sendall(request.encode())
+        buf = b""
+        while not buf.endswith(b"\n\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    pairs = []
+    for line in buf.decode().splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            pairs.append((k, v))
+    err = dict(pairs).get("errno", "0")
+    if err != "0":
+        raise TunnelError(f"wireguard-go refused the configuration (errno {err})")
+    return pairs
+
+
+def userspace_configure(tunnel: Tunnel, endpoints: dict[str, tuple[str, int]]) -> None:
+    lines = ["set=1", f"private_key={_hex(tunnel.private_key.reveal())}"]
+    if tunnel.listen_port is not None:
+        lines.append(f"listen_port={tunnel.listen_port}")
+    lines.append("replace_peers=true")
+    for peer in tunnel.peers:
+        lines.append(f"public_key={_hex(peer.public_key)}")
+        if peer.preshared_key is not None:
+            lines.append(f"preshared_key={_hex(peer.preshared_key.reveal())}")
+        if peer.public_key in endpoints:
+            lines.append(f"endpoint={_sockaddr(*endpoints[peer.public_key])}")
+        if peer.keepalive:
+            lines.append(f"persistent_keepalive_interval={peer.keepalive}")
+        lines.append("replace_allowed_ips=true")
+        lines += [f"allowed_ip={n}" for n in peer.allowed_ips]
+    _uapi(tunnel.name, "\n".join(lines) + "\n\n")
+
+
+def userspace_info(name: str) -> DeviceInfo:
+    peers: list[PeerInfo] = []
+    listen_port = None
+    for k, v in _uapi(name, "get=1\n\n"):
+        if k == "listen_port":
+            listen_port = int(v) or None
+        elif k == "public_key":
+            peers.append(PeerInfo(public_key=_b64(v)))
+        elif not peers:
+            continue  # device-level keys, the private key among them
+        elif k == "endpoint":
+            peers[-1].endpoint = v
+        elif k == "last_handshake_time_sec":
+            peers[-1].latest_handshake = int(v) or None
+        elif k == "rx_bytes":
+            peers[-1].rx_bytes = int(v)
+        elif k == "tx_bytes":
+            peers[-1].tx_bytes = int(v)
+        elif k == "allowed_ip":
+            peers[-1].allowed_ips.append(v)
+        elif k == "persistent_keepalive_interval":
+            peers[-1].keepalive = int(v) or None
+    return DeviceInfo(USERSPACE, listen_port, peers)
