@@ -56,13 +56,17 @@ def main() -> None:
         "http4": fetch("http://10.66.0.1/"),
         "http6": fetch("http://[fd66::1]/"),
         "dns": resolve("probe.test"),
-        "http_name": fetch("http://probe.test/"),
+        "http_name": None,
         "host_loopback": connect_tcp("127.0.0.1", 8080),
         "host_lan": connect_tcp("10.251.0.1", 8080),
         "provider_lan": connect_tcp("10.251.0.2", 80),
         "nscd_socket": connect_unix("/run/nscd/socket"),
         "resolved_socket": connect_unix("/run/systemd/resolve/io.systemd.Resolve"),
     }
+    # Skip the name fetch when the name did not resolve: it would only
+    # wait for the resolver's timeout a second time.
+    out["http_name"] = (fetch("http://probe.test/") if out["dns"]["reached"]
+                        else {"reached": False, "error": "skipped: name did not resolve"})
     print(json.dumps(out))
 
 

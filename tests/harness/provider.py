@@ -26,6 +26,7 @@ PORT = 51820
 STATE = Path("/var/lib/wgns-provider")
 TOKEN = "provider-ok"
 HOST_TOKEN = "host-secret"
+HOST_REPLY = f"HTTP/1.0 200 OK\r\n\r\n{HOST_TOKEN}".encode()
 RESOLVER_SOCKETS = ["/run/nscd/socket", "/run/systemd/resolve/io.systemd.Resolve"]
 
 
@@ -167,9 +168,11 @@ class HostBait:
             s.bind(path)
             os.chmod(path, 0o666)
             s.listen(16)
-            self._serve(s)
+            # Say nothing, close at once: glibc then falls back to its own
+            # lookups, so the host's name resolution keeps working.
+            self._serve(s, b"")
 
-    def _serve(self, s: socket.socket) -> None:
+    def _serve(self, s: socket.socket, reply: bytes = HOST_REPLY) -> None:
         self.socks.append(s)
 
         def loop() -> None:
@@ -180,7 +183,7 @@ class HostBait:
                     return
                 with conn:
                     try:
-                        conn.sendall(f"HTTP/1.0 200 OK\r\n\r\n{HOST_TOKEN}".encode())
+                        conn.sendall(reply)
                     except OSError:
                         pass
 

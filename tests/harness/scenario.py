@@ -12,6 +12,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ GUEST = os.path.dirname(os.path.abspath(__file__))
 VENV = "/opt/wgns"
 WGNS = f"{VENV}/bin/wgns"
 PROBE_OUT = Path("/var/lib/wgns-probe")
+T0 = time.monotonic()
 
 # Every check the core scenario reports; the host-side tests expect each.
 CORE_CHECKS = (
@@ -75,7 +77,8 @@ class Recorder:
 def run(*cmd: str, quiet: bool = False) -> subprocess.CompletedProcess:
     p = subprocess.run(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if not quiet:
-        print(f"$ {' '.join(cmd)}   -> exit {p.returncode}", flush=True)
+        print(f"{time.monotonic() - T0:7.2f} $ {' '.join(cmd)}   -> exit {p.returncode}",
+              flush=True)
         for line in (p.stdout + p.stderr).splitlines():
             print(f"    {line}", flush=True)
     return p
@@ -87,6 +90,16 @@ def wgns(*args: str) -> subprocess.CompletedProcess:
 
 def systemctl(*args: str) -> subprocess.CompletedProcess:
     return run("systemctl", *args)
+
+
+def settle(*units: str, timeout: float = 15) -> None:
+    """Wait until no unit is in a transition (systemd stops some units,
+    such as StopWhenUnneeded= ones, after the command returns)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(active(u) in ("activating", "deactivating", "reloading") for u in units):
+            return
+        time.sleep(0.1)
 
 
 def active(unit: str) -> str:
@@ -161,7 +174,8 @@ ExecStart=/bin/sleep infinity
 def probe(instance: str) -> dict:
     unit = f"probe@{instance}.service"
     p = run("systemctl", "start", unit, quiet=True)
-    print(f"$ systemctl start {unit}   -> exit {p.returncode}", flush=True)
+    print(f"{time.monotonic() - T0:7.2f} $ systemctl start {unit}   -> exit {p.returncode}",
+          flush=True)
     path = PROBE_OUT / f"{instance}.json"
     try:
         result = json.loads(path.read_text())
@@ -288,7 +302,8 @@ def core(rec: Recorder, flavour: str) -> None:
               oct(st.st_mode))
     unit_text = Path("/etc/systemd/system/wg.service").read_text()
     rec.check("units_call_installed_python",
-              f"ExecStart={VENV}/bin/python -I -m wgns.link up wg" in unit_text, unit_text)
+              re.search(rf"^ExecStart={VENV}/bin/python3? -I -m wgns.link up wg$", unit_text,
+                        re.M) is not None, unit_text)
 
     # -- confine -------------------------------------------------------------
     p = wgns("confine", "nosuch.service")
@@ -382,11 +397,18 @@ def core(rec: Recorder, flavour: str) -> None:
 
     # -- lifecycle -----------------------------------------------------------
     systemctl("stop", "wg.service")
+    settle("sleeper.service", "netns@wg.service")
     rec.check("lifecycle_stop_tunnel_stops_confined",
               active("sleeper.service") == "inactive" and not os.path.exists("/run/netns/wg")
               and active("netns@wg.service") == "inactive",
               (active("sleeper.service"), active("netns@wg.service")))
-    systemctl("start", "sleeper.service")
+    p = systemctl("start", "sleeper.service")
+    if p.returncode != 0:
+        run("cat", "/etc/hosts")
+        run("getent", "ahosts", prov.ENDPOINT_NAME)
+        run("systemd-run", "--wait", "-p", "StandardOutput=journal", "getent", "ahosts",
+            prov.ENDPOINT_NAME)
+        run("journalctl", "-n", "30", "--no-pager")
     rec.check("lifecycle_start_confined_starts_tunnel",
               active("wg.service") == "active" and active("sleeper.service") == "active",
               (active("wg.service"), active("sleeper.service")))
@@ -430,6 +452,8 @@ def core(rec: Recorder, flavour: str) -> None:
               (changed[:10], gone))
     bait.stop()
     provider.stop()
+    run("journalctl", "-b", "-o", "short-monotonic", "--no-pager", "-u", "wg*", "-u", "netns@*",
+        "-u", "probe@*", "-u", "sleeper*")
 
 
 SCENARIOS = {"core": core, "demo": core}
