@@ -43,8 +43,7 @@ def main(
         help="Print the version and exit."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
 ) -> None:
-    """Confine systemd services to a network namespace whose only way out is
-    a WireGuard tunnel: if the tunnel is down, they reach nothing."""
+    """Confine systemd services to a namespace whose only way out is WireGuard."""
     STATE["debug"] = debug
 
 
@@ -97,8 +96,7 @@ def install(
     no_start: bool = typer.Option(False, "--no-start", help="Install but do not start."),
     root: Optional[str] = typer.Option(None, "--root", metavar="DIR", help=ROOT_HELP),
 ) -> None:
-    """Install a tunnel from a wg-quick file (--conf) or from options, enable
-    it and start it."""
+    """Install a tunnel from a wg-quick file (--conf) or from options, and start it."""
     from . import config, ops
     try:
         if conf is not None:
@@ -106,7 +104,7 @@ def install(
                                     ("--endpoint", endpoint),
                                     ("--private-key-file", private_key_file)) if v]
             if extra:
-                raise ConfigError(extra[0], "cannot be combined with --conf")
+                raise typer.BadParameter(f"{extra[0]} cannot be combined with --conf")
             try:
                 with open(conf, encoding="utf-8") as f:
                     text = f.read()
@@ -118,8 +116,9 @@ def install(
                                       ("--private-key-file", private_key_file),
                                       ("--peer", peer), ("--endpoint", endpoint)) if not v]
             if missing:
-                raise ConfigError(missing[0], "is required without --conf",
-                                  hint="or import a provider's file with --conf FILE")
+                raise typer.BadParameter(
+                    f"{missing[0]} is required without --conf (or import a provider's "
+                    "file with --conf FILE)")
             assert private_key_file and peer and endpoint and address
             tunnel = config.from_options(
                 name, list(address), config.read_key_file(private_key_file, "private key"),
@@ -143,8 +142,7 @@ def confine(
         False, "--no-restart", help="Do not restart running units."),
     root: Optional[str] = typer.Option(None, "--root", metavar="DIR", help=ROOT_HELP),
 ) -> None:
-    """Confine services to a tunnel: they join its namespace, use its DNS and
-    stop when it stops. Running units are restarted to move them in."""
+    """Confine services to a tunnel (running ones are restarted into it)."""
     from . import ops
     try:
         sd = _systemd(root)
@@ -175,8 +173,7 @@ def status(
         None, "--name", help="Only this tunnel (default: every installed tunnel)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Show each tunnel: unit, namespace, interface, peers with their latest
-    handshake and transfer, DNS, and the confined units."""
+    """Show tunnels: state, namespace, peers, handshakes, transfer, DNS, confined units."""
     from . import ops
     from .install import require_root
     try:
@@ -203,8 +200,7 @@ def uninstall(
     name: str = typer.Option("wg", "--name", help=NAME_HELP),
     root: Optional[str] = typer.Option(None, "--root", metavar="DIR", help=ROOT_HELP),
 ) -> None:
-    """Stop a tunnel and remove everything wgns wrote for it: units,
-    drop-ins, configuration and namespace."""
+    """Stop a tunnel and remove everything wgns wrote for it."""
     from . import ops
     try:
         sd = _systemd(root)

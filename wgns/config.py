@@ -250,8 +250,8 @@ def parse_wgquick(text: str, source: str, name: str) -> Tunnel:
         # base64 keys end in '=': split at the first '=' keeps them whole.
         lkey = key.lower()
         section = sections[-1][0]
-        allowed = INTERFACE_KEYS if section == "interface" else PEER_KEYS
-        if lkey not in allowed and not (section == "interface" and lkey in IGNORED_KEYS):
+        known = INTERFACE_KEYS if section == "interface" else PEER_KEYS
+        if lkey not in known and not (section == "interface" and lkey in IGNORED_KEYS):
             raise ConfigError(
                 source, f"unknown key {key!r} in [{section.capitalize()}]", lineno)
         if lkey in current and lkey not in LIST_KEYS:

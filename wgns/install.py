@@ -126,7 +126,8 @@ def _stage_back(dest: Path, before: File | Link) -> None:
     os.replace(_stage(dest, before), dest)
 
 
-def remove_owned(root: str, paths: list[str], prune: list[str] = ()) -> list[str]:
+def remove_owned(root: str, paths: list[str], prune: tuple[str, ...] | list[str] = ()
+                 ) -> list[str]:
     """Remove the given paths where they are wgns's own; then remove each
     directory in `prune` if it is left empty. Returns what was removed."""
     removed = []

@@ -14,8 +14,16 @@ from .config import Tunnel, check_name
 from .errors import ConflictError, SystemdError, WgnsError
 from .install import conflicts, read_owned, remove_owned, under, write_plan
 from .render import (
-    CONF_DIR, NETNS_UNIT, UNIT_DIR, Plan, conf_path, dropin_path, dropin_tunnel,
-    render_dropin, render_tunnel, tunnel_unit,
+    CONF_DIR,
+    NETNS_UNIT,
+    UNIT_DIR,
+    Plan,
+    conf_path,
+    dropin_path,
+    dropin_tunnel,
+    render_dropin,
+    render_tunnel,
+    tunnel_unit,
 )
 from .systemd import Systemd
 

@@ -43,7 +43,7 @@ class Systemd:
     def close(self) -> None:
         self._bus.close()
 
-    def __enter__(self) -> "Systemd":
+    def __enter__(self) -> Systemd:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -131,8 +131,8 @@ def _kernel_peer(peer: Any) -> PeerInfo:
     if ep:
         addr = ep.get("addr") if isinstance(ep, dict) else ep.get_attr("addr")
         port = ep.get("port") if isinstance(ep, dict) else ep.get_attr("port")
-        if addr:
-            endpoint = _sockaddr(addr, port)
+        if addr and port:
+            endpoint = _sockaddr(addr, int(port))
     allowed = []
     for a in peer.get_attr("WGPEER_A_ALLOWEDIPS") or []:
         addr = a.get_attr("WGALLOWEDIP_A_IPADDR")

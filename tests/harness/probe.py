@@ -49,7 +49,7 @@ def main() -> None:
         resolv = open("/etc/resolv.conf").read()
     except OSError as e:
         resolv = f"unreadable: {e}"
-    out = {
+    out: dict = {
         "uid": os.getuid(),
         "links": sorted(n for _, n in socket.if_nameindex()),
         "resolv_conf": resolv,

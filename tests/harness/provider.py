@@ -32,7 +32,7 @@ RESOLVER_SOCKETS = ["/run/nscd/socket", "/run/systemd/resolve/io.systemd.Resolve
 
 def sh(*cmd: str, check: bool = True, inp: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=check, text=True, input=inp,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                          capture_output=True)
 
 
 def genkey() -> tuple[str, str]:

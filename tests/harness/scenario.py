@@ -75,7 +75,7 @@ class Recorder:
 
 
 def run(*cmd: str, quiet: bool = False) -> subprocess.CompletedProcess:
-    p = subprocess.run(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.run(cmd, text=True, capture_output=True)
     if not quiet:
         print(f"{time.monotonic() - T0:7.2f} $ {' '.join(cmd)}   -> exit {p.returncode}",
               flush=True)

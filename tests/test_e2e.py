@@ -1,0 +1,47 @@
+"""End to end on a real systemd: boot a container per (system, flavour), run
+the core scenario in it (fake provider, real wireguard-go, a DynamicUser
+probe), and turn each of its checks into a test.
+
+Needs root, systemd-nspawn, wireguard-go, dnsmasq: `.ci/run` installs them.
+"""
+
+import pytest
+
+from .harness import machine
+from .harness.scenario import CORE_CHECKS
+
+pytestmark = pytest.mark.container
+
+TARGETS = [("debian12", "pypi"), ("debian12", "system")]
+_reports: dict = {}
+
+
+def report(system: str, flavour: str) -> machine.Report:
+    key = (system, flavour)
+    if key not in _reports:
+        try:
+            _reports[key] = machine.run_scenario(system, flavour, "core")
+        except machine.Unavailable as e:
+            _reports[key] = e
+        else:
+            print(machine.format_report(_reports[key]))
+    rep = _reports[key]
+    if isinstance(rep, machine.Unavailable):
+        pytest.skip(f"container tests cannot run here: {rep}")
+    return rep
+
+
+@pytest.mark.parametrize("system,flavour", TARGETS)
+def test_scenario_ran_to_the_end(system, flavour):
+    rep = report(system, flavour)
+    assert rep.finished, machine.format_report(rep)
+    unexpected = set(rep.checks) - set(CORE_CHECKS)
+    assert not unexpected, f"checks the test list does not know: {sorted(unexpected)}"
+
+
+@pytest.mark.parametrize("check", CORE_CHECKS)
+@pytest.mark.parametrize("system,flavour", TARGETS)
+def test_core(system, flavour, check):
+    rep = report(system, flavour)
+    assert check in rep.checks, f"{check} was not reported; " + machine.format_report(rep)
+    assert rep.checks[check]["ok"], rep.checks[check]["detail"]

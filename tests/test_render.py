@@ -1,0 +1,86 @@
+"""Golden files: `wgns install` and `wgns confine` under --root write exactly
+these files, with exactly this text and these modes."""
+
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from wgns.cli import app
+
+from .conftest import DATA
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+UPDATE = os.environ.get("WGNS_UPDATE_GOLDEN") == "1"
+
+
+def tree(root: Path) -> dict[str, tuple[str, str]]:
+    """{relative path: (mode or link, text with the interpreter's path made generic)}"""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        if p.is_symlink():
+            out[rel] = ("link", os.readlink(p))
+        elif p.is_file():
+            out[rel] = (oct(stat.S_IMODE(p.stat().st_mode)),
+                        p.read_text().replace(sys.executable, "@PYTHON@"))
+    return out
+
+
+def check_golden(name: str, root: Path) -> None:
+    got = tree(root)
+    gdir = GOLDEN / name
+    if UPDATE:
+        for rel, (mode, text) in got.items():
+            dest = gdir / (rel + ".link" if mode == "link" else rel)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(text if mode == "link" else f"{mode}\n{text}")
+    want = {}
+    for p in sorted(gdir.rglob("*")):
+        if p.is_file():
+            rel = str(p.relative_to(gdir))
+            if rel.endswith(".link"):
+                want[rel[:-5]] = ("link", p.read_text())
+            else:
+                mode, _, text = p.read_text().partition("\n")
+                want[rel] = (mode, text)
+    assert sorted(got) == sorted(want)
+    for rel in want:
+        assert got[rel] == want[rel], rel
+
+
+@pytest.fixture
+def nsswitch(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/nsswitch.conf").write_text(
+        "passwd: files systemd\ngroup: files systemd\nhosts: files resolve [!UNAVAIL=return] "
+        "myhostname mdns4_minimal dns\nnetworks: files\n")
+    return root
+
+
+def test_install_from_file(nsswitch):
+    r = CliRunner().invoke(app, ["install", "--conf", str(DATA / "multi.conf"),
+                                 "--root", str(nsswitch)])
+    assert r.exit_code == 0, r.output
+    check_golden("install-multi", nsswitch)
+
+
+def test_install_from_options_then_confine(nsswitch, tmp_path):
+    key = tmp_path / "key"
+    key.write_text("kOE8djlEXW0ULFbMoyqfOVxKwgRjn2lZr4t6S7khzF8=\n")
+    (nsswitch / "etc/systemd/system").mkdir(parents=True)
+    (nsswitch / "etc/systemd/system/qbittorrent.service").write_text("[Service]\n")
+    r = CliRunner().invoke(app, [
+        "install", "--name", "vpn", "--address", "10.0.0.2/32", "--address", "fd00::2/128",
+        "--private-key-file", str(key), "--peer", "Pt7r+VTb1O41rnoK2YlztUwTcjDRUCucx3VVwHf5hmU=",
+        "--endpoint", "198.51.100.1:51820", "--dns", "10.0.0.1", "--keepalive", "25",
+        "--root", str(nsswitch)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["confine", "qbittorrent", "--name", "vpn",
+                                 "--root", str(nsswitch)])
+    assert r.exit_code == 0, r.output
+    check_golden("install-options-confine", nsswitch)
