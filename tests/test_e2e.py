@@ -12,7 +12,7 @@ from .harness.scenario import CORE_CHECKS
 
 pytestmark = pytest.mark.container
 
-TARGETS = [("debian12", "pypi"), ("debian12", "system")]
+TARGETS = [("debian12", "pypi"), ("debian12", "system"), ("debian13", "system")]
 _reports: dict = {}
 
 
@@ -45,3 +45,17 @@ def test_core(system, flavour, check):
     rep = report(system, flavour)
     assert check in rep.checks, f"{check} was not reported; " + machine.format_report(rep)
     assert rep.checks[check]["ok"], rep.checks[check]["detail"]
+
+
+@pytest.mark.parametrize("system,flavour", TARGETS)
+def test_private_mounts_regression_is_caught_where_it_can_be(system, flavour):
+    """A namespace unit without PrivateMounts=no: broken on systemd >= 254
+    (Debian 13), where this tier must see it fail; systemd 252 (Debian 12)
+    cannot show the regression, which is why Debian 13 is in the matrix."""
+    rep = report(system, flavour)
+    binds = rep.info.get("broken_netns_unit_binds")
+    assert binds is not None, machine.format_report(rep)
+    systemd_version = int(str(rep.info["systemd"]).split()[1])
+    assert binds == (systemd_version < 254), (
+        f"systemd {systemd_version}: the unit without PrivateMounts=no "
+        f"{'bound' if binds else 'did not bind'} its namespace")

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import wgns
 from wgns.cli import app
 
 from .conftest import DATA
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
+PKG = str(Path(wgns.__file__).resolve().parent)
 UPDATE = os.environ.get("WGNS_UPDATE_GOLDEN") == "1"
 
 
@@ -25,8 +27,8 @@ def tree(root: Path) -> dict[str, tuple[str, str]]:
         if p.is_symlink():
             out[rel] = ("link", os.readlink(p))
         elif p.is_file():
-            out[rel] = (oct(stat.S_IMODE(p.stat().st_mode)),
-                        p.read_text().replace(sys.executable, "@PYTHON@"))
+            text = p.read_text().replace(sys.executable, "@PYTHON@")
+            out[rel] = (oct(stat.S_IMODE(p.stat().st_mode)), text.replace(PKG, "@PKG@"))
     return out
 
 

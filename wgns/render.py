@@ -84,7 +84,8 @@ def nsswitch_conf(host_nsswitch: str | None, name: str) -> str:
 def render_tunnel(tunnel: Tunnel, python: str, host_nsswitch: str | None) -> Plan:
     """Everything `wgns install` writes for one tunnel."""
     name = tunnel.name
-    values = {"version": __version__, "python": python, "name": name}
+    values = {"version": __version__, "python": python, "name": name,
+              "helper": str(Path(__file__).resolve().parent / "helper.py")}
     unit = tunnel_unit(name)
     config_header = (
         f"{MARKER} {__version__}: tunnel {name}. Holds keys: root only (0600).\n")

@@ -123,7 +123,51 @@ def _debian12() -> System:
     return System("debian12", "/")
 
 
-SYSTEMS = {"debian12": _debian12}
+# What a Debian 13 guest needs: systemd, what the scenario and the fake
+# provider run, and wgns's dependencies from the distribution itself.
+DEBIAN13_PACKAGES = (
+    "systemd", "systemd-sysv", "dbus", "iproute2", "python3", "python3-venv",
+    "python3-pyroute2", "python3-typer", "python3-pystemd",
+    "wireguard-go", "wireguard-tools", "dnsmasq-base",
+)
+
+
+def debian_mirror() -> str:
+    """The Debian mirror apt on this machine already uses."""
+    for path in Path("/etc/apt").rglob("*"):
+        if path.suffix not in (".list", ".sources") or not path.is_file():
+            continue
+        for line in path.read_text().splitlines():
+            words = line.replace("URIs:", "").split()
+            for w in words:
+                if w.startswith("http") and w.rstrip("/").endswith("/debian"):
+                    return w
+    return "http://deb.debian.org/debian"
+
+
+def _debootstrap(suite: str, packages: tuple[str, ...]) -> Path:
+    """A minimal root file system, cached by suite and package list."""
+    key = hashlib.sha256(" ".join((suite,) + packages).encode()).hexdigest()[:12]
+    root = CACHE / f"{suite}-{key}"
+    if (root / ".wgns-done").exists():
+        return root
+    if shutil.which("debootstrap", path="/usr/sbin:/usr/bin") is None:
+        raise Unavailable("debootstrap is not installed (Debian package debootstrap)")
+    tmp = CACHE / f"{suite}-{key}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    _run(["debootstrap", "--variant=minbase", "--include=" + ",".join(packages),
+          suite, str(tmp), debian_mirror()])
+    (tmp / ".wgns-done").write_text(" ".join(packages) + "\n")
+    shutil.rmtree(root, ignore_errors=True)
+    tmp.rename(root)
+    return root
+
+
+def _debian13() -> System:
+    return System("debian13", str(_debootstrap("trixie", DEBIAN13_PACKAGES)))
+
+
+SYSTEMS = {"debian12": _debian12, "debian13": _debian13}
 
 
 class Overlay:

@@ -51,7 +51,7 @@ CORE_CHECKS = (
     "lifecycle_traffic_after_restart",
     "keys_never_exposed",
     "unconfine_releases_unit", "uninstall_exit_0", "uninstall_stops_confined",
-    "uninstall_leaves_no_trace",
+    "uninstall_leaves_no_trace", "regression_netns_unit_binds_namespace",
 )
 
 
@@ -302,7 +302,8 @@ def core(rec: Recorder, flavour: str) -> None:
               oct(st.st_mode))
     unit_text = Path("/etc/systemd/system/wg.service").read_text()
     rec.check("units_call_installed_python",
-              re.search(rf"^ExecStart={VENV}/bin/python3? -I -m wgns.link up wg$", unit_text,
+              re.search(rf"^ExecStart={VENV}/bin/python3? -I {VENV}/lib/python3[.0-9]*/"
+                        r"site-packages/wgns/helper.py link up wg$", unit_text,
                         re.M) is not None, unit_text)
 
     # -- confine -------------------------------------------------------------
@@ -450,10 +451,38 @@ def core(rec: Recorder, flavour: str) -> None:
     gone = run("systemctl", "show", "-p", "LoadState", "wg.service", quiet=True).stdout.strip()
     rec.check("uninstall_leaves_no_trace", not changed and gone == "LoadState=not-found",
               (changed[:10], gone))
+    private_mounts_regression(rec)
     bait.stop()
     provider.stop()
     run("journalctl", "-b", "-o", "short-monotonic", "--no-pager", "-u", "wg*", "-u", "netns@*",
         "-u", "probe@*", "-u", "sleeper*")
+
+
+def namespace_usable(name: str) -> bool:
+    return run("ip", "netns", "exec", name, "ip", "-o", "link").returncode == 0
+
+
+def private_mounts_regression(rec: Recorder) -> None:
+    """systemd >= 254: PrivateNetwork= implies PrivateMounts= unless told
+    otherwise, and a namespace unit's bind mount stays private. wgns's own
+    netns@.service must work; the same unit without PrivateMounts=no is
+    expected to fail on systemd >= 254 (reported as info for the host test)."""
+    wgns("install", "--conf", "/root/provider.conf", "--no-start")
+    systemctl("start", "netns@wg.service")
+    rec.check("regression_netns_unit_binds_namespace", namespace_usable("wg"),
+              run("ls", "-l", "/run/netns", quiet=True).stdout)
+    systemctl("stop", "netns@wg.service")
+    text = Path("/etc/systemd/system/netns@.service").read_text()
+    broken = "\n".join(ln for ln in text.splitlines() if ln != "PrivateMounts=no")
+    Path("/etc/systemd/system/brokenns@.service").write_text(broken + "\n")
+    systemctl("daemon-reload")
+    systemctl("start", "brokenns@regr.service")
+    rec.info("broken_netns_unit_binds", namespace_usable("regr"))
+    systemctl("stop", "brokenns@regr.service")
+    Path("/etc/systemd/system/brokenns@.service").unlink()
+    if os.path.lexists("/run/netns/regr"):
+        os.unlink("/run/netns/regr")
+    wgns("uninstall")
 
 
 SCENARIOS = {"core": core, "demo": core}
