@@ -8,11 +8,16 @@ Needs root, systemd-nspawn, wireguard-go, dnsmasq: `.ci/run` installs them.
 import pytest
 
 from .harness import machine
-from .harness.scenario import CORE_CHECKS
+from .harness.scenario import CORE_CHECKS, DEB_CHECKS
 
 pytestmark = pytest.mark.container
 
-TARGETS = [("debian12", "pypi"), ("debian12", "system"), ("debian13", "system")]
+TARGETS = [("debian12", "pypi"), ("debian12", "system"), ("debian13", "system"),
+           ("debian12", "deb"), ("debian13", "deb")]
+
+
+def expected(flavour: str) -> tuple:
+    return CORE_CHECKS + (DEB_CHECKS if flavour == "deb" else ())
 _reports: dict = {}
 
 
@@ -35,12 +40,12 @@ def report(system: str, flavour: str) -> machine.Report:
 def test_scenario_ran_to_the_end(system, flavour):
     rep = report(system, flavour)
     assert rep.finished, machine.format_report(rep)
-    unexpected = set(rep.checks) - set(CORE_CHECKS)
+    unexpected = set(rep.checks) - set(expected(flavour))
     assert not unexpected, f"checks the test list does not know: {sorted(unexpected)}"
 
 
-@pytest.mark.parametrize("check", CORE_CHECKS)
-@pytest.mark.parametrize("system,flavour", TARGETS)
+@pytest.mark.parametrize("system,flavour,check", [
+    (s, f, c) for s, f in TARGETS for c in expected(f)])
 def test_core(system, flavour, check):
     rep = report(system, flavour)
     assert check in rep.checks, f"{check} was not reported; " + machine.format_report(rep)

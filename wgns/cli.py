@@ -211,6 +211,6 @@ def uninstall(
 
 def run() -> None:
     try:
-        app()
+        app(prog_name="wgns")
     except KeyboardInterrupt:
         sys.exit(130)

@@ -6,8 +6,9 @@ pytest container tests, the demo and the benchmarks. A *system* is the root
 file system the guest boots (`debian12`: this machine's own, through an
 overlay; more systems plug in through `SYSTEMS`). A *flavour* is how wgns is
 installed in the guest, as a user would: `pypi` (a venv with the newest
-libraries from PyPI, from a wheelhouse built here) or `system` (the
-distribution's own python3-pyroute2, python3-typer, python3-pystemd).
+libraries from PyPI, from a wheelhouse built here), `system` (a venv on the
+distribution's own python3-pyroute2, python3-typer, python3-pystemd), or
+`deb` (the Debian package built from this checkout, `apt install ./wgns.deb`).
 
 The guest runs `scenario.py SCENARIO` as a oneshot unit after
 multi-user.target, writes JSON lines to a directory bound from the host, and
@@ -89,6 +90,34 @@ def _build_venv() -> Path:
     return venv
 
 
+def build_deb(dest: Path) -> Path:
+    """Build the Debian package from the files git tracks in this checkout
+    (with their working-tree contents), as `dpkg-buildpackage -us -uc -b`
+    would in a clean clone, with the system's own Python."""
+    if shutil.which("dpkg-buildpackage") is None:
+        raise Unavailable("dpkg-buildpackage is missing (Debian packages dpkg-dev, debhelper, "
+                          "dh-python, pybuild-plugin-pyproject)")
+    work = Path(tempfile.mkdtemp(prefix="deb-", dir=CACHE))
+    src = work / "wgns"
+    files = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], check=True,
+                           stdout=subprocess.PIPE).stdout.decode().split("\0")
+    for f in filter(None, files):
+        if (REPO / f).exists():
+            (src / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, src / f)
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(work), "LC_ALL": "C.UTF-8"}
+    t = time.monotonic()
+    p = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=src, env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"dpkg-buildpackage failed:\n{p.stdout[-3000:]}")
+    deb = next(work.glob("wgns_*_all.deb"))
+    shutil.copy(deb, dest)
+    (dest / "build-seconds").write_text(f"{time.monotonic() - t:.1f}\n")
+    shutil.rmtree(work, ignore_errors=True)
+    return dest / deb.name
+
+
 def wheelhouse(flavour: str) -> Path:
     """Wheels to install wgns in the guest without a network: wgns from this
     checkout, and for `pypi` its dependencies, cached by the dependency list."""
@@ -104,6 +133,9 @@ def wheelhouse(flavour: str) -> Path:
         (deps / ".done").write_text("")
     deps.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix="wheels-", dir=CACHE))
+    if flavour == "deb":
+        build_deb(out)
+        return out
     for whl in deps.glob("*.whl"):
         shutil.copy(whl, out)
     _run([str(_build_venv() / "bin" / "pip"), "wheel", "-q", "--no-deps",
@@ -290,7 +322,7 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description="Boot a guest and run a wgns scenario.")
     ap.add_argument("scenario", nargs="?", default="demo")
     ap.add_argument("--system", default="debian12", choices=sorted(SYSTEMS))
-    ap.add_argument("--flavour", default="pypi", choices=["pypi", "system"])
+    ap.add_argument("--flavour", default="pypi", choices=["pypi", "system", "deb"])
     ap.add_argument("--log", action="store_true", help="also print the guest's log")
     args = ap.parse_args(argv)
     try:

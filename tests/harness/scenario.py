@@ -12,7 +12,6 @@ import glob
 import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -24,7 +23,8 @@ import provider as prov  # noqa: E402
 
 GUEST = os.path.dirname(os.path.abspath(__file__))
 VENV = "/opt/wgns"
-WGNS = f"{VENV}/bin/wgns"
+WGNS = f"{VENV}/bin/wgns"       # where the flavour installed the CLI
+PYTHON = f"{VENV}/bin/python3"  # and the interpreter it runs on
 PROBE_OUT = Path("/var/lib/wgns-probe")
 T0 = time.monotonic()
 
@@ -52,6 +52,11 @@ CORE_CHECKS = (
     "keys_never_exposed",
     "unconfine_releases_unit", "uninstall_exit_0", "uninstall_stops_confined",
     "uninstall_leaves_no_trace", "regression_netns_unit_binds_namespace",
+)
+# What the Debian package adds to the core checks (flavour "deb").
+DEB_CHECKS = (
+    "deb_ships_man_page_and_completion", "deb_remove_leaves_tunnels_alone",
+    "deb_purge_keeps_user_config_and_explains",
 )
 
 
@@ -107,9 +112,18 @@ def active(unit: str) -> str:
 
 
 def install_wgns(flavour: str, rec: Recorder) -> None:
-    """Install wgns as a user would: pip into a venv, from the wheelhouse."""
+    """Install wgns as a user would: pip into a venv from the wheelhouse, or
+    the Debian package with apt."""
+    global WGNS, PYTHON
     wheels = f"{GUEST}/wheels"
-    if flavour == "pypi":
+    if flavour == "deb":
+        debs = glob.glob(f"{wheels}/wgns_*_all.deb")
+        p = run("apt-get", "install", "-y", *debs)
+        if p.returncode != 0:
+            raise RuntimeError("apt-get install ./wgns.deb failed")
+        WGNS, PYTHON = "/usr/bin/wgns", "/usr/bin/python3"
+        rec.info("deb_build_seconds", Path(f"{wheels}/build-seconds").read_text().strip())
+    elif flavour == "pypi":
         subprocess.run(["/usr/bin/python3", "-m", "venv", VENV], check=True)
         cmd = [f"{VENV}/bin/pip", "install", "-q", "--no-index", "--find-links", wheels, "wgns"]
     else:  # the distribution's python3-pyroute2, python3-typer, python3-pystemd
@@ -117,10 +131,11 @@ def install_wgns(flavour: str, rec: Recorder) -> None:
                        check=True)
         cmd = [f"{VENV}/bin/pip", "install", "-q", "--no-index", "--no-deps",
                *glob.glob(f"{wheels}/wgns-*.whl")]
-    subprocess.run(cmd, check=True)
+    if flavour != "deb":
+        subprocess.run(cmd, check=True)
     code = ("import importlib.metadata as m, platform; print(platform.python_version(), "
             "*(m.version(p) for p in ('pyroute2', 'typer', 'pystemd')))")
-    out = subprocess.run([f"{VENV}/bin/python", "-c", code], text=True,
+    out = subprocess.run([PYTHON, "-c", code], text=True,
                          stdout=subprocess.PIPE, check=True).stdout.split()
     rec.info("versions", dict(zip(["python", "pyroute2", "typer", "pystemd"], out)))
     rec.info("systemd", run("systemctl", "--version", quiet=True).stdout.split("\n")[0])
@@ -301,10 +316,11 @@ def core(rec: Recorder, flavour: str) -> None:
     rec.check("key_file_root_only", st.st_mode & 0o777 == 0o600 and st.st_uid == 0,
               oct(st.st_mode))
     unit_text = Path("/etc/systemd/system/wg.service").read_text()
+    where = run(PYTHON, "-c", "import os, sys, wgns; print(sys.executable, "
+                "os.path.dirname(wgns.__file__))", quiet=True).stdout.split()
     rec.check("units_call_installed_python",
-              re.search(rf"^ExecStart={VENV}/bin/python3? -I {VENV}/lib/python3[.0-9]*/"
-                        r"site-packages/wgns/helper.py link up wg$", unit_text,
-                        re.M) is not None, unit_text)
+              f"\nExecStart={where[0]} -I {where[1]}/helper.py link up wg\n" in unit_text
+              and where[0].startswith(os.path.dirname(WGNS)), (where, unit_text))
 
     # -- confine -------------------------------------------------------------
     p = wgns("confine", "nosuch.service")
@@ -452,6 +468,8 @@ def core(rec: Recorder, flavour: str) -> None:
     rec.check("uninstall_leaves_no_trace", not changed and gone == "LoadState=not-found",
               (changed[:10], gone))
     private_mounts_regression(rec)
+    if flavour == "deb":
+        package_removal(rec)
     bait.stop()
     provider.stop()
     run("journalctl", "-b", "-o", "short-monotonic", "--no-pager", "-u", "wg*", "-u", "netns@*",
@@ -483,6 +501,25 @@ def private_mounts_regression(rec: Recorder) -> None:
     if os.path.lexists("/run/netns/regr"):
         os.unlink("/run/netns/regr")
     wgns("uninstall")
+
+
+def package_removal(rec: Recorder) -> None:
+    """apt remove and purge never touch the user's tunnels."""
+    rec.check("deb_ships_man_page_and_completion",
+              os.path.exists("/usr/share/man/man8/wgns.8.gz")
+              and "complete" in Path("/usr/share/bash-completion/completions/wgns").read_text())
+    wgns("install", "--conf", "/root/provider.conf")
+    p = run("apt-get", "remove", "-y", "wgns")
+    rec.check("deb_remove_leaves_tunnels_alone",
+              p.returncode == 0 and active("wg.service") == "active"
+              and os.path.exists("/etc/wgns/wg.conf") and "wgns uninstall" in p.stdout + p.stderr,
+              (p.returncode, active("wg.service"), p.stdout[-300:]))
+    p = run("apt-get", "purge", "-y", "wgns")
+    rec.check("deb_purge_keeps_user_config_and_explains",
+              p.returncode == 0 and os.path.exists("/etc/wgns/wg.conf")
+              and "tunnels remain in /etc/wgns" in p.stdout + p.stderr,
+              (p.returncode, p.stdout[-300:]))
+    systemctl("stop", "wg.service")
 
 
 SCENARIOS = {"core": core, "demo": core}

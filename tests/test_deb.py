@@ -1,0 +1,41 @@
+"""The Debian package builds from this checkout and lintian finds no errors.
+(Its end-to-end test is the `deb` flavour in test_e2e.py.)"""
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from .harness import machine
+
+pytestmark = pytest.mark.container
+
+
+def test_deb_builds_and_lintian_has_no_errors():
+    if shutil.which("lintian") is None or shutil.which("dpkg-buildpackage") is None:
+        pytest.skip("dpkg-dev, debhelper and lintian are not installed")
+    machine.CACHE.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(dir=machine.CACHE))
+    try:
+        deb = machine.build_deb(out)
+        listing = subprocess.run(["dpkg-deb", "-c", str(deb)], check=True, text=True,
+                                 stdout=subprocess.PIPE).stdout
+        for path in ("./usr/bin/wgns", "/wgns/helper.py", "/wgns/units/netns@.service",
+                     "./usr/share/man/man8/wgns.8.gz",
+                     "./usr/share/bash-completion/completions/wgns"):
+            assert path in listing, path
+        fields = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends", "Recommends",
+                                 "Suggests"], check=True, text=True,
+                                stdout=subprocess.PIPE).stdout
+        for dep in ("python3-typer", "python3-pyroute2", "python3-pystemd", "iproute2",
+                    "Recommends: wireguard-tools", "Suggests: wireguard-go"):
+            assert dep in fields, fields
+        lint = subprocess.run(["lintian", "--no-tag-display-limit", str(deb)], text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        errors = [ln for ln in lint.stdout.splitlines() if ln.startswith("E:")]
+        assert not errors, lint.stdout
+        print(lint.stdout)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
