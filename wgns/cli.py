@@ -196,6 +196,72 @@ def status(
 
 
 @app.command()
+def expose(
+    unit: str = typer.Argument(..., help="A confined service."),
+    port: int = typer.Argument(..., help="The TCP port it listens on inside the tunnel."),
+    listen: Optional[str] = typer.Option(
+        None, "--listen", metavar="ADDR:PORT",
+        help="Where the host listens (default 127.0.0.1:PORT; 0.0.0.0:PORT for the LAN)."),
+    name: str = typer.Option("wg", "--name", help=NAME_HELP),
+    root: Optional[str] = typer.Option(None, "--root", metavar="DIR", help=ROOT_HELP),
+) -> None:
+    """Make a TCP port of a confined service reachable from the host (no veth, no NAT)."""
+    from . import ops
+    try:
+        sd = _systemd(root)
+        _emit(ops.expose(unit, port, listen, name, root or "/", sd))
+    except WgnsError as e:
+        _fail(e)
+
+
+@app.command()
+def unexpose(
+    unit: str = typer.Argument(..., help="A confined service."),
+    port: int = typer.Argument(..., help="The port given to 'wgns expose'."),
+    name: str = typer.Option("wg", "--name", help=NAME_HELP),
+    root: Optional[str] = typer.Option(None, "--root", metavar="DIR", help=ROOT_HELP),
+) -> None:
+    """Stop exposing a port and remove its units."""
+    from . import ops
+    try:
+        sd = _systemd(root)
+        _emit(ops.unexpose(unit, port, name, root or "/", sd))
+    except WgnsError as e:
+        _fail(e)
+
+
+@app.command()
+def check(
+    name: str = typer.Option("wg", "--name", help=NAME_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    max_handshake_age: int = typer.Option(
+        180, "--max-handshake-age", metavar="SECONDS",
+        help="Fail when a peer's latest handshake is older."),
+) -> None:
+    """Leak test: interfaces, routes, DNS, resolver sockets, drop-ins, handshake."""
+    from . import ops
+    from .install import require_root
+    try:
+        require_root(None)
+        ops.require_tunnel("/", name)
+        from .check import as_json as to_json
+        from .check import run_checks
+        from .link import load
+        from .render import helper_path
+        checks = run_checks(load(name), ops.python_path(), helper_path(), max_handshake_age)
+    except WgnsError as e:
+        _fail(e)
+        return
+    if as_json:
+        typer.echo(to_json(name, checks))
+    else:
+        for c in checks:
+            typer.echo(f"{'PASS' if c.ok else 'FAIL'}  {c.name:<17} {c.detail}")
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
 def uninstall(
     name: str = typer.Option("wg", "--name", help=NAME_HELP),
     root: Optional[str] = typer.Option(None, "--root", metavar="DIR", help=ROOT_HELP),

@@ -176,6 +176,21 @@ def down(name: str) -> None:
     _stop_wireguard_go(name)
 
 
+def restore_confined(name: str) -> None:
+    """Start the confined units the watcher saw running before it restarted
+    this tunnel (see heal.py): queued, not waited for, as they are ordered
+    after this very unit."""
+    from .heal import take_restore
+    units = take_restore(name)
+    if not units:
+        return
+    from .systemd import Systemd
+    with Systemd() as sd:
+        for unit in units:
+            sd.enqueue_start(unit)
+    print(f"{name}: starting again {', '.join(units)}", flush=True)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in ("up", "down"):
         print("usage: python -m wgns.link up|down NAME", file=sys.stderr)
@@ -186,6 +201,7 @@ def main(argv: list[str]) -> int:
         check_name(name)
         if action == "up":
             print(up(name), flush=True)
+            restore_confined(name)
         else:
             down(name)
     except WgnsError as e:

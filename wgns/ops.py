@@ -17,16 +17,24 @@ from .render import (
     CONF_DIR,
     NETNS_UNIT,
     UNIT_DIR,
+    WATCH_UNITS,
     Plan,
     conf_path,
     dropin_path,
     dropin_tunnel,
+    expose_info,
+    expose_unit,
     render_dropin,
+    render_expose,
     render_tunnel,
     tunnel_unit,
+    watch_timer,
 )
 from .systemd import Systemd
 
+WANTS_DIRS = tuple(f"{UNIT_DIR}/{t}.wants" for t in ("multi-user.target", "timers.target",
+                                                    "sockets.target"))
+PROXYD = ("/usr/lib/systemd/systemd-socket-proxyd", "/lib/systemd/systemd-socket-proxyd")
 VENDOR_UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system",
                     "/usr/lib/systemd/system", "/lib/systemd/system")
 
@@ -114,6 +122,7 @@ def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
             f"{unit} did not start (state {state})"
             + ("" if reinstall else "; nothing was installed"),
             hint=f"see 'journalctl -u {unit}'")
+    sd.start(watch_timer(name))
     report.say(f"{unit} is active; confine a service with: wgns confine UNIT"
                + ("" if name == "wg" else f" --name {name}"))
     return report
@@ -130,7 +139,8 @@ def normalize_unit(unit: str) -> str:
 
 
 def _own_unit(unit: str, root: str) -> bool:
-    return unit.startswith("netns@") or unit[: -len(".service")] in installed_tunnels(root)
+    return (unit.startswith(("netns@", "wgns-"))
+            or unit[: -len(".service")] in installed_tunnels(root))
 
 
 def confine(units: list[str], name: str, root: str, sd: Systemd | None,
@@ -203,31 +213,120 @@ def uninstall(name: str, root: str, sd: Systemd | None) -> Report:
 def _remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> None:
     unit = tunnel_unit(name)
     confined = list(confined_units(root, name))
+    exposed = [base for base, _ in exposures(root, name)]
     if sd is not None:
-        # Stopping the tunnel stops every confined unit (BindsTo=), and the
-        # namespace unit after it (StopWhenUnneeded=).
-        for u in (unit, f"netns@{name}.service"):
+        # The watcher first, so it cannot restart what is being removed.
+        # Stopping the tunnel stops every confined unit and proxy (BindsTo=),
+        # and the namespace unit after it (StopWhenUnneeded=).
+        stops = [watch_timer(name), *(f"{b}.socket" for b in exposed), unit,
+                 f"netns@{name}.service"]
+        for u in stops:
             if sd.stop(u) not in ("inactive", "failed"):
                 raise SystemdError(f"{u} did not stop", hint=f"see 'journalctl -u {u}'")
     paths = [dropin_path(u) for u in confined] + [
         f"{UNIT_DIR}/{unit}", f"{UNIT_DIR}/multi-user.target.wants/{unit}",
+        f"{UNIT_DIR}/timers.target.wants/{watch_timer(name)}",
         conf_path(name), f"{CONF_DIR}/{name}/resolv.conf",
         f"{CONF_DIR}/{name}/nsswitch.conf",
     ]
+    for base in exposed:
+        paths += _expose_paths(base)
     if installed_tunnels(root) == [name]:
-        paths.append(f"{UNIT_DIR}/{NETNS_UNIT}")
+        paths += [f"{UNIT_DIR}/{NETNS_UNIT}"] + [f"{UNIT_DIR}/{u}" for u in WATCH_UNITS]
     prune = [f"{UNIT_DIR}/{u}.d" for u in confined] + [
-        f"{CONF_DIR}/{name}", CONF_DIR, f"{UNIT_DIR}/multi-user.target.wants"]
+        f"{CONF_DIR}/{name}", CONF_DIR, *WANTS_DIRS]
     remove_owned(root, paths, prune)
     if sd is not None:
         sd.reload()
-        for u in (unit, f"netns@{name}.service"):
+        for u in (unit, f"netns@{name}.service", f"wgns-watch@{name}.service"):
             sd.reset_failed(u)
     for u in confined:
         report.say(f"unconfined {u}" + ("" if sd is None else
                    ": it was stopped with the tunnel and stays stopped; start it "
                    "again when you want it to run outside a tunnel"))
     report.say(f"removed tunnel {name}")
+
+
+def exposures(root: str, name: str | None = None) -> list[tuple[str, tuple[str, int, str, str]]]:
+    """[(unit base name, (unit, port, tunnel, listen))] of wgns's expose units."""
+    out = []
+    for p in sorted(under(root, UNIT_DIR).glob("wgns-*-expose-*.socket")):
+        text = read_owned(root, f"{UNIT_DIR}/{p.name}")
+        info = expose_info(text) if text else None
+        if info and (name is None or info[2] == name):
+            out.append((p.name[: -len(".socket")], info))
+    return out
+
+
+def _expose_paths(base: str) -> list[str]:
+    return [f"{UNIT_DIR}/{base}.socket", f"{UNIT_DIR}/{base}.service",
+            f"{UNIT_DIR}/sockets.target.wants/{base}.socket"]
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    import ipaddress
+    host, sep, port = listen.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise WgnsError(f"--listen {listen!r} is not ADDRESS:PORT",
+                        hint="for example 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080") from None
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise WgnsError(f"--listen {listen!r}: the port must be 1-65535")
+    return (f"[{host}]" if ":" in host else host), int(port)
+
+
+def expose(unit: str, port: int, listen: str | None, name: str, root: str,
+           sd: Systemd | None) -> Report:
+    report = Report()
+    require_tunnel(root, name)
+    unit = normalize_unit(unit)
+    if confined_units(root).get(unit) != name:
+        raise WgnsError(f"{unit} is not confined to tunnel {name!r}",
+                        hint=f"run 'wgns confine {unit}"
+                        + ("'" if name == "wg" else f" --name {name}'") + " first")
+    if not 1 <= port <= 65535:
+        raise WgnsError(f"port {port} must be 1-65535")
+    host, lport = parse_listen(listen or f"127.0.0.1:{port}")
+    listen = f"{host}:{lport}"
+    base = expose_unit(name, lport)
+    for other, info in exposures(root):
+        if other == base or info[3] == listen:
+            raise WgnsError(f"{listen} already exposes port {info[1]} of {info[0]}",
+                            hint="pick another --listen port, or 'wgns unexpose' that one")
+    proxyd = next((p for p in PROXYD if under(root, p).exists()), PROXYD[0])
+    write_plan(root, render_expose(unit, port, listen, lport, name, proxyd))
+    report.say(f"exposed port {port} of {unit} on {listen} (host namespace)")
+    if sd is not None:
+        sd.reload()
+        state = sd.start(f"{base}.socket")
+        if state != "active":
+            remove_owned(root, _expose_paths(base))
+            sd.reload()
+            raise SystemdError(f"{base}.socket did not start (state {state}); nothing "
+                               "was exposed", hint=f"is {listen} free? see "
+                               f"'journalctl -u {base}.socket'")
+    return report
+
+
+def unexpose(unit: str, port: int, name: str, root: str, sd: Systemd | None) -> Report:
+    report = Report()
+    unit = normalize_unit(unit)
+    found = [(b, i) for b, i in exposures(root, name) if i[0] == unit and i[1] == port]
+    if not found:
+        raise WgnsError(f"port {port} of {unit} is not exposed (tunnel {name})")
+    for base, info in found:
+        if sd is not None:
+            sd.stop(f"{base}.socket")
+            sd.stop(f"{base}.service")
+        remove_owned(root, _expose_paths(base), prune=[f"{UNIT_DIR}/sockets.target.wants"])
+        report.say(f"no longer exposing port {port} of {unit} on {info[3]}")
+    if sd is not None:
+        sd.reload()
+        for base, _ in found:
+            sd.reset_failed(f"{base}.service")
+    return report
 
 
 def python_path() -> str:

@@ -3,14 +3,13 @@ namespace and the WireGuard device. Never shows a private or preshared key."""
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict
 from typing import Any
 
 from . import netns, wireguard
 from .link import load
-from .ops import confined_units
+from .ops import confined_units, exposures
 from .render import tunnel_unit
 from .systemd import Systemd
 
@@ -53,14 +52,7 @@ def gather(name: str, sd: Systemd | None) -> dict[str, Any]:
     }
     if out["namespace"]:
         out["interface"] = netns.run_in(name, lambda: _interface(name))
-    device = None
-    if os.path.exists(wireguard.uapi_path(name)):
-        try:
-            device = wireguard.userspace_info(name)
-        except OSError:
-            device = None
-    elif out["interface"] and out["interface"]["kind"] == "wireguard":
-        device = netns.run_in(name, lambda: wireguard.kernel_info(name))
+    device = wireguard.device_info(name)
     now = int(time.time())
     configured = {p.public_key: p for p in tunnel.peers}
     if device is not None:
@@ -80,6 +72,9 @@ def gather(name: str, sd: Systemd | None) -> dict[str, Any]:
                         for p in tunnel.peers]
     for u in confined_units("/", name):
         out["confined"].append({"unit": u, "state": sd.active_state(u) if sd else "unknown"})
+    out["exposed"] = [{"unit": info[0], "port": info[1], "listen": info[3],
+                       "state": sd.active_state(f"{base}.socket") if sd else "unknown"}
+                      for base, info in exposures("/", name)]
     return out
 
 
@@ -126,5 +121,7 @@ def format_text(st: dict[str, Any]) -> str:
             f"{c['unit']} ({c['state']})" for c in st["confined"]))
     else:
         lines.append("  confined: none")
+    for e in st["exposed"]:
+        lines.append(f"  exposed: {e['listen']} -> {e['unit']} port {e['port']} ({e['state']})")
     return "\n".join(lines)
 

@@ -69,6 +69,18 @@ class Systemd:
     def active_state(self, unit: str) -> str:
         return _decode(self._unit(unit).Unit.ActiveState)
 
+    def service_properties(self, unit: str) -> dict[str, Any]:
+        """The confinement-related settings systemd loaded for a service."""
+        obj = self._unit(unit)
+        svc = obj.Service
+        return {
+            "NetworkNamespacePath": _decode(svc.NetworkNamespacePath),
+            "BindsTo": [_decode(u) for u in obj.Unit.BindsTo],
+            "BindReadOnlyPaths": [(_decode(b[0]), _decode(b[1]))
+                                  for b in svc.BindReadOnlyPaths],
+            "InaccessiblePaths": [_decode(p).lstrip("-+") for p in svc.InaccessiblePaths],
+        }
+
     def known(self, unit: str) -> bool:
         return self.load_state(unit) not in ("not-found", "error", "bad-setting")
 
@@ -92,6 +104,17 @@ class Systemd:
         self._call(f"stop {unit}", self._manager.Manager.StopUnit,
                    unit.encode(), b"replace")
         return self._wait(unit, timeout)
+
+    def restart(self, unit: str, wait: bool = True, timeout: float = 60) -> str:
+        self._call(f"restart {unit}", self._manager.Manager.RestartUnit,
+                   unit.encode(), b"replace")
+        return self._wait(unit, timeout) if wait else "queued"
+
+    def enqueue_start(self, unit: str) -> None:
+        """Queue a start job and return at once (safe from inside a unit
+        that the queued unit is ordered after)."""
+        self._call(f"start {unit}", self._manager.Manager.StartUnit,
+                   unit.encode(), b"replace")
 
     def try_restart(self, unit: str, timeout: float = 60) -> str:
         self._call(f"restart {unit}", self._manager.Manager.TryRestartUnit,

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Tunnel
+from .config import Peer, Tunnel
 from .errors import TunnelError
 
 UAPI_DIR = "/var/run/wireguard"
@@ -79,6 +79,24 @@ def kernel_create(name: str) -> bool:
     return True
 
 
+def _kernel_peer(peer: Peer, endpoint: tuple[str, int] | None) -> dict[str, Any]:
+    # Always the whole list with replace_allowed_ips: pyroute2 >= 0.9.3
+    # appends without the flag, and 0.7 ignores it and always replaces (so
+    # a peer update without the list would leave the peer with none).
+    spec: dict[str, Any] = {
+        "public_key": peer.public_key,
+        "allowed_ips": [str(n) for n in peer.allowed_ips],
+        "replace_allowed_ips": True,
+    }
+    if endpoint is not None:
+        spec["endpoint_addr"], spec["endpoint_port"] = endpoint
+    if peer.preshared_key is not None:
+        spec["preshared_key"] = peer.preshared_key.reveal()
+    if peer.keepalive:
+        spec["persistent_keepalive"] = peer.keepalive
+    return spec
+
+
 def kernel_configure(tunnel: Tunnel, endpoints: dict[str, tuple[str, int]]) -> None:
     from pyroute2 import WireGuard
 
@@ -86,20 +104,15 @@ def kernel_configure(tunnel: Tunnel, endpoints: dict[str, tuple[str, int]]) -> N
         wg.set(tunnel.name, private_key=tunnel.private_key.reveal(),
                listen_port=tunnel.listen_port)
         for peer in tunnel.peers:
-            # The whole list with replace_allowed_ips: pyroute2 >= 0.9.3
-            # appends without it; 0.7 ignores the flag and always replaces.
-            spec: dict[str, Any] = {
-                "public_key": peer.public_key,
-                "allowed_ips": [str(n) for n in peer.allowed_ips],
-                "replace_allowed_ips": True,
-            }
-            if peer.public_key in endpoints:
-                spec["endpoint_addr"], spec["endpoint_port"] = endpoints[peer.public_key]
-            if peer.preshared_key is not None:
-                spec["preshared_key"] = peer.preshared_key.reveal()
-            if peer.keepalive:
-                spec["persistent_keepalive"] = peer.keepalive
-            wg.set(tunnel.name, peer=spec)
+            wg.set(tunnel.name, peer=_kernel_peer(peer, endpoints.get(peer.public_key)))
+
+
+def kernel_set_endpoint(name: str, peer: Peer, endpoint: tuple[str, int]) -> None:
+    """Point a peer at a new endpoint in place (run inside its namespace)."""
+    from pyroute2 import WireGuard
+
+    with WireGuard() as wg:
+        wg.set(name, peer=_kernel_peer(peer, endpoint))
 
 
 def kernel_info(name: str) -> DeviceInfo:
@@ -112,11 +125,11 @@ def kernel_info(name: str) -> DeviceInfo:
     for msg in msgs:
         listen_port = msg.get_attr("WGDEVICE_A_LISTEN_PORT") or listen_port
         for peer in msg.get_attr("WGDEVICE_A_PEERS") or []:
-            peers.append(_kernel_peer(peer))
+            peers.append(_kernel_peer_info(peer))
     return DeviceInfo(KERNEL, listen_port, peers)
 
 
-def _kernel_peer(peer: Any) -> PeerInfo:
+def _kernel_peer_info(peer: Any) -> PeerInfo:
     key = peer.get_attr("WGPEER_A_PUBLIC_KEY")
     if isinstance(key, bytes):
         key = key.decode()
@@ -238,3 +251,34 @@ def userspace_info(name: str) -> DeviceInfo:
         elif k == "persistent_keepalive_interval":
             peers[-1].keepalive = int(v) or None
     return DeviceInfo(USERSPACE, listen_port, peers)
+
+
+def userspace_set_endpoint(name: str, peer: Peer, endpoint: tuple[str, int]) -> None:
+    _uapi(name, f"set=1\npublic_key={_hex(peer.public_key)}\nupdate_only=true\n"
+                f"endpoint={_sockaddr(*endpoint)}\n\n")
+
+
+def device_info(name: str) -> DeviceInfo | None:
+    """The device of tunnel NAME, whichever implementation runs it; None
+    when there is none. Call from the host namespace."""
+    from . import netns
+    if os.path.exists(uapi_path(name)):
+        try:
+            return userspace_info(name)
+        except OSError:
+            return None
+    if not netns.exists(name):
+        return None
+    from pyroute2.netlink.exceptions import NetlinkError
+    try:
+        return netns.run_in(name, lambda: kernel_info(name))
+    except (NetlinkError, OSError):  # no such device (yet, or any more)
+        return None
+
+
+def set_endpoint(name: str, device: DeviceInfo, peer: Peer, endpoint: tuple[str, int]) -> None:
+    from . import netns
+    if device.implementation == USERSPACE:
+        userspace_set_endpoint(name, peer, endpoint)
+    else:
+        netns.run_in(name, lambda: kernel_set_endpoint(name, peer, endpoint))

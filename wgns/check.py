@@ -1,0 +1,204 @@
+"""`wgns check`: a leak test a user can run at any time.
+
+Each check looks from where a confined unit stands. The namespace checks
+run in a thread that joined the namespace; the DNS and resolver-socket
+checks run in a transient unit (`systemd-run`) that gets exactly the
+confinement drop-in's settings and a dynamic user, and reports back as JSON
+(`helper.py probe NAME`, below). The drop-in check reads what systemd
+actually loaded for each confined unit, so a hand-edited drop-in shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import struct
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from . import netns, wireguard
+from .config import Tunnel
+from .systemd import Systemd
+
+RESOLVER_SOCKETS = ("/run/systemd/resolve/io.systemd.Resolve", "/run/nscd/socket",
+                    "/run/avahi-daemon/socket")
+MAX_HANDSHAKE_AGE = 180  # WireGuard rejects a session older than this
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def _dropin_settings(name: str) -> dict[str, list[str]]:
+    """The confinement drop-in's [Service] settings, from wgns's template."""
+    from .render import render_dropin
+    text = next(iter(render_dropin("x.service", name).values())).text  # type: ignore[union-attr]
+    out: dict[str, list[str]] = {}
+    section = ""
+    for line in text.splitlines():
+        if line.startswith("["):
+            section = line
+        elif "=" in line and not line.startswith("#") and section == "[Service]":
+            key, value = line.split("=", 1)
+            out.setdefault(key, []).extend(value.split())
+    return out
+
+
+def _namespace_view(tunnel: Tunnel) -> dict[str, Any]:
+    from pyroute2 import IPRoute
+    with IPRoute() as ipr:
+        links = {lk["index"]: lk.get_attr("IFLA_IFNAME") for lk in ipr.get_links()}
+        routes = []
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for r in ipr.get_routes(family=family, table=254):
+                dst = r.get_attr("RTA_DST")
+                routes.append((f"{dst or ('::' if family == socket.AF_INET6 else '0.0.0.0')}"
+                               f"/{r['dst_len']}", links.get(r.get_attr("RTA_OIF"))))
+    return {"links": sorted(links.values()), "routes": routes}
+
+
+def _dns_query(server: str, timeout: float = 3.0) -> bool:
+    """Ask `server` for the root's NS records; any answer counts."""
+    qid = random.randrange(65536)
+    query = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + b"\x00" + struct.pack(">HH", 2, 1)
+    family = socket.AF_INET6 if ":" in server else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.sendto(query, (server, 53))
+            reply = s.recv(4096)
+        except OSError:
+            return False
+    return len(reply) >= 12 and struct.unpack(">H", reply[:2])[0] == qid
+
+
+def probe(name: str) -> dict[str, Any]:
+    """What a confined unit sees (runs inside the transient unit)."""
+    try:
+        with open("/etc/resolv.conf") as f:
+            servers = [ln.split()[1] for ln in f if ln.startswith("nameserver ")]
+    except OSError as e:
+        servers = [f"unreadable: {e.strerror}"]
+    sockets = {}
+    for path in RESOLVER_SOCKETS:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            try:
+                s.connect(path)
+                sockets[path] = "reachable"
+            except OSError as e:
+                sockets[path] = e.strerror or str(e)
+    return {
+        "uid": os.getuid(),
+        "links": sorted(n for _, n in socket.if_nameindex()),
+        "nameservers": servers,
+        "answers": {s: _dns_query(s) for s in servers},
+        "sockets": sockets,
+    }
+
+
+def probe_main(argv: list[str]) -> int:
+    print(json.dumps(probe(argv[0])))
+    return 0
+
+
+def _run_probe(name: str, python: str, helper: str) -> dict[str, Any]:
+    cmd = ["systemd-run", "--quiet", "--wait", "--pipe", "--collect",
+           "--property=DynamicUser=yes", f"--property=After={name}.service"]
+    for key, values in _dropin_settings(name).items():
+        cmd.append(f"--property={key}={' '.join(values)}")
+    cmd += [python, "-I", helper, "probe", name]
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=60)
+    if p.returncode != 0:
+        return {"error": (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]}
+    return dict(json.loads(p.stdout))
+
+
+def _loaded_confinement(sd: Systemd, unit: str, name: str) -> list[str]:
+    """What the loaded unit lacks of its confinement."""
+    props = sd.service_properties(unit)
+    missing = []
+    if props["NetworkNamespacePath"] != netns.path(name):
+        missing.append(f"NetworkNamespacePath is {props['NetworkNamespacePath']!r}")
+    if f"{name}.service" not in props["BindsTo"]:
+        missing.append(f"BindsTo={name}.service")
+    binds = {(src, dst) for src, dst in props["BindReadOnlyPaths"]}
+    for f in ("resolv.conf", "nsswitch.conf"):
+        if (f"/etc/wgns/{name}/{f}", f"/etc/{f}") not in binds:
+            missing.append(f"the tunnel's {f}")
+    for path in RESOLVER_SOCKETS[:2]:
+        if path not in props["InaccessiblePaths"]:
+            missing.append(f"InaccessiblePaths={path}")
+    return missing
+
+
+def run_checks(tunnel: Tunnel, python: str, helper: str,
+               max_age: int = MAX_HANDSHAKE_AGE) -> list[Check]:
+    from .ops import confined_units
+    name = tunnel.name
+    checks: list[Check] = []
+    if not netns.exists(name):
+        return [Check("namespace", False, f"{netns.path(name)} does not exist")]
+    view = netns.run_in(name, lambda: _namespace_view(tunnel))
+    checks.append(Check("interfaces", view["links"] == ["lo", name],
+                        f"links in the namespace: {', '.join(view['links'])}"))
+    wrong = [f"{dst} via {dev}" for dst, dev in view["routes"] if dev not in (name, "lo")]
+    missing = [str(p) for p in tunnel.route_prefixes()
+               if (str(p), name) not in view["routes"]]
+    families = sorted({f"IPv{a.version}" for a in tunnel.addresses})
+    checks.append(Check("routes", not wrong and not missing,
+                        "; ".join(filter(None, [
+                            f"missing: {', '.join(missing)}" if missing else "",
+                            f"not through the tunnel: {', '.join(wrong)}" if wrong else "",
+                        ])) or f"{', '.join(families)}: everything routed goes through {name}"))
+    seen = _run_probe(name, python, helper)
+    want = [str(d) for d in tunnel.dns]
+    if "error" in seen:
+        checks.append(Check("dns", False, f"the confined probe did not run: {seen['error']}"))
+        checks.append(Check("resolver-sockets", False, "the confined probe did not run"))
+    else:
+        answered = [s for s, ok in seen["answers"].items() if ok]
+        ok = bool(want) and seen["nameservers"] == want and answered == want
+        checks.append(Check("dns", ok, f"resolv.conf {seen['nameservers']}, tunnel DNS {want}, "
+                            f"answering through the tunnel: {answered}"))
+        open_sockets = [p for p, r in seen["sockets"].items() if r == "reachable"]
+        checks.append(Check("resolver-sockets", not open_sockets,
+                            f"reachable: {', '.join(open_sockets)}" if open_sockets
+                            else "host resolver sockets are blocked"))
+    with Systemd() as sd:
+        gaps = {u: _loaded_confinement(sd, u, name) for u in confined_units("/", name)}
+    bad = {u: g for u, g in gaps.items() if g}
+    checks.append(Check("drop-ins", not bad,
+                        "; ".join(f"{u} lacks {', '.join(g)}" for u, g in bad.items())
+                        or f"{len(gaps)} confined unit(s) complete"))
+    checks.append(_handshake_check(name, max_age))
+    return checks
+
+
+def _handshake_check(name: str, max_age: int) -> Check:
+    deadline = time.monotonic() + 5  # the DNS probe's traffic may start a handshake
+    while True:
+        device = wireguard.device_info(name)
+        if device is None:
+            return Check("handshake", False, "no WireGuard device")
+        now = time.time()
+        ages = {p.public_key[:8]: (now - p.latest_handshake if p.latest_handshake else None)
+                for p in device.peers}
+        fresh = all(a is not None and a <= max_age for a in ages.values())
+        if fresh or time.monotonic() > deadline:
+            text = ", ".join(f"{k}...: {'never' if a is None else f'{a:.0f} s ago'}"
+                             for k, a in ages.items())
+            return Check("handshake", fresh, f"latest handshake {text} (limit {max_age} s)")
+        time.sleep(0.5)
+
+
+def as_json(name: str, checks: list[Check]) -> str:
+    return json.dumps({"tunnel": name, "ok": all(c.ok for c in checks),
+                       "checks": [asdict(c) for c in checks]}, indent=2)
