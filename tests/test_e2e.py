@@ -8,7 +8,7 @@ Needs root, systemd-nspawn, wireguard-go, dnsmasq: `.ci/run` installs them.
 import pytest
 
 from .harness import machine
-from .harness.scenario import CORE_CHECKS, DEB_CHECKS
+from .harness.scenario import CORE_CHECKS, DEB_CHECKS, OPS_CHECKS
 
 pytestmark = pytest.mark.container
 
@@ -21,11 +21,11 @@ def expected(flavour: str) -> tuple:
 _reports: dict = {}
 
 
-def report(system: str, flavour: str) -> machine.Report:
-    key = (system, flavour)
+def report(system: str, flavour: str, scenario: str = "core") -> machine.Report:
+    key = (system, flavour, scenario)
     if key not in _reports:
         try:
-            _reports[key] = machine.run_scenario(system, flavour, "core")
+            _reports[key] = machine.run_scenario(system, flavour, scenario)
         except machine.Unavailable as e:
             _reports[key] = e
         else:
@@ -64,3 +64,20 @@ def test_private_mounts_regression_is_caught_where_it_can_be(system, flavour):
     assert binds == (systemd_version < 254), (
         f"systemd {systemd_version}: the unit without PrivateMounts=no "
         f"{'bound' if binds else 'did not bind'} its namespace")
+
+
+# Operations (expose, check, self-healing): on the newest libraries and on
+# the oldest systemd, and on Debian 13's own packages and systemd 257.
+OPS_TARGETS = [("debian12", "pypi"), ("debian13", "system")]
+
+
+@pytest.mark.parametrize("system,flavour,check", [
+    (s, f, c) for s, f in OPS_TARGETS for c in ("scenario_ran_to_the_end",) + OPS_CHECKS])
+def test_ops(system, flavour, check):
+    rep = report(system, flavour, "ops")
+    if check == "scenario_ran_to_the_end":
+        assert rep.finished, machine.format_report(rep)
+        assert set(rep.checks) <= set(OPS_CHECKS), sorted(set(rep.checks) - set(OPS_CHECKS))
+        return
+    assert check in rep.checks, f"{check} was not reported; " + machine.format_report(rep)
+    assert rep.checks[check]["ok"], rep.checks[check]["detail"]
