@@ -669,7 +669,7 @@ def ops(rec: Recorder, flavour: str) -> None:
     # -- check ---------------------------------------------------------------
     code, checks = check_json()
     rec.check("check_passes_when_healthy",
-              code == 0 and checks and all(c["ok"] for c in checks.values()), checks)
+              code == 0 and bool(checks) and all(c["ok"] for c in checks.values()), checks)
     dropin = Path("/etc/systemd/system/sleeper.service.d/90-wgns.conf")
     original = dropin.read_text()
     dropin.write_text("\n".join(ln for ln in original.splitlines()
