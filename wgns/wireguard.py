@@ -150,6 +150,9 @@ def _kernel_peer_info(peer: Any) -> PeerInfo:
     for a in peer.get_attr("WGPEER_A_ALLOWEDIPS") or []:
         addr = a.get_attr("WGALLOWEDIP_A_IPADDR")
         mask = a.get_attr("WGALLOWEDIP_A_CIDR_MASK")
+        if isinstance(addr, bytes):  # raw address bytes in some pyroute2 versions
+            addr = socket.inet_ntop(socket.AF_INET6 if len(addr) == 16 else socket.AF_INET,
+                                    addr)
         if addr is not None:
             allowed.append(f"{addr}/{mask}")
     return PeerInfo(

@@ -229,7 +229,7 @@ Wants=multi-user.target
 
 [Service]
 Type=oneshot
-Environment=WGNS_FLAVOUR={flavour} PYTHONUNBUFFERED=1
+Environment=WGNS_FLAVOUR={flavour} PYTHONUNBUFFERED=1 {env}
 ExecStart={python} {guest}/scenario.py {scenario} {guest}/out/report.jsonl
 StandardOutput=file:{guest}/out/scenario.log
 StandardError=inherit
@@ -238,7 +238,8 @@ TimeoutStartSec={timeout}
 """
 
 
-def run_scenario(system_name: str, flavour: str, scenario: str) -> Report:
+def run_scenario(system_name: str, flavour: str, scenario: str,
+                 env: dict[str, str] | None = None) -> Report:
     check_host()
     system = SYSTEMS[system_name]()
     report = Report(system_name, flavour, scenario)
@@ -256,7 +257,8 @@ def run_scenario(system_name: str, flavour: str, scenario: str) -> Report:
         unit = root / "etc/systemd/system/wgns-scenario.service"
         unit.write_text(SCENARIO_UNIT.format(
             flavour=flavour, python=system.python, guest=GUEST_DIR, scenario=scenario,
-            timeout=BOOT_TIMEOUT - 30))
+            timeout=BOOT_TIMEOUT - 30,
+            env=" ".join(f"{k}={v}" for k, v in (env or {}).items())))
         wants = root / "etc/systemd/system/multi-user.target.wants"
         wants.mkdir(parents=True, exist_ok=True)
         link = wants / "wgns-scenario.service"
@@ -321,12 +323,18 @@ def main(argv: list[str]) -> int:
     import argparse
     ap = argparse.ArgumentParser(description="Boot a guest and run a wgns scenario.")
     ap.add_argument("scenario", nargs="?", default="demo")
-    ap.add_argument("--system", default="debian12", choices=sorted(SYSTEMS))
+    ap.add_argument("--system", default="debian12", choices=sorted(SYSTEMS) + ["vm"],
+                    help="vm: Debian 12 with its own kernel under qemu (kernel WireGuard)")
     ap.add_argument("--flavour", default="pypi", choices=["pypi", "system", "deb"])
     ap.add_argument("--log", action="store_true", help="also print the guest's log")
     args = ap.parse_args(argv)
     try:
-        report = run_scenario(args.system, args.flavour, args.scenario)
+        if args.system == "vm":
+            sys.path.insert(0, str(REPO))
+            from tests.harness import vm
+            report = vm.run_scenario(args.flavour, args.scenario)
+        else:
+            report = run_scenario(args.system, args.flavour, args.scenario)
     except Unavailable as e:
         print(f"cannot run: {e}", file=sys.stderr)
         return 2
