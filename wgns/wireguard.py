@@ -12,6 +12,7 @@ import base64
 import binascii
 import errno
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -150,7 +151,10 @@ def _kernel_peer_info(peer: Any) -> PeerInfo:
     for a in peer.get_attr("WGPEER_A_ALLOWEDIPS") or []:
         addr = a.get_attr("WGALLOWEDIP_A_IPADDR")
         mask = a.get_attr("WGALLOWEDIP_A_CIDR_MASK")
-        if isinstance(addr, bytes):  # raw address bytes in some pyroute2 versions
+        if isinstance(addr, str) and re.fullmatch(r"(?:[0-9a-f]{2}:){3}(?:(?:[0-9a-f]{2}:){12})?"
+                                                  r"[0-9a-f]{2}", addr):
+            addr = bytes.fromhex(addr.replace(":", ""))  # pyroute2 shows raw bytes as hex
+        if isinstance(addr, bytes):
             addr = socket.inet_ntop(socket.AF_INET6 if len(addr) == 16 else socket.AF_INET,
                                     addr)
         if addr is not None:

@@ -282,11 +282,11 @@ def bench(rec: sc.Recorder, flavour: str) -> None:
     tunnels = {}
     t0 = time.perf_counter()
     for i, (tpriv, _) in enumerate(tunnel_keys):
-        key = Path(f"/root/t{i}.key")
-        key.write_text(tpriv + "\n")
-        os.chmod(key, 0o600)
+        keyfile = Path(f"/root/t{i}.key")
+        keyfile.write_text(tpriv + "\n")
+        os.chmod(keyfile, 0o600)
         wall, kib = measure([sc.WGNS, "install", "--name", f"t{i}", "--address",
-                             f"10.66.0.{100 + i}/32", "--private-key-file", str(key),
+                             f"10.66.0.{100 + i}/32", "--private-key-file", str(keyfile),
                              "--peer", provider.pub, "--endpoint", f"{prov.PROV_LAN4}:{prov.PORT}",
                              "--allowed-ips", "10.66.0.0/24", "--dns", prov.SERVER4,
                              "--keepalive", "25"])

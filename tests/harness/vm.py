@@ -17,6 +17,7 @@ ends without the report (the emulated kernel panicked) is retried once.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 import subprocess
@@ -110,7 +111,7 @@ INIT = """#!/bin/busybox sh
 /bin/busybox mount -t devtmpfs dev /dev
 for m in {modules}; do /bin/busybox insmod /lib/modules/$m.ko; done
 for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; /bin/busybox sleep 0.2; done
-/bin/busybox mount -t ext4 /dev/vda /newroot || {{ echo "wgns-initrd: no root"; /bin/busybox poweroff -f; }}
+/bin/busybox mount -t ext4 /dev/vda /newroot || {{ echo "no root"; /bin/busybox poweroff -f; }}
 /bin/busybox umount /proc /sys
 /bin/busybox mount --move /dev /newroot/dev
 exec /bin/busybox switch_root /newroot /sbin/init "$@"
@@ -118,7 +119,8 @@ exec /bin/busybox switch_root /newroot /sbin/init "$@"
 
 
 def initrd(kdir: Path, version: str) -> Path:
-    out = kdir / "initrd.gz"
+    key = hashlib.sha256((INIT + " ".join(BOOT_MODULES)).encode()).hexdigest()[:12]
+    out = kdir / f"initrd-{key}.gz"
     if out.exists():
         return out
     moddir = kdir / "x" / "lib" / "modules" / version
@@ -188,9 +190,9 @@ def run_scenario(flavour: str, scenario: str = "core") -> Report:
                 dest = r / "lib" / "modules" / version / f.relative_to(moddir)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(f, dest)
-            for f in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
-                if (moddir / f).exists():
-                    shutil.copy(moddir / f, r / "lib" / "modules" / version / f)
+            for meta in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
+                if (moddir / meta).exists():
+                    shutil.copy(moddir / meta, r / "lib" / "modules" / version / meta)
             _run(["depmod", "-b", str(r), version])
             guest = r / GUEST_DIR.lstrip("/")
             (guest / "out").mkdir(parents=True)

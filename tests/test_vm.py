@@ -1,0 +1,46 @@
+"""The VM tier: the core scenario on a real Debian kernel with kernel
+WireGuard on both ends (the fake provider's server too), under qemu, once with
+the newest libraries from PyPI and once with Debian 12's packaged ones.
+
+Skipped, loudly and with the reason, when qemu or the kernel package cannot
+be had; never passed without running.
+"""
+
+import pytest
+
+from .harness import machine, vm
+from .harness.scenario import CORE_CHECKS
+
+pytestmark = pytest.mark.vm
+
+FLAVOURS = ["pypi", "system"]
+_reports: dict = {}
+
+
+def report(flavour: str) -> machine.Report:
+    if flavour not in _reports:
+        try:
+            _reports[flavour] = vm.run_scenario(flavour, "core")
+        except machine.Unavailable as e:
+            _reports[flavour] = e
+        else:
+            print(machine.format_report(_reports[flavour]))
+    rep = _reports[flavour]
+    if isinstance(rep, machine.Unavailable):
+        pytest.skip(f"VM TIER SKIPPED: {rep}")
+    return rep
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_vm_ran_with_the_kernel_module(flavour):
+    rep = report(flavour)
+    assert rep.finished, machine.format_report(rep)
+    assert "wireguard" in str(rep.info.get("wireguard_module", "")), rep.info
+    assert rep.info["versions"]["pyroute2"].startswith("0.7" if flavour == "system" else "0.9")
+
+
+@pytest.mark.parametrize("flavour,check", [(f, c) for f in FLAVOURS for c in CORE_CHECKS])
+def test_vm_core(flavour, check):
+    rep = report(flavour)
+    assert check in rep.checks, f"{check} was not reported; " + machine.format_report(rep)
+    assert rep.checks[check]["ok"], rep.checks[check]["detail"]
