@@ -173,3 +173,12 @@ def test_debug_shows_the_traceback(root):
     r = invoke("--debug", "uninstall", "--root", root)
     assert r.exit_code == 1 and r.exception is not None
     assert type(r.exception).__name__ == "WgnsError"
+
+
+def test_unit_helper_usage_and_bad_names(capsys):
+    from wgns import helper
+    assert helper.main([]) == 2
+    assert helper.main(["link", "sideways", "wg"]) == 2
+    assert helper.main(["link", "up", "../etc"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("wgns: ../etc link up: --name: invalid tunnel name")

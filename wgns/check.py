@@ -103,11 +103,6 @@ def probe(name: str) -> dict[str, Any]:
     }
 
 
-def probe_main(argv: list[str]) -> int:
-    print(json.dumps(probe(argv[0])))
-    return 0
-
-
 def _run_probe(name: str, python: str, helper: str) -> dict[str, Any]:
     cmd = ["systemd-run", "--quiet", "--wait", "--pipe", "--collect",
            "--property=DynamicUser=yes", f"--property=After={name}.service"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import time
 
 from . import netns, wireguard
@@ -130,17 +129,3 @@ def watch(name: str) -> list[str]:
         sd.restart(unit, wait=False)
         return [f"{name}: {problem}: restarting {unit}"
                 + (f" and with it {', '.join(running)}" if running else "")]
-
-
-def main(argv: list[str]) -> int:
-    from .errors import WgnsError
-    if len(argv) != 1:
-        print("usage: helper.py watch NAME", file=sys.stderr)
-        return 2
-    try:
-        for line in watch(argv[0]):
-            print(line, flush=True)
-    except (WgnsError, OSError) as e:
-        print(f"wgns: watch {argv[0]}: {e}", file=sys.stderr)
-        return 1
-    return 0

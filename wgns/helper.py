@@ -1,10 +1,14 @@
-"""What the units run: `PYTHON -I /path/to/wgns/helper.py COMMAND ARGS`:
-`netns up|down NAME`, `link up|down NAME`, `watch NAME` (the watch timer),
-`probe NAME` (the transient unit of `wgns check`).
+"""What the units run: `PYTHON -I /path/to/wgns/helper.py COMMAND ARGS`.
+
+    netns up|down NAME   netns@NAME.service: bind or unbind the namespace
+    link up|down NAME    NAME.service: bring the tunnel up or down
+    watch NAME           wgns-watch@NAME.service: heal the tunnel (heal.py)
+    probe NAME           the transient unit of `wgns check` (check.py)
 
 The units name this file by its absolute path, and it puts the directory
 holding this copy of wgns first on sys.path, so a unit always runs the wgns
 that wrote it: a .deb install and a pip install on one machine never mix.
+Every failure is one line on stderr (the journal) and exit status 1.
 """
 
 import os
@@ -12,19 +16,61 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+USAGE = "usage: helper.py netns|link up|down NAME | watch NAME | probe NAME"
 
-def main() -> int:
-    commands = ("netns", "link", "watch", "probe")
-    if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        print("usage: helper.py netns|link up|down NAME | watch NAME | probe NAME",
-              file=sys.stderr)
+
+def run(command: str, action: str, name: str) -> None:
+    if command == "netns":
+        from wgns import netns
+        (netns.up if action == "up" else netns.down)(name)
+    elif command == "link":
+        from wgns import link
+        if action == "up":
+            print(link.up(name), flush=True)
+            link.restore_confined(name)
+        else:
+            link.down(name)
+    elif command == "watch":
+        from wgns import heal
+        for line in heal.watch(name):
+            print(line, flush=True)
+    else:
+        import json
+
+        from wgns import check
+        print(json.dumps(check.probe(name)))
+
+
+def main(argv: list[str]) -> int:
+    command, args = (argv[0], argv[1:]) if argv else ("", [])
+    if command in ("netns", "link") and len(args) == 2 and args[0] in ("up", "down"):
+        action, name = args
+    elif command in ("watch", "probe") and len(args) == 1:
+        action, name = command, args[0]
+    else:
+        print(USAGE, file=sys.stderr)
         return 2
-    import importlib
-    module = {"netns": "netns", "link": "link", "watch": "heal", "probe": "check"}[sys.argv[1]]
-    helper = importlib.import_module(f"wgns.{module}")
-    main_fn = helper.probe_main if sys.argv[1] == "probe" else helper.main
-    return int(main_fn(sys.argv[2:]))
+    from wgns.config import check_name
+    from wgns.errors import WgnsError
+    what = f"wgns: {name} {command} {action}" if command in ("netns", "link") else \
+        f"wgns: {name} {command}"
+    try:
+        check_name(name)
+        run(command, action, name)
+    except WgnsError as e:
+        print(f"{what}: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"{what}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # pyroute2's NetlinkError, without importing pyroute2 first
+        netlink = sys.modules.get("pyroute2.netlink.exceptions")
+        if netlink is None or not isinstance(e, netlink.NetlinkError):
+            raise
+        print(f"{what}: netlink: {os.strerror(e.code)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

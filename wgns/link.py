@@ -1,4 +1,4 @@
-"""ExecStart/ExecStop helper of the tunnel unit: `python -m wgns.link up|down NAME`.
+"""What the tunnel unit runs (`helper.py link up|down NAME`).
 
 up: read /etc/wgns/NAME.conf, resolve the endpoints in the host namespace
 (retrying while the network comes up), create the WireGuard link here in the
@@ -19,7 +19,7 @@ import sys
 import time
 
 from . import netns, wireguard
-from .config import Tunnel, check_name, parse_wgquick
+from .config import Tunnel, parse_wgquick
 from .errors import ConfigError, TunnelError, WgnsError
 from .render import conf_path
 
@@ -189,32 +189,3 @@ def restore_confined(name: str) -> None:
         for unit in units:
             sd.enqueue_start(unit)
     print(f"{name}: starting again {', '.join(units)}", flush=True)
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in ("up", "down"):
-        print("usage: python -m wgns.link up|down NAME", file=sys.stderr)
-        return 2
-    action, name = argv
-    from pyroute2.netlink.exceptions import NetlinkError
-    try:
-        check_name(name)
-        if action == "up":
-            print(up(name), flush=True)
-            restore_confined(name)
-        else:
-            down(name)
-    except WgnsError as e:
-        print(f"wgns: {name} {action}: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"wgns: {name} {action}: {e.strerror or e}", file=sys.stderr)
-        return 1
-    except NetlinkError as e:
-        print(f"wgns: {name} {action}: netlink: {os.strerror(e.code)}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

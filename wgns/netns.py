@@ -1,6 +1,7 @@
-"""ExecStart/ExecStop helper of netns@.service, and namespace utilities.
+"""What netns@.service runs (`helper.py netns up|down NAME`), and namespace
+utilities.
 
-`python -m wgns.netns up NAME` runs inside the unit's own network namespace
+`up NAME` runs inside the unit's own network namespace
 (PrivateNetwork=yes) and binds it to /run/netns/NAME with pyroute2, holding
 an flock on /run/netns as iproute2 does, so that units starting at once at
 boot do not stack mounts. `down` unbinds it. Both are idempotent.
@@ -114,20 +115,3 @@ def run_in(name: str, fn: Callable[[], T]) -> T:
     if "error" in result:
         raise result["error"]  # type: ignore[misc]
     return result["value"]  # type: ignore[return-value]
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in ("up", "down"):
-        print("usage: python -m wgns.netns up|down NAME", file=sys.stderr)
-        return 2
-    action, name = argv
-    try:
-        (up if action == "up" else down)(name)
-    except OSError as e:
-        print(f"wgns netns {action} {name}: {e.strerror or e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
