@@ -112,7 +112,9 @@ def handshake_done(name: str) -> bool:
 
 def timed_start(unit: str, link: str) -> float:
     t = time.perf_counter()
-    subprocess.run(["systemctl", "start", unit], check=True)
+    if subprocess.run(["systemctl", "start", unit]).returncode != 0:
+        sc.run("journalctl", "-n", "25", "--no-pager", "-o", "short-monotonic")
+        raise RuntimeError(f"systemctl start {unit} failed")
     while not handshake_done(link):
         if time.perf_counter() - t > 20:
             raise RuntimeError(f"{unit}: no handshake in 20 s")
