@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import struct
 import sys
 import time
 
@@ -94,29 +93,49 @@ def _configure_inside(tunnel: Tunnel) -> None:
                       oif=idx, family=family)
 
 
-def _stop_wireguard_go(name: str) -> None:
-    """End the wireguard-go serving NAME, found by its UAPI socket's peer
-    credentials (so only that process, never a guess by name)."""
+def wireguard_go_pid(name: str) -> int | None:
+    """The wireguard-go serving NAME: the process holding its UAPI listening
+    socket (found as `ss -xlp` does: the socket's inode in /proc/net/unix,
+    then the process with that socket open), and named wireguard-go."""
     path = wireguard.uapi_path(name)
-    if not os.path.exists(path):
+    inodes = set()
+    with open("/proc/net/unix") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 8 and parts[7] == path:
+                inodes.add(f"socket:[{parts[6]}]")
+    if not inodes:
+        return None
+    for proc in os.listdir("/proc"):
+        if not proc.isdigit():
+            continue
+        try:
+            with open(f"/proc/{proc}/comm") as f:
+                if f.read().strip() != "wireguard-go":
+                    continue
+            for fd in os.listdir(f"/proc/{proc}/fd"):
+                if os.readlink(f"/proc/{proc}/fd/{fd}") in inodes:
+                    return int(proc)
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    return None
+
+
+def _stop_wireguard_go(name: str) -> None:
+    """End the wireguard-go serving NAME (its TUN link goes with it)."""
+    pid = wireguard_go_pid(name)
+    if pid is None:
         return
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.connect(path)
-            cred = s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                struct.calcsize("3i"))
-        pid = struct.unpack("3i", cred)[0]
-    except ConnectionRefusedError:
-        os.unlink(path)  # stale: its process is gone
-        return
-    if pid > 1:
         os.kill(pid, signal.SIGTERM)
-        for _ in range(100):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.02)
+    except ProcessLookupError:
+        return
+    for _ in range(250):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
 
 
 def up(name: str) -> str:
@@ -170,10 +189,20 @@ def _undo(name: str) -> None:
             print(f"{name}: cleanup after failure: {e}", file=sys.stderr)
 
 
+def _has_link(name: str) -> bool:
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
+
+
 def down(name: str) -> None:
-    if netns.exists(name):
-        netns.run_in(name, lambda: _delete_link(name))
+    # wireguard-go first: its TUN link goes with it, and then this needs no
+    # netlink (nor pyroute2's import time) at all.
     _stop_wireguard_go(name)
+    if netns.exists(name) and netns.run_in(name, lambda: _has_link(name)):
+        netns.run_in(name, lambda: _delete_link(name))
 
 
 def restore_confined(name: str) -> None:
