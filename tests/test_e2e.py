@@ -18,19 +18,11 @@ TARGETS = [("debian12", "pypi"), ("debian12", "system"), ("debian13", "system"),
 
 def expected(flavour: str) -> tuple:
     return CORE_CHECKS + (DEB_CHECKS if flavour == "deb" else ())
-_reports: dict = {}
 
 
 def report(system: str, flavour: str, scenario: str = "core") -> machine.Report:
-    key = (system, flavour, scenario)
-    if key not in _reports:
-        try:
-            _reports[key] = machine.run_scenario(system, flavour, scenario)
-        except machine.Unavailable as e:
-            _reports[key] = e
-        else:
-            print(machine.format_report(_reports[key]))
-    rep = _reports[key]
+    rep = machine.cached_report((system, flavour, scenario),
+                                lambda: machine.run_scenario(system, flavour, scenario))
     if isinstance(rep, machine.Unavailable):
         pytest.skip(f"container tests cannot run here: {rep}")
     return rep

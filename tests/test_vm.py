@@ -14,18 +14,8 @@ from .harness.scenario import CORE_CHECKS
 pytestmark = pytest.mark.vm
 
 FLAVOURS = ["pypi", "system"]
-_reports: dict = {}
-
-
 def report(flavour: str) -> machine.Report:
-    if flavour not in _reports:
-        try:
-            _reports[flavour] = vm.run_scenario(flavour, "core")
-        except machine.Unavailable as e:
-            _reports[flavour] = e
-        else:
-            print(machine.format_report(_reports[flavour]))
-    rep = _reports[flavour]
+    rep = machine.cached_report(("vm", flavour), lambda: vm.run_scenario(flavour, "core"))
     if isinstance(rep, machine.Unavailable):
         pytest.skip(f"VM TIER SKIPPED: {rep}")
     return rep

@@ -302,6 +302,22 @@ def _read_report(out: Path, report: Report) -> None:
         report.info["log"] = log.read_text()[-20000:]
 
 
+_CACHE: dict = {}
+
+
+def cached_report(key: tuple, make) -> Report:  # type: ignore[no-untyped-def]
+    """One boot per key for a whole test session: make() runs once, and an
+    Unavailable harness is remembered too (each test then skips with it)."""
+    if key not in _CACHE:
+        try:
+            _CACHE[key] = make()
+        except Unavailable as e:
+            _CACHE[key] = e
+        else:
+            print(format_report(_CACHE[key]))
+    return _CACHE[key]
+
+
 def format_report(report: Report) -> str:
     lines = [f"== {report.scenario} on {report.system} ({report.flavour}), "
              f"{report.seconds:.1f} s"]
