@@ -44,6 +44,14 @@ def conflicts(root: str, plan: Plan) -> list[str]:
     return sorted(bad)
 
 
+def refuse_conflicts(root: str, plan: Plan) -> None:
+    bad = conflicts(root, plan)
+    if bad:
+        raise ConflictError(
+            f"{bad[0]} exists and was not written by wgns; refusing to overwrite it",
+            hint="move it away, or pick another tunnel with --name")
+
+
 def _fsync_dir(d: Path) -> None:
     fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -88,11 +96,7 @@ def _snapshot(dest: Path) -> File | Link | None:
 
 def write_plan(root: str, plan: Plan) -> list[str]:
     """Write every file of the plan, or none. Returns the paths written."""
-    bad = conflicts(root, plan)
-    if bad:
-        raise ConflictError(
-            f"{bad[0]} exists and was not written by wgns; refusing to overwrite it",
-            hint="move it away, or pick another tunnel with --name")
+    refuse_conflicts(root, plan)
     created: list[Path] = []
     staged: list[tuple[str, Path]] = []
     replaced: list[tuple[Path, File | Link | None]] = []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .config import Tunnel, check_name
 from .errors import ConflictError, SystemdError, WgnsError
-from .install import conflicts, read_owned, remove_owned, under, write_plan
+from .install import read_owned, refuse_conflicts, remove_owned, under, write_plan
 from .render import (
     CONF_DIR,
     NETNS_UNIT,
@@ -90,11 +90,7 @@ def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
     name, unit = tunnel.name, tunnel_unit(tunnel.name)
     reinstall = read_owned(root, conf_path(name)) is not None
     plan = render_tunnel(tunnel, python, _host_nsswitch(root))
-    bad = conflicts(root, plan)
-    if bad:
-        raise ConflictError(
-            f"{bad[0]} exists and was not written by wgns; refusing to overwrite it",
-            hint="move it away, or pick another tunnel with --name")
+    refuse_conflicts(root, plan)  # before asking systemd, so the message names the file
     for d in VENDOR_UNIT_DIRS[1:]:
         if under(root, f"{d}/{unit}").exists():
             raise ConflictError(
