@@ -90,11 +90,27 @@ def watch_timer(name: str) -> str:
     return f"wgns-watch@{name}.timer"
 
 
+def sandbox_values(python: str, helper: str) -> dict[str, str]:
+    """Sandboxing that must not hide the copy of wgns the units run: a venv
+    or pipx install under /root or /home stays readable (ProtectHome=
+    read-only instead of yes), one under /tmp or /var/tmp keeps the real
+    /tmp (PrivateTmp=no)."""
+    paths = (python, helper)
+
+    def below(*dirs: str) -> bool:
+        return any(p == d or p.startswith(d + "/") for p in paths for d in dirs)
+
+    return {
+        "protect_home": "read-only" if below("/root", "/home", "/run/user") else "yes",
+        "private_tmp": "no" if below("/tmp", "/var/tmp") else "yes",
+    }
+
+
 def render_tunnel(tunnel: Tunnel, python: str, host_nsswitch: str | None) -> Plan:
     """Everything `wgns install` writes for one tunnel."""
     name = tunnel.name
     values = {"version": __version__, "python": python, "name": name,
-              "helper": helper_path()}
+              "helper": helper_path(), **sandbox_values(python, helper_path())}
     unit = tunnel_unit(name)
     shared: Plan = {f"{UNIT_DIR}/{u}": File(_template(u).substitute(values), 0o644)
                     for u in WATCH_UNITS}
