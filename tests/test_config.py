@@ -80,7 +80,7 @@ BROKEN = [
     (GOOD.replace("vpn.example.net:51820", "fd00::1:51820"), "must be in brackets", 9),
     (GOOD.replace("vpn.example.net:51820", "[fd00::1]"), "is not [IPv6]:port", 9),
     (GOOD.replace("vpn.example.net:51820", "vpn.example.net:99999"), "port must be 1-65535", 9),
-    (GOOD.replace("vpn.example.net:51820", "300.1.1.1:1"), "is not an IPv4 address", 9),
+    (GOOD.replace("vpn.example.net:51820", "300.1.1.1:1"), "is not an IP address", 9),
     (GOOD.replace("DNS = 10.0.0.1", "DNS = 10.0.0.1\nDNS = x y"), "neither an address", 5),
     (GOOD.replace("DNS = 10.0.0.1", f"PrivateKey = {PRIV}"), "duplicate key 'PrivateKey'", 4),
     (GOOD.replace("DNS = 10.0.0.1", "MTU = 1\n"), "MTU '1' must be", 4),

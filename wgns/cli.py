@@ -14,7 +14,7 @@ from typing import List, Optional
 import typer
 
 from . import __version__
-from .errors import ConfigError, WgnsError
+from .errors import WgnsError
 
 app = typer.Typer(
     help="Confine systemd services to a network namespace whose only way out "
@@ -28,6 +28,13 @@ STATE = {"debug": False}
 
 ROOT_HELP = "Write the files below DIR and do not call systemd (images, packaging)."
 NAME_HELP = "Tunnel name: unit NAME.service, namespace NAME, /etc/wgns/NAME.conf."
+
+
+def _root_option(value: Optional[str]) -> Optional[str]:
+    if value is not None and not value:
+        raise typer.BadParameter("an empty --root would mean the live system; "
+                                 "leave --root out for that")
+    return value
 
 
 def _version(value: bool) -> None:
@@ -47,17 +54,23 @@ def main(
     STATE["debug"] = debug
 
 
-def _fail(e: WgnsError) -> None:
+def _fail(e: Exception) -> None:
+    """One line for the user (a traceback with --debug). OSError comes from
+    the file system (a path too long, a full disk): its text names the path."""
     if STATE["debug"]:
         raise e
+    if isinstance(e, OSError):
+        where = f"{e.filename}: " if e.filename else ""
+        e = WgnsError(f"{where}{e.strerror or e}")
     typer.echo(f"wgns: error: {e}", err=True)
     raise typer.Exit(1)
 
 
 def _systemd(root: Optional[str]):  # type: ignore[no-untyped-def]
-    from .install import require_root
+    from .install import check_root, require_root
     require_root(root)
     if root is not None:
+        check_root(root)
         return None
     from .systemd import Systemd
     return Systemd()
@@ -94,7 +107,8 @@ def install(
         None, "--dns", metavar="IP", help="DNS server for confined units (repeatable)."),
     mtu: Optional[int] = typer.Option(None, "--mtu", help="Tunnel MTU."),
     no_start: bool = typer.Option(False, "--no-start", help="Install but do not start."),
-    root: Optional[str] = typer.Option(None, "--root", metavar="DIR", help=ROOT_HELP),
+    root: Optional[str] = typer.Option(
+        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
 ) -> None:
     """Install a tunnel from a wg-quick file (--conf) or from options, and start it."""
     from . import config, ops
@@ -105,12 +119,7 @@ def install(
                                     ("--private-key-file", private_key_file)) if v]
             if extra:
                 raise typer.BadParameter(f"{extra[0]} cannot be combined with --conf")
-            try:
-                with open(conf, encoding="utf-8") as f:
-                    text = f.read()
-            except (OSError, UnicodeDecodeError) as e:
-                raise ConfigError(conf, f"cannot read: {getattr(e, 'strerror', e)}") from None
-            tunnel = config.parse_wgquick(text, conf, config.check_name(name))
+            tunnel = config.read_conf(conf, config.check_name(name))
         else:
             missing = [o for o, v in (("--address", address),
                                       ("--private-key-file", private_key_file),
@@ -128,7 +137,7 @@ def install(
                 keepalive, list(dns or []), mtu)
         sd = _systemd(root)
         _emit(ops.install(tunnel, root or "/", ops.python_path(), sd, start=not no_start))
-    except WgnsError as e:
+    except (WgnsError, OSError) as e:
         _fail(e)
 
 
@@ -140,14 +149,15 @@ def confine(
         False, "--force", help="Confine a unit systemd does not know yet."),
     no_restart: bool = typer.Option(
         False, "--no-restart", help="Do not restart running units."),
-    root: Optional[str] = typer.Option(None, "--root", metavar="DIR", help=ROOT_HELP),
+    root: Optional[str] = typer.Option(
+        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
 ) -> None:
     """Confine services to a tunnel (running ones are restarted into it)."""
     from . import ops
     try:
         sd = _systemd(root)
         _emit(ops.confine(list(units), name, root or "/", sd, force, not no_restart))
-    except WgnsError as e:
+    except (WgnsError, OSError) as e:
         _fail(e)
 
 
@@ -156,14 +166,15 @@ def unconfine(
     units: List[str] = typer.Argument(..., metavar="UNIT...", help="Services to release."),
     no_restart: bool = typer.Option(
         False, "--no-restart", help="Do not restart running units."),
-    root: Optional[str] = typer.Option(None, "--root", metavar="DIR", help=ROOT_HELP),
+    root: Optional[str] = typer.Option(
+        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
 ) -> None:
     """Remove the confinement drop-in from services."""
     from . import ops
     try:
         sd = _systemd(root)
         _emit(ops.unconfine(list(units), root or "/", sd, not no_restart))
-    except WgnsError as e:
+    except (WgnsError, OSError) as e:
         _fail(e)
 
 
@@ -191,7 +202,7 @@ def status(
             typer.echo("no tunnels installed; add one with: wgns install --conf FILE")
         else:
             typer.echo("\n\n".join(st.format_text(r) for r in result))
-    except WgnsError as e:
+    except (WgnsError, OSError) as e:
         _fail(e)
 
 
@@ -203,14 +214,15 @@ def expose(
         None, "--listen", metavar="ADDR:PORT",
         help="Where the host listens (default 127.0.0.1:PORT; 0.0.0.0:PORT for the LAN)."),
     name: str = typer.Option("wg", "--name", help=NAME_HELP),
-    root: Optional[str] = typer.Option(None, "--root", metavar="DIR", help=ROOT_HELP),
+    root: Optional[str] = typer.Option(
+        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
 ) -> None:
     """Make a TCP port of a confined service reachable from the host (no veth, no NAT)."""
     from . import ops
     try:
         sd = _systemd(root)
         _emit(ops.expose(unit, port, listen, name, root or "/", sd))
-    except WgnsError as e:
+    except (WgnsError, OSError) as e:
         _fail(e)
 
 
@@ -219,14 +231,15 @@ def unexpose(
     unit: str = typer.Argument(..., help="A confined service."),
     port: int = typer.Argument(..., help="The port given to 'wgns expose'."),
     name: str = typer.Option("wg", "--name", help=NAME_HELP),
-    root: Optional[str] = typer.Option(None, "--root", metavar="DIR", help=ROOT_HELP),
+    root: Optional[str] = typer.Option(
+        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
 ) -> None:
     """Stop exposing a port and remove its units."""
     from . import ops
     try:
         sd = _systemd(root)
         _emit(ops.unexpose(unit, port, name, root or "/", sd))
-    except WgnsError as e:
+    except (WgnsError, OSError) as e:
         _fail(e)
 
 
@@ -249,7 +262,7 @@ def check(
         from .link import load
         from .render import helper_path
         checks = run_checks(load(name), ops.python_path(), helper_path(), max_handshake_age)
-    except WgnsError as e:
+    except (WgnsError, OSError) as e:
         _fail(e)
         return
     if as_json:
@@ -264,14 +277,15 @@ def check(
 @app.command()
 def uninstall(
     name: str = typer.Option("wg", "--name", help=NAME_HELP),
-    root: Optional[str] = typer.Option(None, "--root", metavar="DIR", help=ROOT_HELP),
+    root: Optional[str] = typer.Option(
+        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
 ) -> None:
     """Stop a tunnel and remove everything wgns wrote for it."""
     from . import ops
     try:
         sd = _systemd(root)
         _emit(ops.uninstall(name, root or "/", sd))
-    except WgnsError as e:
+    except (WgnsError, OSError) as e:
         _fail(e)
 
 

@@ -15,16 +15,19 @@ from dataclasses import dataclass, field
 from typing import Iterable, Union
 
 from .errors import ConfigError
+from .names import ADDRESS_CHARS, TUNNEL_RE, printable
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,14}$")
 HOST_RE = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9_])?"
-    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9_])?)*\.?$"
+    r"(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9_])?"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9_])?)*\.?"
 )
+# A key name worth echoing in "unknown key": short, and never key material.
+KEY_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9 _-]{0,23}")
+MAX_CONF_BYTES = 256 * 1024
 
 # wg-quick keys that make no sense inside a namespace: warned about, ignored.
 IGNORED_KEYS = {
@@ -123,9 +126,9 @@ class Tunnel:
 
 
 def check_name(name: str) -> str:
-    if not NAME_RE.match(name):
+    if not TUNNEL_RE.fullmatch(name):
         raise ConfigError(
-            "--name", f"invalid tunnel name {name!r}",
+            "--name", f"invalid tunnel name {printable(name, 'name')}",
             hint="use 1-15 characters from a-z, 0-9, '-' and '_', "
             "starting with a letter or digit",
         )
@@ -146,45 +149,63 @@ def check_key(value: str, source: str, what: str, line: int | None = None) -> st
     return value
 
 
+def _show(value: str) -> str:
+    return printable(value, "value")
+
+
+def _address_text(value: str, what: str, source: str, line: int | None,
+                  prefix: bool = False, expected: str = "an IP address") -> str:
+    """Refuse what Python's ipaddress would take but an address is not: a
+    "%zone" suffix (any text, newlines included) or stray characters."""
+    body, _, plen = value.partition("/") if prefix else (value, "", "")
+    if not ADDRESS_CHARS.fullmatch(body) or (plen and not re.fullmatch(r"[0-9]{1,3}", plen)):
+        hint = "zone IDs ('%' suffixes) are not supported" if "%" in value else None
+        raise ConfigError(source, f"{what} {_show(value)} is not {expected}", line,
+                          hint=hint)
+    return value
+
+
+def parse_address(value: str, what: str, source: str, line: int | None = None) -> IPAddress:
+    _address_text(value, what, source, line)
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError(source, f"{what} {_show(value)} is not an IP address",
+                          line) from None
+
+
+def parse_port(value: str, what: str, source: str, line: int | None = None) -> int:
+    if not re.fullmatch(r"[0-9]{1,5}", value) or not 1 <= int(value) <= 65535:
+        raise ConfigError(source, f"{what}: port must be 1-65535", line)
+    return int(value)
+
+
 def parse_endpoint(value: str, source: str, line: int | None = None) -> Endpoint:
     value = value.strip()
+    shown = _show(value)
     if value.startswith("["):
-        m = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d+)$", value)
+        m = re.fullmatch(r"\[([^\]]*)\]:([^:]*)", value)
         if not m:
-            raise ConfigError(
-                source, f"Endpoint {value!r} is not [IPv6]:port", line)
+            raise ConfigError(source, f"Endpoint {shown} is not [IPv6]:port", line)
         host, port_s = m.group(1), m.group(2)
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ConfigError(
-                source, f"Endpoint {value!r}: {host!r} is not an IPv6 address",
-                line) from None
+        if parse_address(host, f"Endpoint {shown}:", source, line).version != 6:
+            raise ConfigError(source, f"Endpoint {shown}: brackets are for IPv6", line)
     else:
         if value.count(":") > 1:
             raise ConfigError(
-                source, f"Endpoint {value!r}: an IPv6 address must be in "
+                source, f"Endpoint {shown}: an IPv6 address must be in "
                 "brackets", line, hint="write it as [ADDRESS]:PORT")
         host, sep, port_s = value.rpartition(":")
         if not sep or not host:
             raise ConfigError(
-                source, f"Endpoint {value!r} has no port", line,
+                source, f"Endpoint {shown} has no port", line,
                 hint="write it as HOST:PORT")
-        if not HOST_RE.match(host):
+        if not HOST_RE.fullmatch(host):
             raise ConfigError(
-                source, f"Endpoint {value!r}: {host!r} is not a host name or "
-                "IPv4 address", line)
-        if re.match(r"^[0-9.]+$", host):
-            try:
-                ipaddress.IPv4Address(host)
-            except ValueError:
-                raise ConfigError(
-                    source, f"Endpoint {value!r}: {host!r} is not an IPv4 "
-                    "address", line) from None
-    if not port_s.isdigit() or not 1 <= int(port_s) <= 65535:
-        raise ConfigError(
-            source, f"Endpoint {value!r}: port must be 1-65535", line)
-    return Endpoint(host, int(port_s))
+                source, f"Endpoint {shown}: not a host name or IPv4 address", line)
+        if re.fullmatch(r"[0-9.]+", host):
+            parse_address(host, f"Endpoint {shown}:", source, line)
+    return Endpoint(host, parse_port(port_s, f"Endpoint {shown}", source, line))
 
 
 def _split(value: str) -> list[str]:
@@ -192,11 +213,13 @@ def _split(value: str) -> list[str]:
 
 
 def parse_interface_address(value: str, source: str, line: int | None = None) -> IPInterface:
+    _address_text(value, "Address", source, line, prefix=True,
+                  expected="an address with a prefix length")
     try:
         iface = ipaddress.ip_interface(value)
     except ValueError:
         raise ConfigError(
-            source, f"Address {value!r} is not an address with a prefix "
+            source, f"Address {_show(value)} is not an address with a prefix "
             "length", line) from None
     if "/" not in value:
         # wg-quick accepts a bare address as a host address.
@@ -206,18 +229,35 @@ def parse_interface_address(value: str, source: str, line: int | None = None) ->
 
 
 def parse_network(value: str, source: str, line: int | None = None) -> IPNetwork:
+    _address_text(value, "AllowedIPs", source, line, prefix=True, expected="a CIDR")
     try:
         return ipaddress.ip_network(value, strict=False)
     except ValueError:
         raise ConfigError(
-            source, f"AllowedIPs {value!r} is not a CIDR", line) from None
+            source, f"AllowedIPs {_show(value)} is not a CIDR", line) from None
+
+
+def parse_dns(values: Iterable[tuple[int | None, str]], source: str
+              ) -> tuple[list[IPAddress], list[str]]:
+    """DNS servers (addresses) and search domains (names), as wg-quick."""
+    dns: list[IPAddress] = []
+    search: list[str] = []
+    for n, v in values:
+        if re.fullmatch(r"[0-9A-Fa-f:.%]+", v) and (":" in v or re.fullmatch(r"[0-9.]+", v)):
+            dns.append(parse_address(v, "DNS", source, n))
+        elif HOST_RE.fullmatch(v):
+            search.append(v)
+        else:
+            raise ConfigError(
+                source, f"DNS {_show(v)} is neither an address nor a search domain", n)
+    return dns, search
 
 
 def _int(value: str, key: str, source: str, line: int | None, lo: int, hi: int) -> int:
     value = value.strip()
-    if not value.isdigit() or not lo <= int(value) <= hi:
+    if not re.fullmatch(r"[0-9]{1,6}", value) or not lo <= int(value) <= hi:
         raise ConfigError(
-            source, f"{key} {value!r} must be a whole number from {lo} to {hi}",
+            source, f"{key} {_show(value)} must be a whole number from {lo} to {hi}",
             line)
     return int(value)
 
@@ -226,16 +266,21 @@ def parse_wgquick(text: str, source: str, name: str) -> Tunnel:
     """Parse a wg-quick file. `source` names it in errors."""
     sections: list[tuple[str, int, dict[str, list[tuple[int, str]]]]] = []
     current: dict[str, list[tuple[int, str]]] | None = None
-    for lineno, raw_line in enumerate(text.splitlines(), 1):
+    # A Windows editor's byte order mark is not part of the first line.
+    text = text[1:] if text.startswith("\ufeff") else text
+    for lineno, raw_line in enumerate(text.split("\n"), 1):
         line = raw_line.split("#", 1)[0].strip()
         if not line:
             continue
+        if any(ord(c) < 32 and c != "\t" for c in line):
+            raise ConfigError(source, "control character in line", lineno)
         if line.startswith("["):
-            m = re.match(r"^\[\s*(\w+)\s*\]$", line)
+            m = re.fullmatch(r"\[\s*([A-Za-z]+)\s*\]", line)
             section = m.group(1).lower() if m else ""
             if section not in ("interface", "peer"):
                 raise ConfigError(
-                    source, f"unknown section {line}", lineno,
+                    source, "unknown section "
+                    + (f"[{m.group(1)}]" if m and len(section) < 20 else ""), lineno,
                     hint="wg-quick files have [Interface] and [Peer] sections")
             if section == "interface" and any(s == "interface" for s, _, _ in sections):
                 raise ConfigError(source, "duplicate [Interface] section", lineno)
@@ -243,7 +288,8 @@ def parse_wgquick(text: str, source: str, name: str) -> Tunnel:
             sections.append((section, lineno, current))
             continue
         if "=" not in line:
-            raise ConfigError(source, f"expected KEY = VALUE, got {line!r}", lineno)
+            # Never echo the line: it may be a key that lost its "PrivateKey =".
+            raise ConfigError(source, "expected KEY = VALUE", lineno)
         if current is None:
             raise ConfigError(source, "key outside a section", lineno)
         key, value = (p.strip() for p in line.split("=", 1))
@@ -252,8 +298,9 @@ def parse_wgquick(text: str, source: str, name: str) -> Tunnel:
         section = sections[-1][0]
         known = INTERFACE_KEYS if section == "interface" else PEER_KEYS
         if lkey not in known and not (section == "interface" and lkey in IGNORED_KEYS):
+            shown = repr(key) if KEY_NAME_RE.fullmatch(key) else "(not shown)"
             raise ConfigError(
-                source, f"unknown key {key!r} in [{section.capitalize()}]", lineno)
+                source, f"unknown key {shown} in [{section.capitalize()}]", lineno)
         if lkey in current and lkey not in LIST_KEYS:
             raise ConfigError(source, f"duplicate key {key!r}", lineno)
         current.setdefault(lkey, []).append((lineno, value))
@@ -284,17 +331,7 @@ def parse_wgquick(text: str, source: str, name: str) -> Tunnel:
     addresses = tuple(parse_interface_address(v, source, n) for n, v in many(iface, "address"))
     if not addresses:
         raise ConfigError(source, "[Interface] has no Address")
-    dns: list[IPAddress] = []
-    search: list[str] = []
-    for n, v in many(iface, "dns"):
-        try:
-            dns.append(ipaddress.ip_address(v))
-        except ValueError:
-            if not HOST_RE.match(v):
-                raise ConfigError(
-                    source, f"DNS {v!r} is neither an address nor a search domain",
-                    n) from None
-            search.append(v)
+    dns, search = parse_dns(many(iface, "dns"), source)
     mtu_v = one(iface, "mtu")
     port_v = one(iface, "listenport")
     mtu = _int(mtu_v[1], "MTU", source, mtu_v[0], 1280, 65535) if mtu_v else None
@@ -387,13 +424,14 @@ def to_wgquick(tunnel: Tunnel) -> str:
 
 def read_key_file(path: str, what: str) -> Secret:
     """Read a key from a file (the only way keys enter on the command line)."""
-    try:
-        with open(path, encoding="ascii") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        reason = getattr(e, "strerror", None) or "not ASCII text"
-        raise ConfigError(path, f"cannot read {what}: {reason}") from None
-    return Secret(check_key(text, path, what))
+    from .safeio import read_text
+    return Secret(check_key(read_text(path, 1024, encoding="ascii"), path, what))
+
+
+def read_conf(path: str, name: str) -> Tunnel:
+    """Parse a wg-quick file from disk (a regular file, size-capped)."""
+    from .safeio import read_text
+    return parse_wgquick(read_text(path, MAX_CONF_BYTES), path, name)
 
 
 def from_options(
@@ -411,17 +449,7 @@ def from_options(
     """Build a tunnel from `wgns install` options instead of a file."""
     if not addresses:
         raise ConfigError("--address", "at least one --address is needed")
-    parsed_dns: list[IPAddress] = []
-    search: list[str] = []
-    for item in dns or []:
-        try:
-            parsed_dns.append(ipaddress.ip_address(item))
-        except ValueError:
-            if not HOST_RE.match(item):
-                raise ConfigError(
-                    "--dns", f"{item!r} is neither an address nor a search domain"
-                ) from None
-            search.append(item)
+    parsed_dns, search = parse_dns(((None, d) for d in dns or []), "--dns")
     if mtu is not None and not 1280 <= mtu <= 65535:
         raise ConfigError("--mtu", f"{mtu} must be from 1280 to 65535")
     if keepalive is not None and not 0 <= keepalive <= 65535:

@@ -10,16 +10,62 @@ created is removed again.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
+from typing import Iterator
 
 from .errors import ConflictError, WgnsError
-from .render import MARKER, File, Link, Plan
+from .render import CONF_DIR, MARKER, UNIT_DIR, File, Link, Plan
+
+TMP_TAG = ".wgns-tmp."  # in every temporary name: a killed run's leftovers
 
 
 def under(root: str, path: str) -> Path:
-    return Path(root) / path.lstrip("/")
+    """PATH below ROOT, refusing a symlinked directory on the way: wgns
+    never follows a link out of the tree it manages."""
+    dest = Path(root) / path.lstrip("/")
+    d = Path(root)
+    for part in Path(path.lstrip("/")).parts[:-1]:
+        d = d / part
+        try:
+            st = os.lstat(d)
+        except FileNotFoundError:
+            break
+        except OSError as e:
+            raise ConflictError(f"{d}: {e.strerror}") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise ConflictError(f"{d} is a symbolic link; refusing to follow it",
+                                hint="wgns writes only into real directories")
+        if not stat.S_ISDIR(st.st_mode):
+            raise ConflictError(f"{d} is not a directory")
+    return dest
+
+
+def check_root(root: str) -> None:
+    """--root must name an existing directory wgns can write in."""
+    if not os.path.isdir(root):
+        raise WgnsError(f"--root {root}: not an existing directory")
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise WgnsError(f"--root {root}: not writable")
+
+
+def _first_line(dest: Path) -> str | None:
+    """The first line of a regular file, read without following a link and
+    without blocking on a FIFO; None for anything else."""
+    try:
+        fd = os.open(dest, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, 256).decode("utf-8", "replace").split("\n", 1)[0]
+    finally:
+        os.close(fd)
 
 
 def is_ours(dest: Path, item: File | Link | None = None) -> bool:
@@ -27,11 +73,39 @@ def is_ours(dest: Path, item: File | Link | None = None) -> bool:
     where wgns would point it."""
     if dest.is_symlink():
         return isinstance(item, Link) and os.readlink(dest) == item.target
+    line = _first_line(dest)
+    return line is not None and line.startswith(MARKER)
+
+
+@contextlib.contextmanager
+def locked(root: str) -> Iterator[None]:
+    """Serialise every run that writes below ROOT (an flock on the root
+    directory itself: no lock file to leave behind), then sweep the
+    temporary files of runs that were killed mid-write: with the lock
+    held, any that exist are stale, and one may hold a key."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with open(dest, encoding="utf-8", errors="replace") as f:
-            return f.readline().startswith(MARKER)
-    except (FileNotFoundError, IsADirectoryError):
-        return False
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        sweep_temporaries(root)
+        yield
+    finally:
+        os.close(fd)
+
+
+def sweep_temporaries(root: str) -> list[str]:
+    removed = []
+    dirs = [under(root, UNIT_DIR), under(root, CONF_DIR)]
+    for base in list(dirs):
+        if base.is_dir() and not base.is_symlink():
+            dirs += [d for d in base.iterdir() if d.is_dir() and not d.is_symlink()]
+    for d in dirs:
+        if not d.is_dir() or d.is_symlink():
+            continue
+        for p in d.iterdir():
+            if p.name.startswith(".") and TMP_TAG in p.name:
+                p.unlink()
+                removed.append(str(p))
+    return removed
 
 
 def conflicts(root: str, plan: Plan) -> list[str]:
@@ -62,7 +136,7 @@ def _fsync_dir(d: Path) -> None:
 
 def _makedirs(d: Path, created: list[Path]) -> None:
     missing = []
-    while not d.exists():
+    while not os.path.lexists(d):
         missing.append(d)
         d = d.parent
     for m in reversed(missing):
@@ -72,11 +146,12 @@ def _makedirs(d: Path, created: list[Path]) -> None:
 
 
 def _stage(dest: Path, item: File | Link) -> str:
+    tmp = str(dest.parent / f".{dest.name[:200]}{TMP_TAG}{secrets.token_hex(4)}")
     if isinstance(item, Link):
-        tmp = str(dest.parent / f".{dest.name}.wgns-{os.getpid()}")
         os.symlink(item.target, tmp)
         return tmp
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
     try:
         os.fchmod(fd, item.mode)
         os.write(fd, item.text.encode())
@@ -90,7 +165,9 @@ def _snapshot(dest: Path) -> File | Link | None:
     if dest.is_symlink():
         return Link(os.readlink(dest))
     if dest.exists():
-        return File(dest.read_text(), dest.stat().st_mode & 0o7777)
+        from .safeio import read_text
+        return File(read_text(str(dest), 1 << 20, follow=False),
+                    dest.stat().st_mode & 0o7777)
     return None
 
 
@@ -156,9 +233,14 @@ def remove_owned(root: str, paths: list[str], prune: tuple[str, ...] | list[str]
 def read_owned(root: str, path: str) -> str | None:
     """The text of a wgns file, or None when absent or not wgns's."""
     dest = under(root, path)
-    if dest.is_file() and not dest.is_symlink() and is_ours(dest):
-        return dest.read_text()
-    return None
+    if not is_ours(dest):
+        return None
+    from .errors import ConfigError
+    from .safeio import read_text
+    try:
+        return read_text(str(dest), 1 << 20, follow=False)
+    except ConfigError:
+        return None
 
 
 def require_root(root: str | None) -> None:

@@ -6,13 +6,18 @@ is not called. Every check runs before the first write.
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 from .config import Tunnel, check_name
 from .errors import ConflictError, SystemdError, WgnsError
-from .install import read_owned, refuse_conflicts, remove_owned, under, write_plan
+from .install import locked, read_owned, refuse_conflicts, remove_owned, under, write_plan
+from .names import check_address, check_port, check_service
+from .restore import forget as _forget_restore
 from .render import (
     CONF_DIR,
     NETNS_UNIT,
@@ -37,6 +42,20 @@ WANTS_DIRS = tuple(f"{UNIT_DIR}/{t}.wants" for t in ("multi-user.target", "timer
 PROXYD = ("/usr/lib/systemd/systemd-socket-proxyd", "/lib/systemd/systemd-socket-proxyd")
 VENDOR_UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system",
                     "/usr/lib/systemd/system", "/lib/systemd/system")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def serialised(fn: F) -> F:
+    """Run a writing command under the root's lock (see install.locked)."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import inspect
+        root = inspect.signature(fn).bind(*args, **kwargs).arguments["root"]
+        with locked(root):
+            return fn(*args, **kwargs)
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass
@@ -76,14 +95,24 @@ def confined_units(root: str, name: str | None = None) -> dict[str, str]:
 
 
 def _host_nsswitch(root: str) -> str | None:
+    """The host's nsswitch.conf (bytes that are not UTF-8 become U+FFFD:
+    only its hosts: line matters, and wgns rewrites that one)."""
+    from .errors import ConfigError
+    from .safeio import read_bytes
     p = under(root, "/etc/nsswitch.conf")
-    return p.read_text() if p.is_file() else None
+    if not os.path.lexists(p):
+        return None
+    try:
+        return read_bytes(str(p), 1 << 20).decode("utf-8", "replace")
+    except ConfigError as e:
+        raise WgnsError(f"cannot copy the host's name service switch: {e}") from None
 
 
 def _unit_file_exists(root: str, unit: str) -> bool:
     return any(under(root, f"{d}/{unit}").exists() for d in VENDOR_UNIT_DIRS)
 
 
+@serialised
 def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
             start: bool = True) -> Report:
     report = Report(warnings=list(tunnel.warnings))
@@ -91,6 +120,11 @@ def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
     reinstall = read_owned(root, conf_path(name)) is not None
     plan = render_tunnel(tunnel, python, _host_nsswitch(root))
     refuse_conflicts(root, plan)  # before asking systemd, so the message names the file
+    if unit in confined_units(root):
+        raise ConflictError(
+            f"{unit} is confined to tunnel {confined_units(root)[unit]!r}: a tunnel's own "
+            "unit cannot run inside a tunnel", hint=f"run 'wgns unconfine {unit}' first, "
+            "or pick another --name")
     for d in VENDOR_UNIT_DIRS[1:]:
         if under(root, f"{d}/{unit}").exists():
             raise ConflictError(
@@ -99,6 +133,7 @@ def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
     if sd is not None and not reinstall and sd.known(unit):
         raise ConflictError(f"systemd already has a unit {unit}",
                             hint="pick another tunnel name with --name")
+    previous = _previous(root, plan) if reinstall else {}
     write_plan(root, plan)
     report.say(f"{'updated' if reinstall else 'installed'} tunnel {name}: "
                f"{under(root, UNIT_DIR)}/{unit}, {under(root, conf_path(name))}")
@@ -114,9 +149,12 @@ def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
     if state != "active":
         if not reinstall:
             _remove_tunnel(root, name, sd, Report())
+        else:
+            _put_back(root, plan, previous, sd, unit)
         raise SystemdError(
-            f"{unit} did not start (state {state})"
-            + ("" if reinstall else "; nothing was installed"),
+            f"{unit} did not start (state {state}); "
+            + ("the previous configuration was put back" if reinstall
+               else "nothing was installed"),
             hint=f"see 'journalctl -u {unit}'")
     sd.start(watch_timer(name))
     report.say(f"{unit} is active; confine a service with: wgns confine UNIT"
@@ -124,14 +162,28 @@ def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
     return report
 
 
+def _previous(root: str, plan: Plan) -> Plan:
+    """The files of a working install that a new plan replaces."""
+    from .install import _snapshot
+    out: Plan = {}
+    for path in plan:
+        before = _snapshot(under(root, path))
+        if before is not None:
+            out[path] = before
+    return out
+
+
+def _put_back(root: str, plan: Plan, previous: Plan, sd: Systemd, unit: str) -> None:
+    """A re-install whose new configuration did not start: the previous
+    files back, and the tunnel started on them again."""
+    remove_owned(root, [p for p in plan if p not in previous])
+    write_plan(root, previous)
+    sd.reload()
+    sd.start(unit)
+
+
 def normalize_unit(unit: str) -> str:
-    if "/" in unit or not unit or unit.startswith("."):
-        raise WgnsError(f"{unit!r} is not a unit name")
-    if "." not in unit:
-        unit += ".service"
-    if not unit.endswith(".service"):
-        raise WgnsError(f"{unit}: only .service units can be confined")
-    return unit
+    return check_service(unit)
 
 
 def _own_unit(unit: str, root: str) -> bool:
@@ -139,6 +191,7 @@ def _own_unit(unit: str, root: str) -> bool:
             or unit[: -len(".service")] in installed_tunnels(root))
 
 
+@serialised
 def confine(units: list[str], name: str, root: str, sd: Systemd | None,
             force: bool = False, restart: bool = True) -> Report:
     report = Report()
@@ -181,6 +234,7 @@ def _restart_running(units: list[str], sd: Systemd, restart: bool, report: Repor
         report.say(f"restarted {unit}: {what} ({state})")
 
 
+@serialised
 def unconfine(units: list[str], root: str, sd: Systemd | None,
               restart: bool = True) -> Report:
     report = Report()
@@ -191,6 +245,9 @@ def unconfine(units: list[str], root: str, sd: Systemd | None,
             raise WgnsError(f"{unit} is not confined by wgns")
     remove_owned(root, [dropin_path(u) for u in units],
                  prune=[f"{UNIT_DIR}/{u}.d" for u in units])
+    if sd is not None:
+        for tunnel in set(current[u] for u in units):
+            _forget_restore(tunnel, units)
     for unit in units:
         report.say(f"unconfined {unit} (was on tunnel {current[unit]})")
     if sd is not None:
@@ -199,6 +256,7 @@ def unconfine(units: list[str], root: str, sd: Systemd | None,
     return report
 
 
+@serialised
 def uninstall(name: str, root: str, sd: Systemd | None) -> Report:
     report = Report()
     require_tunnel(root, name)
@@ -226,13 +284,14 @@ def _remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> 
         f"{CONF_DIR}/{name}/nsswitch.conf",
     ]
     for base in exposed:
-        paths += _expose_paths(base)
+        paths += _expose_paths(base, name)
     if installed_tunnels(root) == [name]:
         paths += [f"{UNIT_DIR}/{NETNS_UNIT}"] + [f"{UNIT_DIR}/{u}" for u in WATCH_UNITS]
     prune = [f"{UNIT_DIR}/{u}.d" for u in confined] + [
-        f"{CONF_DIR}/{name}", CONF_DIR, *WANTS_DIRS]
+        f"{CONF_DIR}/{name}", CONF_DIR, f"{UNIT_DIR}/{unit}.wants", *WANTS_DIRS]
     remove_owned(root, paths, prune)
     if sd is not None:
+        _forget_restore(name, None)
         sd.reload()
         for u in (unit, f"netns@{name}.service", f"wgns-watch@{name}.service"):
             sd.reset_failed(u)
@@ -254,25 +313,28 @@ def exposures(root: str, name: str | None = None) -> list[tuple[str, tuple[str, 
     return out
 
 
-def _expose_paths(base: str) -> list[str]:
+def _expose_paths(base: str, name: str) -> list[str]:
     return [f"{UNIT_DIR}/{base}.socket", f"{UNIT_DIR}/{base}.service",
-            f"{UNIT_DIR}/sockets.target.wants/{base}.socket"]
+            f"{UNIT_DIR}/{tunnel_unit(name)}.wants/{base}.socket"]
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
-    import ipaddress
+    """ADDRESS:PORT or [IPv6]:PORT, without a zone ID, as a socket unit's
+    ListenStream= takes it."""
     host, sep, port = listen.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
+    if not sep:
         raise WgnsError(f"--listen {listen!r} is not ADDRESS:PORT",
-                        hint="for example 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080") from None
-    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise WgnsError(f"--listen {listen!r}: the port must be 1-65535")
-    return (f"[{host}]" if ":" in host else host), int(port)
+                        hint="for example 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080")
+    bracketed = host.startswith("[") and host.endswith("]")
+    addr = check_address(host[1:-1] if bracketed else host, "--listen")
+    if (addr.version == 6) != bracketed:
+        raise WgnsError(f"--listen {listen!r}: write an IPv6 address in brackets, "
+                        "an IPv4 address without")
+    lport = check_port(port, "--listen")
+    return (f"[{addr}]" if addr.version == 6 else str(addr)), lport
 
 
+@serialised
 def expose(unit: str, port: int, listen: str | None, name: str, root: str,
            sd: Systemd | None) -> Report:
     report = Report()
@@ -296,9 +358,14 @@ def expose(unit: str, port: int, listen: str | None, name: str, root: str,
     report.say(f"exposed port {port} of {unit} on {listen} (host namespace)")
     if sd is not None:
         sd.reload()
+        # The socket comes and goes with its tunnel (BindsTo=, and wanted by
+        # it): listening now would start a tunnel the admin stopped.
+        if sd.active_state(tunnel_unit(name)) != "active":
+            report.say(f"it listens once {tunnel_unit(name)} runs")
+            return report
         state = sd.start(f"{base}.socket")
         if state != "active":
-            remove_owned(root, _expose_paths(base))
+            remove_owned(root, _expose_paths(base, name))
             sd.reload()
             raise SystemdError(f"{base}.socket did not start (state {state}); nothing "
                                "was exposed", hint=f"is {listen} free? see "
@@ -306,6 +373,7 @@ def expose(unit: str, port: int, listen: str | None, name: str, root: str,
     return report
 
 
+@serialised
 def unexpose(unit: str, port: int, name: str, root: str, sd: Systemd | None) -> Report:
     report = Report()
     unit = normalize_unit(unit)
@@ -316,7 +384,8 @@ def unexpose(unit: str, port: int, name: str, root: str, sd: Systemd | None) -> 
         if sd is not None:
             sd.stop(f"{base}.socket")
             sd.stop(f"{base}.service")
-        remove_owned(root, _expose_paths(base), prune=[f"{UNIT_DIR}/sockets.target.wants"])
+        remove_owned(root, _expose_paths(base, name),
+                     prune=[f"{UNIT_DIR}/{tunnel_unit(name)}.wants"])
         report.say(f"no longer exposing port {port} of {unit} on {info[3]}")
     if sd is not None:
         sd.reload()

@@ -1,0 +1,132 @@
+"""The grammar of every name and value wgns puts into a unit file, and the
+one place that knows systemd's quoting.
+
+Values are validated against their real grammar first (a tunnel name, a
+unit name by systemd's rules, an address without a zone ID); whatever then
+reaches unit text goes through `exec_word` or `setting`, which escape `%`
+specifiers, `$` expansion and quoting so systemd reads back exactly the
+value meant.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Union
+
+from .errors import WgnsError
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+TUNNEL_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,14}")
+# systemd's unit-name rules (src/basic/unit-name.c): a prefix of these
+# characters, optionally "@" and an instance that may also hold "@", a
+# suffix naming the unit type; 255 characters at most.
+UNIT_CHARS = r"[A-Za-z0-9:_.\\-]"
+UNIT_RE = re.compile(rf"(?P<prefix>{UNIT_CHARS}+)(?:@(?P<instance>[A-Za-z0-9:_.\\@-]*))?"
+                     r"\.(?P<type>[a-z]+)")
+UNIT_TYPES = ("service", "socket", "target", "device", "mount", "automount", "swap",
+              "timer", "path", "slice", "scope")
+UNIT_NAME_MAX = 255
+# What Python's ipaddress accepts in an address is wider than what an
+# address is: a "%zone" suffix may hold any text, newlines included.
+ADDRESS_CHARS = re.compile(r"[0-9A-Fa-f:.]+")
+
+
+class NameError_(WgnsError):
+    """A name or value that cannot go into a unit file."""
+
+
+# A run of base64 as long as this is treated as key material: never shown.
+KEYISH = re.compile(r"[A-Za-z0-9+/]{20,}")
+
+
+def printable(value: str, what: str = "value") -> str:
+    """`value` quoted for an error message, or a description of it when it
+    is too long to print usefully or could hold a key."""
+    if KEYISH.search(value):
+        return f"a {what} that looks like key material (not shown)"
+    if len(value) > 80:
+        return f"a {what} of {len(value)} characters"
+    return repr(value)
+
+
+def check_tunnel_name(name: str) -> str:
+    if not TUNNEL_RE.fullmatch(name):
+        raise NameError_(
+            f"--name: invalid tunnel name {printable(name, 'name')}",
+            hint="use 1-15 characters from a-z, 0-9, '-' and '_', "
+            "starting with a letter or digit")
+    return name
+
+
+def check_service(unit: str) -> str:
+    """A service name as systemd reads it (".service" added when the name
+    has no unit-type suffix, as systemctl does), or NameError_."""
+    shown = printable(unit, "unit name")
+    m = re.fullmatch(r".*\.([a-z]+)", unit, flags=re.S)
+    if not m or m.group(1) not in UNIT_TYPES:
+        unit += ".service"
+    m = UNIT_RE.fullmatch(unit)
+    if not m or len(unit) > UNIT_NAME_MAX:
+        raise NameError_(
+            f"{shown} is not a valid unit name",
+            hint="systemd unit names use A-Z a-z 0-9 : _ . - \\ and one '@' before "
+            f"an instance, {UNIT_NAME_MAX} characters at most")
+    if m.group("type") != "service":
+        raise NameError_(f"{unit}: only .service units can be confined")
+    if m.group("instance") == "":
+        raise NameError_(
+            f"{unit} is a template", hint="confine its instances, e.g. "
+            f"{m.group('prefix')}@NAME.service")
+    return unit
+
+
+def check_address(value: str, what: str) -> IPAddress:
+    """An IPv4 or IPv6 address, without a zone ID."""
+    shown = printable(value, "value")
+    if not ADDRESS_CHARS.fullmatch(value):
+        hint = ("zone IDs ('%' suffixes) are not supported" if "%" in value
+                else None)
+        raise NameError_(f"{what} {shown} is not an IP address", hint=hint)
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        raise NameError_(f"{what} {shown} is not an IP address") from None
+
+
+def check_port(value: str, what: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,5}", value) or not 1 <= int(value) <= 65535:
+        raise NameError_(f"{what}: the port {printable(value, 'value')} must be 1-65535")
+    return int(value)
+
+
+def _refuse_control(value: str, what: str) -> None:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise NameError_(
+            f"{what} {printable(value, 'value')} holds a control character "
+            "(a newline?); it cannot go into a unit file")
+
+
+def exec_word(value: str, what: str = "path", first: bool = False) -> str:
+    """One word of an ExecStart= command line: systemd expands `%`
+    specifiers on the whole line, splits it into words (quotes, C escapes),
+    then expands `$VAR` in the arguments (not in the program's path, where
+    `$` is refused). Plain words stay as they are."""
+    _refuse_control(value, what)
+    if first and (not value.startswith("/") or "$" in value):
+        raise NameError_(
+            f"{what} {printable(value, 'path')} must be an absolute path without '$'")
+    if re.fullmatch(r"[A-Za-z0-9_./@:+=,-]+", value):
+        return value
+    inner = (value.replace("\\", "\\\\").replace('"', '\\"')
+             .replace("%", "%%").replace("$", "$$"))
+    return f'"{inner}"'
+
+
+def setting(value: str, what: str = "value") -> str:
+    """A value of a plain setting (Description=, ...): one line, `%` escaped."""
+    _refuse_control(value, what)
+    if value.endswith("\\"):
+        raise NameError_(f"{what} {printable(value, 'value')} ends in a backslash")
+    return value.replace("%", "%%")

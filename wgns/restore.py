@@ -1,0 +1,62 @@
+"""/run/wgns/NAME.restore: the confined units that were running when the
+watcher restarted tunnel NAME, for the tunnel's next successful start to
+bring back. Runtime state, shared by the CLI (which forgets units on
+unconfine and uninstall) and the helpers (which write and take it).
+
+The file only ever names candidates: whoever starts a unit from it first
+checks that systemd has the unit confined to that tunnel now.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from .errors import ConfigError, WgnsError
+from .names import check_service
+
+RESTORE_DIR = "/run/wgns"
+
+
+def path(name: str) -> str:
+    return f"{RESTORE_DIR}/{name}.restore"
+
+
+def write(name: str, units: list[str]) -> None:
+    os.makedirs(RESTORE_DIR, mode=0o755, exist_ok=True)
+    tmp = f"{path(name)}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(u + "\n" for u in units))
+    os.replace(tmp, path(name))
+
+
+def read(name: str) -> list[str]:
+    """The units listed, each a valid service name (others are dropped)."""
+    from .safeio import read_text
+    try:
+        text = read_text(path(name), 1 << 20, follow=False)
+    except ConfigError:
+        return []
+    units = []
+    for line in text.splitlines():
+        try:
+            units.append(check_service(line.strip()))
+        except WgnsError:
+            continue
+    return units
+
+
+def forget(name: str, units: list[str] | None = None) -> None:
+    """Drop these units from the file (None: the whole file)."""
+    if units is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path(name))
+        return
+    left = [u for u in read(name) if u not in units]
+    if left:
+        write(name, left)
+    else:
+        forget(name)
