@@ -103,17 +103,38 @@ def probe(name: str) -> dict[str, Any]:
     }
 
 
+# The probe runs as root without any capability: it sees exactly the
+# network, resolv.conf and blocked sockets a confined unit sees, and it can
+# run the installing interpreter wherever that lives (a pipx venv under
+# /root is not readable by a dynamic user; one under /var/tmp is hidden by
+# the PrivateTmp= that DynamicUser= implies).
+PROBE_SANDBOX = ("CapabilityBoundingSet=", "AmbientCapabilities=", "NoNewPrivileges=yes",
+                 "ProtectSystem=strict", "ProtectHome=read-only", "PrivateDevices=yes",
+                 "RestrictSUIDSGID=yes", "LockPersonality=yes")
+
+
 def _run_probe(name: str, python: str, helper: str) -> dict[str, Any]:
     cmd = ["systemd-run", "--quiet", "--wait", "--pipe", "--collect",
-           "--property=DynamicUser=yes", f"--property=After={name}.service"]
+           f"--property=After={name}.service"]
+    cmd += [f"--property={p}" for p in PROBE_SANDBOX]
     for key, values in _dropin_settings(name).items():
         cmd.append(f"--property={key}={' '.join(values)}")
     cmd += [python, "-I", helper, "probe", name]
-    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                       text=True, timeout=60)
+    try:
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {"error": f"systemd-run could not run the probe ({e})"}
+    if p.returncode in (200, 203):  # systemd's EXIT_CHDIR/EXIT_EXEC: it never ran
+        return {"error": f"the probe could not be started: {python} is not executable "
+                "in a sandboxed unit (exit status 203); re-run 'wgns install' from an "
+                "install that systemd units can run"}
     if p.returncode != 0:
         return {"error": (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]}
-    return dict(json.loads(p.stdout))
+    try:
+        return dict(json.loads(p.stdout))
+    except ValueError:
+        return {"error": "the probe's output was not its report"}
 
 
 def _loaded_confinement(sd: Systemd, unit: str, name: str) -> list[str]:
@@ -156,8 +177,10 @@ def run_checks(tunnel: Tunnel, python: str, helper: str,
     seen = _run_probe(name, python, helper)
     want = [str(d) for d in tunnel.dns]
     if "error" in seen:
-        checks.append(Check("dns", False, f"the confined probe did not run: {seen['error']}"))
-        checks.append(Check("resolver-sockets", False, "the confined probe did not run"))
+        checks.append(Check("dns", False, f"NOT CHECKED: the confined probe did not run: "
+                            f"{seen['error']}"))
+        checks.append(Check("resolver-sockets", False,
+                            "NOT CHECKED: the confined probe did not run"))
     else:
         answered = [s for s, ok in seen["answers"].items() if ok]
         ok = bool(want) and seen["nameservers"] == want and answered == want

@@ -19,19 +19,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
+from typing import TYPE_CHECKING
 
-from . import netns, wireguard
+from . import netns, restore, wireguard
 from .config import Tunnel
+from .errors import SystemdError
+
+if TYPE_CHECKING:
+    from .systemd import Systemd
 
 STALE_AFTER = 135
-RESTORE_DIR = "/run/wgns"
-
-
-def restore_path(name: str) -> str:
-    return f"{RESTORE_DIR}/{name}.restore"
 
 
 def link_problem(name: str) -> str | None:
@@ -94,20 +95,77 @@ def reresolve(tunnel: Tunnel, now: float | None = None) -> list[str]:
     return changes
 
 
-def write_restore(name: str, units: list[str]) -> None:
-    os.makedirs(RESTORE_DIR, mode=0o755, exist_ok=True)
-    with open(restore_path(name), "w") as f:
-        f.write("".join(u + "\n" for u in units))
+BACKOFF_FIRST = 20.0   # seconds before a second restart for the same fault
+BACKOFF_MAX = 600.0
 
 
-def take_restore(name: str) -> list[str]:
+def _backoff_path(name: str) -> str:
+    return f"{restore.RESTORE_DIR}/{name}.backoff"
+
+
+def _backoff(name: str) -> tuple[int, float]:
+    """(restarts in a row without the tunnel getting healthy, time of the last)."""
     try:
-        with open(restore_path(name)) as f:
-            units = [ln.strip() for ln in f if ln.strip()]
-    except FileNotFoundError:
-        return []
-    os.unlink(restore_path(name))
-    return units
+        with open(_backoff_path(name)) as f:
+            count, last = f.read().split()
+        return int(count), float(last)
+    except (OSError, ValueError):
+        return 0, 0.0
+
+
+def _set_backoff(name: str, count: int, when: float) -> None:
+    if count == 0:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_backoff_path(name))
+        return
+    os.makedirs(restore.RESTORE_DIR, mode=0o755, exist_ok=True)
+    with open(_backoff_path(name) + ".tmp", "w") as f:
+        f.write(f"{count} {when}\n")
+    os.replace(_backoff_path(name) + ".tmp", _backoff_path(name))
+
+
+def backoff_wait(count: int) -> float:
+    """Seconds to wait after `count` restarts in a row: 0, 20, 40, 80 ... 600."""
+    return 0.0 if count == 0 else min(BACKOFF_FIRST * 2 ** (count - 1), BACKOFF_MAX)
+
+
+def _settled_active(sd: Systemd, unit: str) -> bool:
+    """Active, with no job queued: neither starting nor being stopped."""
+    return sd.active_state(unit) == "active" and not sd.jobs(unit)
+
+
+def confined_here(sd: Systemd, unit: str, name: str) -> bool:
+    """systemd has UNIT loaded confined to tunnel NAME right now."""
+    try:
+        props = sd.service_properties(unit)
+    except SystemdError:
+        return False
+    return (props["NetworkNamespacePath"] == netns.path(name)
+            and f"{name}.service" in props["BindsTo"])
+
+
+def start_confined(sd: Systemd, name: str, units: list[str], why: str) -> list[str]:
+    """Queue a start of each unit that is confined to this tunnel now and
+    not running or queued; never a unit that would run outside it."""
+    started = []
+    for unit in units:
+        if not confined_here(sd, unit, name):
+            continue
+        if sd.active_state(unit) in ("active", "activating", "reloading") or sd.jobs(unit):
+            continue
+        sd.enqueue_start(unit)
+        started.append(unit)
+    return [f"{name}: starting {', '.join(started)} ({why})"] if started else []
+
+
+def missed_at_boot(sd: Systemd, name: str) -> list[str]:
+    """Enabled confined units that never ran since boot: their start failed
+    because the tunnel could not start then. A unit that ran and was
+    stopped by a person has left the inactive state once, and is left alone."""
+    from .ops import confined_units
+    return [u for u in confined_units("/", name)
+            if sd.unit_file_state(u) == "enabled" and not sd.ever_started(u)
+            and sd.active_state(u) in ("inactive", "failed")]
 
 
 def watch(name: str) -> list[str]:
@@ -118,14 +176,35 @@ def watch(name: str) -> list[str]:
 
     unit = tunnel_unit(name)
     with Systemd() as sd:
-        if sd.active_state(unit) != "active":
-            return []
+        if not _settled_active(sd, unit):
+            return []  # stopped (respected), or starting/stopping: not ours to touch
         problem = link_problem(name)
         if problem is None:
-            return reresolve(load(name))
+            _set_backoff(name, 0, 0)
+            lines = reresolve(load(name))
+            return lines + start_confined(sd, name, missed_at_boot(sd, name),
+                                          "enabled, and missed at boot")
+        count, last = _backoff(name)
+        wait = backoff_wait(count) - (time.time() - last)
+        if wait > 0:
+            return [f"{name}: {problem}; {count} restart(s) did not fix it, backing off: "
+                    f"next try in {wait:.0f} s"]
+        # Look again right before acting: an admin's stop may have begun
+        # while the link was inspected (and is why the link is gone).
+        if not _settled_active(sd, unit):
+            return []
         running = [u for u in confined_units("/", name)
                    if sd.active_state(u) in ("active", "activating", "reloading")]
-        write_restore(name, running)
-        sd.restart(unit, wait=False)
-        return [f"{name}: {problem}: restarting {unit}"
+        restore.write(name, running)
+        # A deleted namespace needs its namespace unit restarted (it is
+        # still active); that restart propagates to the tunnel through
+        # BindsTo=, and on to the confined units.
+        target = f"netns@{name}.service" if not netns.exists(name) else unit
+        try:
+            sd.restart_if_running(target)
+        except SystemdError as e:
+            restore.forget(name)
+            return [f"{name}: {problem}; not restarting: {e.message}"]
+        _set_backoff(name, count + 1, time.time())
+        return [f"{name}: {problem}: restarting {target}"
                 + (f" and with it {', '.join(running)}" if running else "")]

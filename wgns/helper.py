@@ -29,7 +29,7 @@ def run(command: str, action: str, name: str) -> None:
             print(link.up(name), flush=True)
             link.restore_confined(name)
         else:
-            link.down(name)
+            link.stop(name)
     elif command == "watch":
         from wgns import heal
         for line in heal.watch(name):

@@ -17,8 +17,8 @@ import socket
 import sys
 import time
 
-from . import netns, wireguard
-from .config import Tunnel, parse_wgquick
+from . import netns, restore, wireguard
+from .config import MAX_CONF_BYTES, Tunnel, parse_wgquick
 from .errors import ConfigError, TunnelError, WgnsError
 from .render import conf_path
 
@@ -27,13 +27,11 @@ RESOLVE_FOR = 60.0  # seconds of retrying before the unit fails (and restarts)
 
 def load(name: str, root: str = "/") -> Tunnel:
     path = os.path.join(root, conf_path(name).lstrip("/"))
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         raise ConfigError(path, f"no such tunnel {name!r}",
-                          hint="wgns install creates it") from None
-    return parse_wgquick(text, path, name)
+                          hint="wgns install creates it")
+    from .safeio import read_text
+    return parse_wgquick(read_text(path, MAX_CONF_BYTES, follow=False), path, name)
 
 
 def resolve(tunnel: Tunnel, wait: float = RESOLVE_FOR) -> dict[str, tuple[str, int]]:
@@ -93,10 +91,22 @@ def _configure_inside(tunnel: Tunnel) -> None:
                       oif=idx, family=family)
 
 
+def _in_unit(pid: str, unit: str) -> bool:
+    """The process runs in UNIT's cgroup: wgns started it (wireguard-go
+    daemonizes, and stays in the cgroup of the tunnel unit that ran it)."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return any(line.rstrip("\n").endswith(f"/{unit}") for line in f)
+    except OSError:
+        return False
+
+
 def wireguard_go_pid(name: str) -> int | None:
-    """The wireguard-go serving NAME: the process holding its UAPI listening
-    socket (found as `ss -xlp` does: the socket's inode in /proc/net/unix,
-    then the process with that socket open), and named wireguard-go."""
+    """The wireguard-go serving NAME that wgns started: the process holding
+    its UAPI listening socket (found as `ss -xlp` does: the socket's inode
+    in /proc/net/unix, then the process with that socket open), named
+    wireguard-go, in the tunnel unit's cgroup. A user's own wireguard-go
+    (wg-quick up NAME) is never touched."""
     path = wireguard.uapi_path(name)
     inodes = set()
     with open("/proc/net/unix") as f:
@@ -113,6 +123,8 @@ def wireguard_go_pid(name: str) -> int | None:
             with open(f"/proc/{proc}/comm") as f:
                 if f.read().strip() != "wireguard-go":
                     continue
+            if not _in_unit(proc, f"{name}.service"):
+                continue
             for fd in os.listdir(f"/proc/{proc}/fd"):
                 if os.readlink(f"/proc/{proc}/fd/{fd}") in inodes:
                     return int(proc)
@@ -143,7 +155,8 @@ def up(name: str) -> str:
     if not netns.exists(name):
         raise TunnelError(
             f"network namespace {name} does not exist",
-            hint=f"it is made by netns@{name}.service; start {name}.service")
+            hint=f"it is made by netns@{name}.service; the watcher restarts that "
+            "within 20 s")
     endpoints = resolve(tunnel)
     down(name)  # a stale link from an earlier run would make 'add' fail
     if _host_link(name) is not None:
@@ -197,6 +210,12 @@ def _has_link(name: str) -> bool:
     return True
 
 
+def stop(name: str) -> None:
+    """ExecStop of the tunnel unit."""
+    _forget_restore_unless_restarting(name)
+    down(name)
+
+
 def down(name: str) -> None:
     # wireguard-go first: its TUN link goes with it, and then this needs no
     # netlink (nor pyroute2's import time) at all.
@@ -205,16 +224,29 @@ def down(name: str) -> None:
         netns.run_in(name, lambda: _delete_link(name))
 
 
-def restore_confined(name: str) -> None:
-    """Start the confined units the watcher saw running before it restarted
-    this tunnel (see heal.py): queued, not waited for, as they are ordered
-    after this very unit."""
-    from .heal import take_restore
-    units = take_restore(name)
-    if not units:
-        return
+def _forget_restore_unless_restarting(name: str) -> None:
+    """An admin's stop clears the watcher's restore list: after a stop,
+    nothing comes back by itself. A restart (the watcher's, or one that
+    propagates from the namespace unit) keeps it."""
+    if not os.path.exists(restore.path(name)):
+        return  # the usual case: no D-Bus needed
     from .systemd import Systemd
     with Systemd() as sd:
-        for unit in units:
-            sd.enqueue_start(unit)
-    print(f"{name}: starting again {', '.join(units)}", flush=True)
+        if "restart" not in sd.jobs(f"{name}.service"):
+            restore.forget(name)
+
+
+def restore_confined(name: str) -> None:
+    """Start the confined units the watcher saw running before it restarted
+    this tunnel (see heal.py): only those confined to this tunnel now, and
+    queued, not waited for, as they are ordered after this very unit."""
+    units = restore.read(name)
+    if not units:
+        return
+    from .heal import start_confined
+    from .systemd import Systemd
+    with Systemd() as sd:
+        lines = start_confined(sd, name, units, "running before the watcher's restart")
+    restore.forget(name)
+    for line in lines:
+        print(line, flush=True)

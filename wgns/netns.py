@@ -78,6 +78,25 @@ def _mount(src: str, target: str, flags: int) -> None:
         raise OSError(err, os.strerror(err), target)
 
 
+def _record(name: str) -> str:
+    return f"/run/wgns/{name}.netns"
+
+
+def _identity(p: str) -> str:
+    st = os.stat(p)
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def _made_by_us(name: str) -> bool:
+    """/run/netns/NAME is the namespace this unit bound (its identity is
+    recorded at bind time), not one a user made with `ip netns add`."""
+    try:
+        with open(_record(name)) as f:
+            return f.read().strip() == _identity(path(name))
+    except OSError:
+        return False
+
+
 def up(name: str) -> None:
     """Bind this process's network namespace to /run/netns/NAME, as
     `ip netns attach` does: the run directory becomes a shared mount point
@@ -86,8 +105,12 @@ def up(name: str) -> None:
     these three would double the namespace unit's start-up time."""
     with _locked():
         p = path(name)
+        if exists(name) and not _made_by_us(name):
+            raise OSError(errno.EEXIST, "a network namespace of that name exists and "
+                          "wgns did not make it (remove it with 'ip netns delete "
+                          f"{name}', or install the tunnel under another --name)", p)
         if os.path.lexists(p):
-            _unbind(p)  # stale entry from a crash
+            _unbind(p)  # our own, left by a stop that never ran, or a stale file
         try:
             _mount("", NETNS_DIR, MS_SHARED | MS_REC)
         except OSError as e:
@@ -101,13 +124,20 @@ def up(name: str) -> None:
         except OSError:
             os.unlink(p)
             raise
+        os.makedirs(os.path.dirname(_record(name)), mode=0o755, exist_ok=True)
+        with open(_record(name), "w") as f:
+            f.write(_identity(p) + "\n")
 
 
 def down(name: str) -> None:
+    """Unbind the namespace this unit made; one that replaced it (a user's
+    `ip netns add NAME` after deleting ours) is left alone."""
     with _locked():
         p = path(name)
-        if os.path.lexists(p):
+        if os.path.lexists(p) and (_made_by_us(name) or not exists(name)):
             _unbind(p)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_record(name))
 
 
 def run_in(name: str, fn: Callable[[], T]) -> T:

@@ -17,7 +17,6 @@ from .config import Tunnel, check_name
 from .errors import ConflictError, SystemdError, WgnsError
 from .install import locked, read_owned, refuse_conflicts, remove_owned, under, write_plan
 from .names import check_address, check_port, check_service
-from .restore import forget as _forget_restore
 from .render import (
     CONF_DIR,
     NETNS_UNIT,
@@ -35,6 +34,7 @@ from .render import (
     tunnel_unit,
     watch_timer,
 )
+from .restore import forget as _forget_restore
 from .systemd import Systemd
 
 WANTS_DIRS = tuple(f"{UNIT_DIR}/{t}.wants" for t in ("multi-user.target", "timers.target",

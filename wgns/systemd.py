@@ -71,6 +71,13 @@ class Systemd:
 
     def service_properties(self, unit: str) -> dict[str, Any]:
         """The confinement-related settings systemd loaded for a service."""
+        from pystemd.dbusexc import DBusBaseError
+        try:
+            return self._service_properties(unit)
+        except DBusBaseError as e:
+            raise SystemdError(f"cannot read the settings of {unit}: {e}") from None
+
+    def _service_properties(self, unit: str) -> dict[str, Any]:
         obj = self._unit(unit)
         svc = obj.Service
         return {
@@ -120,6 +127,29 @@ class Systemd:
         self._call(f"restart {unit}", self._manager.Manager.TryRestartUnit,
                    unit.encode(), b"replace")
         return self._wait(unit, timeout)
+
+    def restart_if_running(self, unit: str) -> None:
+        """Queue a restart of a running unit that can never override a
+        pending stop: try-restart does nothing to a stopped unit, and job
+        mode "fail" refuses to turn a queued stop job into a start."""
+        self._call(f"restart {unit}", self._manager.Manager.TryRestartUnit,
+                   unit.encode(), b"fail")
+
+    def jobs(self, unit: str) -> list[str]:
+        """The types of the jobs queued for a unit ("start", "stop",
+        "restart", ...)."""
+        out = []
+        for job in self._call("list jobs", self._manager.Manager.ListJobs):
+            if _decode(job[1]) == unit:
+                out.append(_decode(job[2]))
+        return out
+
+    def unit_file_state(self, unit: str) -> str:
+        return _decode(self._unit(unit).Unit.UnitFileState)
+
+    def ever_started(self, unit: str) -> bool:
+        """Whether the unit left the inactive state since boot."""
+        return int(self._unit(unit).Unit.InactiveExitTimestampMonotonic) > 0
 
     def reset_failed(self, unit: str) -> None:
         from pystemd.dbusexc import DBusBaseError

@@ -272,6 +272,8 @@ def device_info(name: str) -> DeviceInfo | None:
     if os.path.exists(uapi_path(name)):
         try:
             return userspace_info(name)
+        except (ConnectionRefusedError, FileNotFoundError):
+            pass  # a stale socket (a dead wireguard-go): the kernel may run NAME
         except OSError:
             return None
     if not netns.exists(name):

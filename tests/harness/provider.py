@@ -76,6 +76,13 @@ class Provider:
         lines = [ln for ln in hosts.read_text().splitlines() if ENDPOINT_NAME not in ln]
         hosts.write_text("\n".join(lines + [f"{addr} {ENDPOINT_NAME}"]) + "\n")
 
+    def forget_name(self) -> None:
+        """The endpoint's name stops resolving (a boot before the network's
+        DNS is up, a provider's DNS outage)."""
+        hosts = Path("/etc/hosts")
+        lines = [ln for ln in hosts.read_text().splitlines() if ENDPOINT_NAME not in ln]
+        hosts.write_text("\n".join(lines) + "\n")
+
     def start_server(self) -> None:
         """Start (or restart) the WireGuard server and the services on it."""
         # Kernel WireGuard where the kernel has it (the VM tier), else
