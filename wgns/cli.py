@@ -218,10 +218,10 @@ def expose(
         None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
 ) -> None:
     """Make a TCP port of a confined service reachable from the host (no veth, no NAT)."""
-    from . import ops
     try:
         sd = _systemd(root)
-        _emit(ops.expose(unit, port, listen, name, root or "/", sd))
+        from .expose import expose as do_expose
+        _emit(do_expose(unit, port, listen, name, root or "/", sd))
     except (WgnsError, OSError) as e:
         _fail(e)
 
@@ -235,10 +235,10 @@ def unexpose(
         None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
 ) -> None:
     """Stop exposing a port and remove its units."""
-    from . import ops
     try:
         sd = _systemd(root)
-        _emit(ops.unexpose(unit, port, name, root or "/", sd))
+        from .expose import unexpose as do_unexpose
+        _emit(do_unexpose(unit, port, name, root or "/", sd))
     except (WgnsError, OSError) as e:
         _fail(e)
 

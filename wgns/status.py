@@ -8,8 +8,9 @@ from dataclasses import asdict
 from typing import Any
 
 from . import netns, wireguard
+from .expose import exposures
 from .link import load
-from .ops import confined_units, exposures
+from .ops import confined_units
 from .render import tunnel_unit
 from .systemd import Systemd
 
