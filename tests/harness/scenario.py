@@ -145,6 +145,15 @@ def install_wgns(flavour: str, rec: Recorder) -> None:
     rec.info("systemd", run("systemctl", "--version", quiet=True).stdout.split("\n")[0])
 
 
+def record_security(rec: Recorder, key: str, units: list[str]) -> None:
+    """Live `systemd-analyze security` scores of units (security.py), as info."""
+    try:
+        import security
+        rec.info(key, security.scores(units))
+    except Exception as e:  # a missing systemd-analyze must not stop a scenario
+        rec.info(key, f"{type(e).__name__}: {e}")
+
+
 def snapshot() -> dict[str, str]:
     """What wgns could leave behind: files under /etc, namespaces, links,
     wireguard-go sockets, loaded units."""
@@ -325,6 +334,7 @@ def core(rec: Recorder, flavour: str) -> None:
     rec.check("units_call_installed_python",
               f"\nExecStart={where[0]} -I {where[1]}/helper.py link up wg\n" in unit_text
               and where[0].startswith(os.path.dirname(WGNS)), (where, unit_text))
+    record_security(rec, "security", ["netns@wg.service", "wg.service", "wgns-watch@wg.service"])
 
     # -- confine -------------------------------------------------------------
     p = wgns("confine", "nosuch.service")
@@ -692,6 +702,7 @@ def ops(rec: Recorder, flavour: str) -> None:
               got)
     got = fetch(f"http://{prov.HOST_LAN4}:18000/", netns=prov.NS)
     rec.check("expose_lan_listen", p2.returncode == 0 and got == "confined-web", got)
+    record_security(rec, "security_expose", ["wgns-wg-expose-8000.service"])
     r = probe("ops")
     rec.check("expose_namespace_still_isolated",
               r.get("links") == ["lo", "wg"] and not reached(r, "host_lan")
