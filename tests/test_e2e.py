@@ -73,3 +73,27 @@ def test_ops(system, flavour, check):
         return
     assert check in rep.checks, f"{check} was not reported; " + machine.format_report(rep)
     assert rep.checks[check]["ok"], rep.checks[check]["detail"]
+
+
+# Hardening (odd names, faults, races, sandboxing scores): on the newest
+# libraries with systemd 252, and on Debian 13's own packages with 257.
+HARDENING_TARGETS = [("debian12", "pypi"), ("debian13", "system")]
+
+
+def _hardening_checks() -> tuple:
+    from .harness import hardening  # guest-side module; its imports resolve via scenario
+    return hardening.HARDENING_CHECKS
+
+
+@pytest.mark.parametrize("system,flavour,check", [
+    (s, f, c) for s, f in HARDENING_TARGETS
+    for c in ("scenario_ran_to_the_end",) + _hardening_checks()])
+def test_hardening(system, flavour, check):
+    rep = report(system, flavour, "hardening")
+    if check == "scenario_ran_to_the_end":
+        assert rep.finished, machine.format_report(rep)
+        assert set(rep.checks) <= set(_hardening_checks()), sorted(
+            set(rep.checks) - set(_hardening_checks()))
+        return
+    assert check in rep.checks, f"{check} was not reported; " + machine.format_report(rep)
+    assert rep.checks[check]["ok"], rep.checks[check]["detail"]
