@@ -156,8 +156,11 @@ def _stage(dest: Path, item: File | Link) -> str:
         os.fchmod(fd, item.mode)
         os.write(fd, item.text.encode())
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        os.unlink(tmp)  # it may hold a key
+        raise
+    os.close(fd)
     return tmp
 
 
@@ -212,6 +215,8 @@ def remove_owned(root: str, paths: list[str], prune: tuple[str, ...] | list[str]
     """Remove the given paths where they are wgns's own; then remove each
     directory in `prune` if it is left empty. Returns what was removed."""
     removed = []
+    for path in [*paths, *prune]:
+        under(root, path)  # refuses a symlinked directory before anything is removed
     for path in paths:
         dest = under(root, path)
         if dest.is_symlink() or dest.is_file():

@@ -102,7 +102,9 @@ def check_port(value: str, what: str) -> int:
 
 
 def _refuse_control(value: str, what: str) -> None:
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+    """Control characters (C0, DEL, C1) and Unicode line or paragraph
+    separators: none belongs in a path or a unit file."""
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029" for c in value):
         raise NameError_(
             f"{what} {printable(value, 'value')} holds a control character "
             "(a newline?); it cannot go into a unit file")

@@ -265,6 +265,8 @@ def _remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> 
     from .expose import _expose_paths, exposures
     confined = list(confined_units(root, name))
     exposed = [base for base, _ in exposures(root, name)]
+    for d in (f"{CONF_DIR}/{name}/x", *WANTS_DIRS, *(dropin_path(u) for u in confined)):
+        under(root, d)  # a symlinked directory: refuse before stopping anything
     if sd is not None:
         # The watcher first, so it cannot restart what is being removed.
         # Stopping the tunnel stops every confined unit and proxy (BindsTo=),
