@@ -1,0 +1,43 @@
+"""`systemd-analyze verify` of every unit wgns renders: the tunnel, the
+namespace and watch templates (as instances), a confined unit with its
+drop-in, and an expose pair; for a hyphenated tunnel name and an instance
+unit. systemd parses each file and every warning fails the test."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+from typer.testing import CliRunner
+
+from wgns.cli import app
+
+from .conftest import DATA
+
+ANALYZE = shutil.which("systemd-analyze")
+pytestmark = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
+
+
+def invoke(*args):
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    assert r.exit_code == 0, r.output
+    return r
+
+
+@pytest.mark.parametrize("name", ["wg", "proton-ch", "a_b-0"])
+def test_every_rendered_unit_verifies_without_a_warning(tmp_path, name):
+    root = tmp_path / "root"
+    units = root / "etc/systemd/system"
+    units.mkdir(parents=True)
+    for unit in ("app.service", "worker@a-b.service"):
+        (units / unit).write_text("[Service]\nExecStart=/bin/sleep infinity\n")
+    invoke("install", "--conf", DATA / "protonvpn.conf", "--name", name, "--root", root)
+    invoke("confine", "app", "worker@a-b", "--name", name, "--root", root)
+    invoke("expose", "app", "8080", "--listen", "[::1]:8081", "--name", name, "--root", root)
+    to_verify = [f"{name}.service", f"netns@{name}.service", f"wgns-watch@{name}.service",
+                 f"wgns-watch@{name}.timer", "app.service", "worker@a-b.service",
+                 f"wgns-{name}-expose-8081.socket", f"wgns-{name}-expose-8081.service"]
+    env = dict(os.environ, SYSTEMD_UNIT_PATH=f"{units}:", SYSTEMD_LOG_LEVEL="notice")
+    p = subprocess.run([ANALYZE, "verify", "--man=no", *to_verify], env=env,
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and not (p.stdout + p.stderr).strip(), p.stdout + p.stderr
