@@ -659,6 +659,9 @@ def _peer_psk(text: str, psk_line: str) -> str:
 
 K, P = KEY, PSK
 KEY_LINES = {
+    "wrapped-at-20": PROTON.replace(PK_LINE, f"PrivateKey = {K[:20]}\n{K[20:]}"),
+    "wrapped-at-24": PROTON.replace(PK_LINE, f"PrivateKey = {K[:24]}\n{K[24:]}"),
+    "wrapped-section": PROTON.replace(PK_LINE, f"PrivateKey = {K[:16]}\n[{K[17:40]}]"),
     "no-equals": PROTON.replace(PK_LINE, f"PrivateKey {K}"),
     "tab-no-equals": PROTON.replace(PK_LINE, f"PrivateKey\t{K}"),
     "colon": PROTON.replace(PK_LINE, f"PrivateKey: {K}"),

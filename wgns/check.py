@@ -137,7 +137,7 @@ def _run_probe(name: str, python: str, helper: str) -> dict[str, Any]:
         return {"error": "the probe's output was not its report"}
 
 
-def _loaded_confinement(sd: Systemd, unit: str, name: str) -> list[str]:
+def loaded_confinement(sd: Systemd, unit: str, name: str) -> list[str]:
     """What the loaded unit lacks of its confinement."""
     props = sd.service_properties(unit)
     missing = []
@@ -191,7 +191,7 @@ def run_checks(tunnel: Tunnel, python: str, helper: str,
                             f"reachable: {', '.join(open_sockets)}" if open_sockets
                             else "host resolver sockets are blocked"))
     with Systemd() as sd:
-        gaps = {u: _loaded_confinement(sd, u, name) for u in confined_units("/", name)}
+        gaps = {u: loaded_confinement(sd, u, name) for u in confined_units("/", name)}
     bad = {u: g for u, g in gaps.items() if g}
     checks.append(Check("drop-ins", not bad,
                         "; ".join(f"{u} lacks {', '.join(g)}" for u, g in bad.items())

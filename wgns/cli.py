@@ -62,8 +62,26 @@ def _fail(e: Exception) -> None:
     if isinstance(e, OSError):
         where = f"{e.filename}: " if e.filename else ""
         e = WgnsError(f"{where}{e.strerror or e}")
-    typer.echo(f"wgns: error: {e}", err=True)
+    typer.echo(f"wgns: error: {one_line(str(e))}", err=True)
     raise typer.Exit(1)
+
+
+def one_line(text: str) -> str:
+    """Line breaks and other control characters (a path given with a
+    newline in it) shown escaped: a message is always one line."""
+    return "".join(repr(c)[1:-1] if ord(c) < 32 or 127 <= ord(c) < 160
+                   or c in "\u2028\u2029" else c for c in text)
+
+
+def _number(value: Optional[str], what: str, lo: int, hi: int) -> Optional[int]:
+    """An option or argument in ASCII digits (click's int() would take
+    '+80', '8_0' or Arabic-Indic digits)."""
+    import re
+    if value is None:
+        return None
+    if not re.fullmatch(r"[0-9]{1,5}", value) or not lo <= int(value) <= hi:
+        raise typer.BadParameter(f"{what} must be a whole number from {lo} to {hi}")
+    return int(value)
 
 
 def _systemd(root: Optional[str]):  # type: ignore[no-untyped-def]
@@ -78,9 +96,9 @@ def _systemd(root: Optional[str]):  # type: ignore[no-untyped-def]
 
 def _emit(report) -> None:  # type: ignore[no-untyped-def]
     for w in report.warnings:
-        typer.echo(f"wgns: warning: {w}", err=True)
+        typer.echo(f"wgns: warning: {one_line(w)}", err=True)
     for line in report.lines:
-        typer.echo(line)
+        typer.echo(one_line(line))
 
 
 @app.command()
@@ -101,11 +119,11 @@ def install(
         help="Routed through the tunnel (repeatable; default 0.0.0.0/0 and ::/0)."),
     preshared_key_file: Optional[str] = typer.Option(
         None, "--preshared-key-file", metavar="FILE", help="File holding a preshared key."),
-    keepalive: Optional[int] = typer.Option(
+    keepalive: Optional[str] = typer.Option(
         None, "--keepalive", metavar="SECONDS", help="Persistent keepalive interval."),
     dns: Optional[List[str]] = typer.Option(
         None, "--dns", metavar="IP", help="DNS server for confined units (repeatable)."),
-    mtu: Optional[int] = typer.Option(None, "--mtu", help="Tunnel MTU."),
+    mtu: Optional[str] = typer.Option(None, "--mtu", metavar="BYTES", help="Tunnel MTU."),
     no_start: bool = typer.Option(False, "--no-start", help="Install but do not start."),
     root: Optional[str] = typer.Option(
         None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
@@ -134,7 +152,8 @@ def install(
                 peer, endpoint, list(allowed_ips or []),
                 config.read_key_file(preshared_key_file, "preshared key")
                 if preshared_key_file else None,
-                keepalive, list(dns or []), mtu)
+                _number(keepalive, "--keepalive", 0, 65535), list(dns or []),
+                _number(mtu, "--mtu", 1280, 65535))
         sd = _systemd(root)
         _emit(ops.install(tunnel, root or "/", ops.python_path(), sd, start=not no_start))
     except (WgnsError, OSError) as e:
@@ -209,7 +228,7 @@ def status(
 @app.command()
 def expose(
     unit: str = typer.Argument(..., help="A confined service."),
-    port: int = typer.Argument(..., help="The TCP port it listens on inside the tunnel."),
+    port: str = typer.Argument(..., help="The TCP port it listens on inside the tunnel."),
     listen: Optional[str] = typer.Option(
         None, "--listen", metavar="ADDR:PORT",
         help="Where the host listens (default 127.0.0.1:PORT; 0.0.0.0:PORT for the LAN)."),
@@ -221,7 +240,10 @@ def expose(
     try:
         sd = _systemd(root)
         from .expose import expose as do_expose
-        _emit(do_expose(unit, port, listen, name, root or "/", sd))
+        if listen == "":
+            raise typer.BadParameter("--listen needs ADDRESS:PORT")
+        _emit(do_expose(unit, _number(port, "PORT", 1, 65535) or 0, listen, name,
+                        root or "/", sd))
     except (WgnsError, OSError) as e:
         _fail(e)
 
@@ -229,7 +251,7 @@ def expose(
 @app.command()
 def unexpose(
     unit: str = typer.Argument(..., help="A confined service."),
-    port: int = typer.Argument(..., help="The port given to 'wgns expose'."),
+    port: str = typer.Argument(..., help="The port given to 'wgns expose'."),
     name: str = typer.Option("wg", "--name", help=NAME_HELP),
     root: Optional[str] = typer.Option(
         None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
@@ -238,7 +260,8 @@ def unexpose(
     try:
         sd = _systemd(root)
         from .expose import unexpose as do_unexpose
-        _emit(do_unexpose(unit, port, name, root or "/", sd))
+        _emit(do_unexpose(unit, _number(port, "PORT", 1, 65535) or 0, name,
+                          root or "/", sd))
     except (WgnsError, OSError) as e:
         _fail(e)
 

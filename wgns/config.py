@@ -28,8 +28,6 @@ from .values import (  # noqa: F401  (Endpoint and the parsers are part of this 
     parse_network,
 )
 
-# A key name worth echoing in "unknown key": short, and never key material.
-KEY_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9 _-]{0,23}")
 MAX_CONF_BYTES = 256 * 1024
 
 # wg-quick keys that make no sense inside a namespace: warned about, ignored.
@@ -101,11 +99,10 @@ class Tunnel:
     def route_prefixes(self) -> tuple[IPNetwork, ...]:
         """The prefixes to route into the tunnel: every peer's AllowedIPs,
         each once, in order (0.0.0.0/0 and ::/0 become default routes)."""
-        seen: list[IPNetwork] = []
+        seen: dict[IPNetwork, None] = {}
         for peer in self.peers:
             for net in peer.allowed_ips:
-                if net not in seen:
-                    seen.append(net)
+                seen.setdefault(net)
         return tuple(seen)
 
 
@@ -149,9 +146,9 @@ def parse_wgquick(text: str, source: str, name: str) -> Tunnel:
             m = re.fullmatch(r"\[\s*([A-Za-z]+)\s*\]", line)
             section = m.group(1).lower() if m else ""
             if section not in ("interface", "peer"):
+                # Never echo it: a wrapped key line can look like anything.
                 raise ConfigError(
-                    source, "unknown section "
-                    + (f"[{m.group(1)}]" if m and len(section) < 20 else ""), lineno,
+                    source, "unknown section", lineno,
                     hint="wg-quick files have [Interface] and [Peer] sections")
             if section == "interface" and any(s == "interface" for s, _, _ in sections):
                 raise ConfigError(source, "duplicate [Interface] section", lineno)
@@ -169,9 +166,13 @@ def parse_wgquick(text: str, source: str, name: str) -> Tunnel:
         section = sections[-1][0]
         known = INTERFACE_KEYS if section == "interface" else PEER_KEYS
         if lkey not in known and not (section == "interface" and lkey in IGNORED_KEYS):
-            shown = repr(key) if KEY_NAME_RE.fullmatch(key) else "(not shown)"
+            # Never echo it: the tail of a key wrapped onto its own line is
+            # a perfectly plausible key name.
             raise ConfigError(
-                source, f"unknown key {shown} in [{section.capitalize()}]", lineno)
+                source, f"unknown key in [{section.capitalize()}]", lineno,
+                hint="keys there are " + ", ".join(
+                    key_title(k) for k in sorted(known | (
+                        set(IGNORED_KEYS) if section == "interface" else set()))))
         if lkey in current and lkey not in LIST_KEYS:
             raise ConfigError(source, f"duplicate key {key!r}", lineno)
         current.setdefault(lkey, []).append((lineno, value))

@@ -126,7 +126,7 @@ def _set_backoff(name: str, count: int, when: float) -> None:
 
 def backoff_wait(count: int) -> float:
     """Seconds to wait after `count` restarts in a row: 0, 20, 40, 80 ... 600."""
-    return 0.0 if count == 0 else min(BACKOFF_FIRST * 2 ** (count - 1), BACKOFF_MAX)
+    return 0.0 if count == 0 else min(BACKOFF_FIRST * 2 ** min(count - 1, 10), BACKOFF_MAX)
 
 
 def _settled_active(sd: Systemd, unit: str) -> bool:
@@ -158,14 +158,41 @@ def start_confined(sd: Systemd, name: str, units: list[str], why: str) -> list[s
     return [f"{name}: starting {', '.join(started)} ({why})"] if started else []
 
 
+def _booted_path(name: str) -> str:
+    return f"{restore.RESTORE_DIR}/{name}.booted"
+
+
 def missed_at_boot(sd: Systemd, name: str) -> list[str]:
     """Enabled confined units that never ran since boot: their start failed
     because the tunnel could not start then. A unit that ran and was
-    stopped by a person has left the inactive state once, and is left alone."""
+    stopped by a person has left the inactive state once, and is left alone;
+    each unit is started this way once per boot (/run/wgns/NAME.booted), so
+    one whose conditions keep it from running is not tried every 20 s."""
     from .ops import confined_units
-    return [u for u in confined_units("/", name)
-            if sd.unit_file_state(u) == "enabled" and not sd.ever_started(u)
+    try:
+        with open(_booted_path(name)) as f:
+            done = set(f.read().split())
+    except OSError:
+        done = set()
+    return [u for u in confined_units("/", name) if u not in done
+            and sd.unit_file_state(u) == "enabled" and not sd.ever_started(u)
             and sd.active_state(u) in ("inactive", "failed")]
+
+
+def start_missed_at_boot(sd: Systemd, name: str) -> list[str]:
+    """Under the writers' lock, so that an unconfine cannot slip in between
+    the check that a unit is confined and its start."""
+    from .safeio import dir_lock
+    with dir_lock("/", timeout=5) as held:
+        if not held:
+            return []  # a wgns command is running: next round
+        units = missed_at_boot(sd, name)
+        lines = start_confined(sd, name, units, "enabled, and missed at boot")
+    if units:
+        os.makedirs(restore.RESTORE_DIR, mode=0o755, exist_ok=True)
+        with open(_booted_path(name), "a") as f:
+            f.write("".join(u + "\n" for u in units))
+    return lines
 
 
 def watch(name: str) -> list[str]:
@@ -181,9 +208,7 @@ def watch(name: str) -> list[str]:
         problem = link_problem(name)
         if problem is None:
             _set_backoff(name, 0, 0)
-            lines = reresolve(load(name))
-            return lines + start_confined(sd, name, missed_at_boot(sd, name),
-                                          "enabled, and missed at boot")
+            return reresolve(load(name)) + start_missed_at_boot(sd, name)
         count, last = _backoff(name)
         wait = backoff_wait(count) - (time.time() - last)
         if wait > 0:

@@ -11,7 +11,6 @@ created is removed again.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import secrets
 import stat
@@ -46,7 +45,10 @@ def under(root: str, path: str) -> Path:
 
 
 def check_root(root: str) -> None:
-    """--root must name an existing directory wgns can write in."""
+    """--root must name an existing directory wgns can write in, and not the
+    live system (whose units need systemd told)."""
+    if os.path.realpath(root) == "/":
+        raise WgnsError("--root / is the live system; leave --root out to change it")
     if not os.path.isdir(root):
         raise WgnsError(f"--root {root}: not an existing directory")
     if not os.access(root, os.W_OK | os.X_OK):
@@ -83,13 +85,10 @@ def locked(root: str) -> Iterator[None]:
     directory itself: no lock file to leave behind), then sweep the
     temporary files of runs that were killed mid-write: with the lock
     held, any that exist are stale, and one may hold a key."""
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    from .safeio import dir_lock
+    with dir_lock(root):
         sweep_temporaries(root)
         yield
-    finally:
-        os.close(fd)
 
 
 def sweep_temporaries(root: str) -> list[str]:
@@ -102,7 +101,8 @@ def sweep_temporaries(root: str) -> list[str]:
         if not d.is_dir() or d.is_symlink():
             continue
         for p in d.iterdir():
-            if p.name.startswith(".") and TMP_TAG in p.name:
+            if p.name.startswith(".") and TMP_TAG in p.name and (
+                    p.is_symlink() or p.is_file()):  # never a directory
                 p.unlink()
                 removed.append(str(p))
     return removed
@@ -181,7 +181,10 @@ def write_plan(root: str, plan: Plan) -> list[str]:
     staged: list[tuple[str, Path]] = []
     replaced: list[tuple[Path, File | Link | None]] = []
     try:
-        for path, item in sorted(plan.items()):
+        # The tunnel's config first: a run killed part way leaves a tunnel
+        # that 'wgns uninstall' can find and remove.
+        for path, item in sorted(plan.items(), key=lambda kv: (
+                not kv[0].startswith(CONF_DIR + "/"), kv[0])):
             dest = under(root, path)
             _makedirs(dest.parent, created)
             staged.append((_stage(dest, item), dest))

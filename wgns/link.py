@@ -211,9 +211,11 @@ def _has_link(name: str) -> bool:
 
 
 def stop(name: str) -> None:
-    """ExecStop of the tunnel unit."""
-    _forget_restore_unless_restarting(name)
-    down(name)
+    """ExecStop of the tunnel unit: the link goes down whatever else fails."""
+    try:
+        _forget_restore_unless_restarting(name)
+    finally:
+        down(name)
 
 
 def down(name: str) -> None:

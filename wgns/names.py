@@ -18,7 +18,7 @@ from .errors import WgnsError
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
-TUNNEL_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,14}")
+TUNNEL_RE = re.compile(r"(?!wgns-)[a-z0-9][a-z0-9_-]{0,14}")  # wgns-*: its own units
 # systemd's unit-name rules (src/basic/unit-name.c): a prefix of these
 # characters, optionally "@" and an instance that may also hold "@", a
 # suffix naming the unit type; 255 characters at most.
@@ -38,7 +38,7 @@ class NameError_(WgnsError):
 
 
 # A run of base64 as long as this is treated as key material: never shown.
-KEYISH = re.compile(r"[A-Za-z0-9+/]{20,}")
+KEYISH = re.compile(r"[A-Za-z0-9+/]{12,}")
 
 
 def printable(value: str, what: str = "value") -> str:

@@ -22,6 +22,7 @@ from .render import (
     NETNS_UNIT,
     UNIT_DIR,
     WATCH_UNITS,
+    File,
     Plan,
     conf_path,
     dropin_path,
@@ -115,6 +116,11 @@ def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
     name, unit = tunnel.name, tunnel_unit(tunnel.name)
     reinstall = read_owned(root, conf_path(name)) is not None
     plan = render_tunnel(tunnel, python, _host_nsswitch(root))
+    from .config import MAX_CONF_BYTES
+    stored = plan[conf_path(name)]
+    if isinstance(stored, File) and len(stored.text.encode()) > MAX_CONF_BYTES:
+        raise WgnsError(f"the tunnel's configuration would be larger than {MAX_CONF_BYTES} "
+                        "bytes once stored", hint="merge AllowedIPs into fewer prefixes")
     refuse_conflicts(root, plan)  # before asking systemd, so the message names the file
     if unit in confined_units(root):
         raise ConflictError(
@@ -128,6 +134,9 @@ def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
                 hint="pick another tunnel name with --name")
     if sd is not None and not reinstall and sd.known(unit):
         raise ConflictError(f"systemd already has a unit {unit}",
+                            hint="pick another tunnel name with --name")
+    if sd is not None and not reinstall and _host_interface(name):
+        raise ConflictError(f"the host has an interface named {name}",
                             hint="pick another tunnel name with --name")
     previous = _previous(root, plan) if reinstall else {}
     write_plan(root, plan)
@@ -178,6 +187,15 @@ def _put_back(root: str, plan: Plan, previous: Plan, sd: Systemd, unit: str) -> 
     sd.start(unit)
 
 
+def _host_interface(name: str) -> bool:
+    import socket
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
+
+
 def normalize_unit(unit: str) -> str:
     return check_service(unit)
 
@@ -213,8 +231,26 @@ def confine(units: list[str], name: str, root: str, sd: Systemd | None,
         report.say(f"confined {unit} to tunnel {name}")
     if sd is not None:
         sd.reload()
+        _verify_loaded(units, name, root, sd, plan)
         _restart_running(units, sd, restart, report, "runs confined now")
     return report
+
+
+def _verify_loaded(units: list[str], name: str, root: str, sd: Systemd, plan: Plan) -> None:
+    """What systemd loaded must be the confinement: a later drop-in (a
+    'systemctl edit' override.conf sorts after 90-wgns.conf) can undo it.
+    Then the drop-ins go again and nothing is restarted into a leak."""
+    from .check import loaded_confinement
+    for unit in units:
+        if not sd.known(unit):
+            continue  # --force for a unit installed later: systemd has nothing loaded
+        gaps = loaded_confinement(sd, unit, name)
+        if gaps:
+            remove_owned(root, list(plan), prune=[f"{UNIT_DIR}/{u}.d" for u in units])
+            sd.reload()
+            raise WgnsError(
+                f"{unit}: another drop-in overrides the confinement ({gaps[0]}); "
+                "nothing was confined", hint=f"see 'systemctl cat {unit}'")
 
 
 def _restart_running(units: list[str], sd: Systemd, restart: bool, report: Report,
@@ -236,9 +272,16 @@ def unconfine(units: list[str], root: str, sd: Systemd | None,
     report = Report()
     units = [normalize_unit(u) for u in units]
     current = confined_units(root)
+    from .expose import exposures
     for unit in units:
         if unit not in current:
             raise WgnsError(f"{unit} is not confined by wgns")
+        exposed = [info for _, info in exposures(root) if info[0] == unit]
+        if exposed:
+            raise WgnsError(
+                f"{unit} has port {exposed[0][1]} exposed on {exposed[0][3]}",
+                hint=f"run 'wgns unexpose {unit} {exposed[0][1]} --name {exposed[0][2]}' "
+                "first")
     remove_owned(root, [dropin_path(u) for u in units],
                  prune=[f"{UNIT_DIR}/{u}.d" for u in units])
     if sd is not None:
@@ -255,7 +298,10 @@ def unconfine(units: list[str], root: str, sd: Systemd | None,
 @serialised
 def uninstall(name: str, root: str, sd: Systemd | None) -> Report:
     report = Report()
-    require_tunnel(root, name)
+    check_name(name)
+    # A run killed before it wrote the config still left marked unit files.
+    if read_owned(root, f"{UNIT_DIR}/{tunnel_unit(name)}") is None:
+        require_tunnel(root, name)
     _remove_tunnel(root, name, sd, report)
     return report
 
@@ -290,7 +336,8 @@ def _remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> 
         f"{CONF_DIR}/{name}", CONF_DIR, f"{UNIT_DIR}/{unit}.wants", *WANTS_DIRS]
     remove_owned(root, paths, prune)
     if sd is not None:
-        _forget_restore(name, None)
+        from .restore import clear_all
+        clear_all(name)
         sd.reload()
         for u in (unit, f"netns@{name}.service", f"wgns-watch@{name}.service"):
             sd.reset_failed(u)

@@ -49,6 +49,14 @@ def read(name: str) -> list[str]:
     return units
 
 
+def clear_all(name: str) -> None:
+    """Every runtime file of tunnel NAME but its namespace's record (which
+    netns@NAME removes when it stops): for uninstall."""
+    for suffix in ("restore", "backoff", "booted"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{RESTORE_DIR}/{name}.{suffix}")
+
+
 def forget(name: str, units: list[str] | None = None) -> None:
     """Drop these units from the file (None: the whole file)."""
     if units is None:

@@ -5,8 +5,12 @@ through here."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import stat
+import time
+from typing import Iterator
 
 from .errors import ConfigError
 
@@ -50,3 +54,29 @@ def read_text(path: str, limit: int, follow: bool = True, encoding: str = "utf-8
         return data.decode(encoding)
     except UnicodeDecodeError:
         raise ConfigError(path, f"is not {encoding.upper()} text") from None
+
+
+@contextlib.contextmanager
+def dir_lock(path: str, timeout: float | None = None) -> Iterator[bool]:
+    """An flock on a directory (wgns's writers take it on the root they
+    write below). Yields True when held; with a timeout, False when the
+    lock stayed busy that long."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if timeout is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield True
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    yield False
+                    return
+                time.sleep(0.1)
+        yield True
+    finally:
+        os.close(fd)
