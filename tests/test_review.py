@@ -157,3 +157,12 @@ def test_root_slash_is_refused(tmp_path):
     os.symlink("/", tmp_path / "slash")
     for r in ("/", tmp_path / "slash"):
         one_error(invoke("confine", "app", "--root", r))
+
+
+def test_a_merged_usr_root_with_lib_a_link_installs(root):
+    """/lib -> usr/lib is the system's own link: wgns only looks there."""
+    (root / "usr/lib/systemd/system").mkdir(parents=True)
+    os.symlink("usr/lib", root / "lib")
+    r = invoke("install", "--conf", DATA / "protonvpn.conf", "--root", root)
+    assert r.exit_code == 0, r.output
+    assert invoke("confine", "app", "--root", root).exit_code == 0

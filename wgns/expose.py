@@ -5,7 +5,7 @@ socket listens only while its tunnel runs (BindsTo= it, wanted by it)."""
 from __future__ import annotations
 
 from .errors import SystemdError, WgnsError
-from .install import read_owned, remove_owned, under, write_plan
+from .install import lookup, read_owned, remove_owned, under, write_plan
 from .names import check_address, check_port
 from .ops import Report, confined_units, normalize_unit, require_tunnel, serialised
 from .render import UNIT_DIR, expose_info, expose_unit, render_expose, tunnel_unit
@@ -65,7 +65,7 @@ def expose(unit: str, port: int, listen: str | None, name: str, root: str,
         if other == base or info[3] == listen:
             raise WgnsError(f"{listen} already exposes port {info[1]} of {info[0]}",
                             hint="pick another --listen port, or 'wgns unexpose' that one")
-    proxyd = next((p for p in PROXYD if under(root, p).exists()), PROXYD[0])
+    proxyd = next((p for p in PROXYD if lookup(root, p).exists()), PROXYD[0])
     write_plan(root, render_expose(unit, port, listen, lport, name, proxyd))
     report.say(f"exposed port {port} of {unit} on {listen} (host namespace)")
     if sd is not None:

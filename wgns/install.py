@@ -44,6 +44,12 @@ def under(root: str, path: str) -> Path:
     return dest
 
 
+def lookup(root: str, path: str) -> Path:
+    """PATH below ROOT for a look only (is systemd's vendor unit there?),
+    where links are the system's own (/lib -> usr/lib): never to write."""
+    return Path(root) / path.lstrip("/")
+
+
 def check_root(root: str) -> None:
     """--root must name an existing directory wgns can write in, and not the
     live system (whose units need systemd told)."""

@@ -15,7 +15,7 @@ from typing import Any, Callable, TypeVar
 
 from .config import Tunnel, check_name
 from .errors import ConflictError, SystemdError, WgnsError
-from .install import locked, read_owned, refuse_conflicts, remove_owned, under, write_plan
+from .install import locked, lookup, read_owned, refuse_conflicts, remove_owned, under, write_plan
 from .names import check_service
 from .render import (
     CONF_DIR,
@@ -106,7 +106,7 @@ def _host_nsswitch(root: str) -> str | None:
 
 
 def _unit_file_exists(root: str, unit: str) -> bool:
-    return any(under(root, f"{d}/{unit}").exists() for d in VENDOR_UNIT_DIRS)
+    return any(lookup(root, f"{d}/{unit}").exists() for d in VENDOR_UNIT_DIRS)
 
 
 @serialised
@@ -128,7 +128,7 @@ def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
             "unit cannot run inside a tunnel", hint=f"run 'wgns unconfine {unit}' first, "
             "or pick another --name")
     for d in VENDOR_UNIT_DIRS[1:]:
-        if under(root, f"{d}/{unit}").exists():
+        if lookup(root, f"{d}/{unit}").exists():
             raise ConflictError(
                 f"{d}/{unit} exists and is not wgns's: the tunnel unit would clash",
                 hint="pick another tunnel name with --name")
