@@ -103,11 +103,11 @@ def hardening(rec: sc.Recorder, flavour: str) -> None:
     sc.install_wgns(flavour, rec)
     provider = prov.Provider()
     client_priv, client_pub = prov.genkey()
-    provider.add_client(client_pub, ["10.66.0.2/32", "fd66::2/128"])
+    psk = sc.run("wg", "genpsk", quiet=True).stdout.strip()
+    provider.add_client(client_pub, ["10.66.0.2/32", "fd66::2/128"], psk)
     provider.setup_network()
     provider.start_server()
-    conf = sc.client_conf(client_priv, sc.run("wg", "genpsk", quiet=True).stdout.strip(),
-                          provider.pub)
+    conf = sc.client_conf(client_priv, psk, provider.pub)
     Path("/root/provider.conf").write_text(conf)
     www = Path(sc.GUEST) / "www"
     www.mkdir(exist_ok=True)
