@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import glob
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -248,15 +247,16 @@ def hardening(rec: sc.Recorder, flavour: str) -> None:
     sc.wgns("unconfine", "vpn2")
 
     # -- a re-install that does not start puts the previous one back ----------
-    blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    blocker.bind(("0.0.0.0", 51999))
-    Path("/root/busy.conf").write_text(conf.replace("[Peer]", "ListenPort = 51999\n\n[Peer]"))
-    p = sc.wgns("install", "--conf", "/root/busy.conf", "--name", NAME)
-    blocker.close()
+    # The same address twice: the kernel refuses the second (EEXIST), so the
+    # new configuration fails to come up every time, and fast.
+    Path("/root/broken.conf").write_text(conf.replace(
+        "Address = 10.66.0.2/32,", "Address = 10.66.0.2/32, 10.66.0.2/32,"))
+    p = sc.wgns("install", "--conf", "/root/broken.conf", "--name", NAME)
     stored = Path(f"/etc/wgns/{NAME}.conf").read_text()
     rec.check("reinstall_failure_puts_previous_back",
-              p.returncode == 1 and "ListenPort" not in stored and sc.active(UNIT) == "active"
-              and traffic(), p.stderr.strip())
+              p.returncode == 1 and stored.count("10.66.0.2/32") == 1
+              and sc.active(UNIT) == "active" and traffic(),
+              f"exit {p.returncode}, {sc.active(UNIT)}: {p.stderr.strip()}")
 
     # -- a boot whose endpoint does not resolve within the start window --------
     sc.systemctl("enable", "bootsvc.service", "sleeper.service")
