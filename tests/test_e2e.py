@@ -2,12 +2,14 @@
 the core scenario in it (fake provider, real wireguard-go, a DynamicUser
 probe), and turn each of its checks into a test.
 
-Needs root, systemd-nspawn, wireguard-go, dnsmasq: `.ci/run` installs them.
+Needs root, systemd-nspawn, wireguard-go, dnsmasq: `tests/setup-host` installs
+them. Skipped when they are missing, failed instead under CI (`CI=true`).
 """
 
 import pytest
 
 from .harness import machine
+from .harness.ci import tier_unavailable
 from .harness.scenario import CORE_CHECKS, DEB_CHECKS, OPS_CHECKS
 
 pytestmark = pytest.mark.container
@@ -24,7 +26,7 @@ def report(system: str, flavour: str, scenario: str = "core") -> machine.Report:
     rep = machine.cached_report((system, flavour, scenario),
                                 lambda: machine.run_scenario(system, flavour, scenario))
     if isinstance(rep, machine.Unavailable):
-        pytest.skip(f"container tests cannot run here: {rep}")
+        tier_unavailable(f"container tests cannot run here: {rep}")
     return rep
 
 

@@ -3,20 +3,29 @@ these files, with exactly this text and these modes."""
 
 import os
 import stat
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-import wgns
+from wgns import ops, render
 from wgns.cli import app
 
 from .conftest import DATA
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
-PKG = str(Path(wgns.__file__).resolve().parent)
 UPDATE = os.environ.get("WGNS_UPDATE_GOLDEN") == "1"
+# Where the units' interpreter and package are said to live: the sandboxing
+# depends on it (a venv under /var/tmp, a clone under /home), so the golden
+# files are rendered as for a system-wide install wherever the tests run.
+PYTHON = "/usr/lib/wgns-golden/bin/python3"
+PKG = "/usr/lib/wgns-golden/wgns"
+
+
+@pytest.fixture(autouse=True)
+def _system_wide_paths(monkeypatch):
+    monkeypatch.setattr(ops, "python_path", lambda: PYTHON)
+    monkeypatch.setattr(render, "helper_path", lambda: PKG + "/helper.py")
 
 
 def tree(root: Path) -> dict[str, tuple[str, str]]:
@@ -27,7 +36,7 @@ def tree(root: Path) -> dict[str, tuple[str, str]]:
         if p.is_symlink():
             out[rel] = ("link", os.readlink(p))
         elif p.is_file():
-            text = p.read_text().replace(sys.executable, "@PYTHON@")
+            text = p.read_text().replace(PYTHON, "@PYTHON@")
             out[rel] = (oct(stat.S_IMODE(p.stat().st_mode)), text.replace(PKG, "@PKG@"))
     return out
 

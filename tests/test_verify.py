@@ -13,9 +13,15 @@ from typer.testing import CliRunner
 from wgns.cli import app
 
 from .conftest import DATA
+from .harness.ci import tier_unavailable
 
 ANALYZE = shutil.which("systemd-analyze")
-pytestmark = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
+
+
+@pytest.fixture(autouse=True)
+def _needs_systemd_analyze():
+    if ANALYZE is None:
+        tier_unavailable("systemd-analyze is not installed (Debian package systemd)")
 
 
 def invoke(*args):

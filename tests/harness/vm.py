@@ -5,7 +5,9 @@ Built once and cached under CACHE, rebuilt when an input changes:
 - a Debian 12 root file system from debootstrap (its package list is the key);
 - the kernel of Debian's linux-image-amd64 (`apt-get download`, `dpkg -x`;
   never whatever /boot holds), keyed by its version;
-- a small busybox initramfs that loads virtio and ext4 and switches root.
+- a small busybox initramfs that loads virtio and ext4 and switches root,
+  keyed by its script, its modules and the busybox binary's content (which
+  must be statically linked: busybox-static's /bin/busybox).
 
 Each run: an overlay of the root file system gets the kernel's modules for
 WireGuard and veth, the harness, the wheels and the scenario unit; mkfs.ext4
@@ -25,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import machine
+from . import elf, machine
 from .machine import CACHE, GUEST_DIR, Report, Unavailable, _run
 
 VM_PACKAGES = (
@@ -51,11 +53,38 @@ QEMU_TIMEOUT = int(os.environ.get("WGNS_VM_TIMEOUT", "1500"))
 def check_host() -> None:
     if os.geteuid() != 0:
         raise Unavailable("the VM tier needs root")
-    for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("busybox", "busybox-static"),
-                      ("debugfs", "e2fsprogs"), ("cpio", "cpio"), ("depmod", "kmod"),
-                      ("debootstrap", "debootstrap")):
+    for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("debugfs", "e2fsprogs"),
+                      ("cpio", "cpio"), ("depmod", "kmod"), ("debootstrap", "debootstrap")):
         if shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
             raise Unavailable(f"{tool} is missing (Debian package {pkg})")
+    busybox()
+
+
+# busybox-static's first; Debian's default busybox package is dynamically linked.
+BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox", "/sbin/busybox", "/usr/sbin/busybox")
+
+
+def busybox(candidates: tuple[str, ...] | None = None) -> Path:
+    """The busybox the initramfs runs as /init: statically linked, since the
+    initramfs has no libc (a dynamic one panics the guest at every boot).
+    Looked for in BUSYBOX_CANDIDATES, then on PATH."""
+    if candidates is None:
+        candidates = BUSYBOX_CANDIDATES + tuple(filter(None, [shutil.which("busybox")]))
+    found: list[Path] = []
+    for c in candidates:
+        p = Path(c)
+        if p.is_file() and all(not p.samefile(f) for f in found):
+            found.append(p)
+    if not found:
+        raise Unavailable("busybox is missing (Debian package busybox-static)")
+    for p in found:
+        try:
+            if elf.is_static(p):
+                return p
+        except (OSError, ValueError):
+            continue
+    raise Unavailable(f"busybox is dynamically linked: install busybox-static "
+                      f"({', '.join(map(str, found))})")
 
 
 def kernel() -> tuple[Path, str]:
@@ -118,8 +147,15 @@ exec /bin/busybox switch_root /newroot /sbin/init "$@"
 """
 
 
+def initrd_key(bb: Path) -> str:
+    """What the initramfs is made of: its script, its modules, the busybox binary."""
+    return hashlib.sha256((INIT + " ".join(BOOT_MODULES)).encode()
+                          + hashlib.sha256(bb.read_bytes()).digest()).hexdigest()[:12]
+
+
 def initrd(kdir: Path, version: str) -> Path:
-    key = hashlib.sha256((INIT + " ".join(BOOT_MODULES)).encode()).hexdigest()[:12]
+    bb = busybox()
+    key = initrd_key(bb)
     out = kdir / f"initrd-{key}.gz"
     if out.exists():
         return out
@@ -129,7 +165,7 @@ def initrd(kdir: Path, version: str) -> Path:
     try:
         (work / "bin").mkdir()
         (work / "lib" / "modules").mkdir(parents=True)
-        shutil.copy(shutil.which("busybox") or "/bin/busybox", work / "bin" / "busybox")
+        shutil.copy(bb, work / "bin" / "busybox")
         for f in files:
             shutil.copy(f, work / "lib" / "modules" / f.name)
         init = work / "init"

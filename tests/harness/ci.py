@@ -1,0 +1,28 @@
+"""What a test does when a whole tier cannot run here (not root, a tool
+missing, /dev/net/tun missing, no qemu, no .deb tooling).
+
+On a developer's machine it skips, with the reason. Under CI (`CI=true`, as
+GitHub Actions, GitLab CI and most others set it) it fails with the same
+reason: a green CI run must mean the real tests ran. Per-test skips that say
+a case is meaningless here (e.g. root ignores file modes) stay plain skips.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import NoReturn
+
+import pytest
+
+
+def under_ci(env: Mapping[str, str] | None = None) -> bool:
+    value = (os.environ if env is None else env).get("CI", "")
+    return value.strip().lower() in ("true", "1", "yes")
+
+
+def tier_unavailable(reason: str) -> NoReturn:
+    """Skip (or, under CI, fail) the calling test because its tier cannot run."""
+    if under_ci():
+        pytest.fail(f"{reason} (CI=true: a tier that cannot run fails the run)", pytrace=False)
+    pytest.skip(reason)
