@@ -182,3 +182,20 @@ def test_unit_helper_usage_and_bad_names(capsys):
     assert helper.main(["link", "up", "../etc"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("wgns: ../etc link up: --name: invalid tunnel name")
+
+
+def test_install_without_conf_imports_the_wg_quick_file(root):
+    """`wgns install` alone: the tunnel the user runs with wg-quick today."""
+    r = invoke("install", "--root", root)
+    assert r.exit_code == 2
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and "--conf FILE" in lines[0] and "--address" in lines[0], r.output
+    assert files(root) == ["etc", "etc/systemd", "etc/systemd/system",
+                           "etc/systemd/system/app.service"]
+    (root / "etc/wireguard").mkdir()
+    (root / "etc/wireguard/vpn.conf").write_text((DATA / "protonvpn.conf").read_text())
+    r = invoke("install", "--name", "vpn", "--root", root)
+    assert r.exit_code == 0, r.output
+    assert "importing /etc/wireguard/vpn.conf" in r.output
+    assert (root / "etc/wgns/vpn.conf").is_file()
+    assert invoke("install", "--root", root).exit_code == 2  # no wg.conf there

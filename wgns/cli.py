@@ -131,6 +131,8 @@ def install(
     """Install a tunnel from a wg-quick file (--conf) or from options, and start it."""
     from . import config, ops
     try:
+        if conf is None and not any((address, private_key_file, peer, endpoint)):
+            conf = _wg_quick_file(config.check_name(name), root)
         if conf is not None:
             extra = [o for o, v in (("--address", address), ("--peer", peer),
                                     ("--endpoint", endpoint),
@@ -158,6 +160,21 @@ def install(
         _emit(ops.install(tunnel, root or "/", ops.python_path(), sd, start=not no_start))
     except (WgnsError, OSError) as e:
         _fail(e)
+
+
+def _wg_quick_file(name: str, root: Optional[str]) -> str:
+    """`wgns install` with neither --conf nor options: the tunnel a user
+    already runs with wg-quick, /etc/wireguard/NAME.conf, when there is one."""
+    import os
+    path = f"/etc/wireguard/{name}.conf"
+    where = os.path.join(root, path.lstrip("/")) if root else path
+    if not os.path.lexists(where):
+        typer.echo(f"wgns: error: no {path} to import; give a provider's wg-quick file "
+                   "with --conf FILE, or the tunnel with --address, --private-key-file, "
+                   "--peer and --endpoint", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"importing {path} (wg-quick's configuration of {name})", err=True)
+    return where
 
 
 @app.command()
