@@ -273,14 +273,6 @@ def files_with_secret(top: Path, secrets=ALL_SECRETS) -> list[str]:
             if e[0] == "file" and leaked(e[2].decode("latin-1"), secrets)]
 
 
-@pytest.fixture
-def root(tmp_path):
-    r = tmp_path / "root"
-    (r / "etc/systemd/system").mkdir(parents=True)
-    (r / "etc/systemd/system/app.service").write_text("[Service]\nExecStart=/bin/true\n")
-    return r
-
-
 def write_conf(tmp_path: Path, text: str | bytes, name: str = "in.conf") -> Path:
     p = tmp_path / name
     if isinstance(text, str):

@@ -3,7 +3,6 @@
 import os
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from wgns import __version__
@@ -21,14 +20,6 @@ def invoke(*args):
 
 def files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-
-
-@pytest.fixture
-def root(tmp_path):
-    r = tmp_path / "root"
-    (r / "etc/systemd/system").mkdir(parents=True)
-    (r / "etc/systemd/system/app.service").write_text("[Service]\nExecStart=/bin/true\n")
-    return r
 
 
 def error_line(result) -> str:

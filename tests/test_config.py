@@ -7,20 +7,7 @@ import pytest
 from wgns.config import Endpoint, Secret, parse_wgquick, to_wgquick
 from wgns.errors import ConfigError
 
-from .conftest import DATA
-
-PRIV = "kOE8djlEXW0ULFbMoyqfOVxKwgRjn2lZr4t6S7khzF8="
-PUB = "Pt7r+VTb1O41rnoK2YlztUwTcjDRUCucx3VVwHf5hmU="
-GOOD = f"""[Interface]
-PrivateKey = {PRIV}
-Address = 10.0.0.2/32
-DNS = 10.0.0.1
-
-[Peer]
-PublicKey = {PUB}
-AllowedIPs = 0.0.0.0/0
-Endpoint = vpn.example.net:51820
-"""
+from .conftest import DATA, GOOD, PRIV, PUB  # noqa: F401
 
 
 def parse(text, name="wg"):

@@ -33,26 +33,14 @@ from wgns.config import Tunnel, parse_wgquick, to_wgquick
 from wgns.errors import ConfigError
 from wgns.render import File, render_dropin, render_tunnel
 
-from .conftest import DATA, REPO
+from .conftest import DATA, GOOD, PRIV, PUB, REPO  # noqa: F401
 from .test_adversarial import _GUARD, assert_same_tree, snapshot, systemd_exec_argv
 
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                        HealthCheck.data_too_large])
 PYTHON = "/usr/bin/python3"
-PRIV = "kOE8djlEXW0ULFbMoyqfOVxKwgRjn2lZr4t6S7khzF8="
-PUB = "Pt7r+VTb1O41rnoK2YlztUwTcjDRUCucx3VVwHf5hmU="
-GOOD = f"""[Interface]
-PrivateKey = {PRIV}
-Address = 10.0.0.2/32
-DNS = 10.0.0.1
-
-[Peer]
-PublicKey = {PUB}
-AllowedIPs = 0.0.0.0/0
-Endpoint = vpn.example.net:51820
-"""
-NAME_RULE = re.compile(r"[a-z0-9][a-z0-9_-]{0,14}")
+NAME_RULE = re.compile(r"(?!wgns-)[a-z0-9][a-z0-9_-]{0,14}")  # wgns-*: its own units
 UNIT_CHARS = string.ascii_letters + string.digits + ":-_.\\"
 
 

@@ -31,14 +31,6 @@ def tree(root: Path) -> dict:
     return out
 
 
-@pytest.fixture
-def root(tmp_path):
-    r = tmp_path / "root"
-    (r / "etc/systemd/system").mkdir(parents=True)
-    (r / "etc/systemd/system/app.service").write_text("[Service]\nExecStart=/bin/true\n")
-    return r
-
-
 def one_error(r, code=1) -> str:
     assert r.exit_code == code, r.output
     assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
