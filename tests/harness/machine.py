@@ -17,6 +17,8 @@ powers off. Nothing leaves the container: it has a private network.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -222,6 +224,16 @@ class Overlay:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def boot_lock():  # type: ignore[no-untyped-def]
+    """One guest at a time on this machine (2 cores): a second boot, from
+    another test run or a developer's shell, waits for the first."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "boot.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 SCENARIO_UNIT = """[Unit]
 Description=wgns test scenario
 After=multi-user.target
@@ -271,8 +283,9 @@ def run_scenario(system_name: str, flavour: str, scenario: str,
                "--bind=/dev/net/tun", "--property=DeviceAllow=/dev/net/tun rwm",
                f"--bind={out}:{GUEST_DIR}/out"]
         try:
-            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, timeout=BOOT_TIMEOUT)
+            with boot_lock():
+                proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, timeout=BOOT_TIMEOUT)
             report.console = proc.stdout.decode(errors="replace")[-20000:]
         except subprocess.TimeoutExpired as e:
             report.console = (e.stdout or b"").decode(errors="replace")[-20000:]

@@ -256,8 +256,9 @@ def run_scenario(flavour: str, scenario: str = "core") -> Report:
                    "-serial", f"file:{serial}"]
             t = time.monotonic()
             try:
-                subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.STDOUT, timeout=QEMU_TIMEOUT)
+                with machine.boot_lock():
+                    subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.STDOUT, timeout=QEMU_TIMEOUT)
                 why = ""
             except subprocess.TimeoutExpired:
                 why = f"no power-off in {QEMU_TIMEOUT} s"
