@@ -163,7 +163,11 @@ DEBIAN13_PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "iproute2", "python3", "python3-venv",
     "python3-pyroute2", "python3-typer", "python3-pystemd",
     "wireguard-go", "wireguard-tools", "dnsmasq-base",
+    "qbittorrent-nox", "transmission-daemon", "prometheus-node-exporter",
 )
+# Daemons the Debian packages enable; a guest starts them only in the
+# scenario that needs them (systemctl unmask), so other boots stay quiet.
+QUIET_UNITS = ("transmission-daemon.service", "prometheus-node-exporter.service")
 
 
 def debian_mirror() -> str:
@@ -271,6 +275,10 @@ def run_scenario(system_name: str, flavour: str, scenario: str,
             flavour=flavour, python=system.python, guest=GUEST_DIR, scenario=scenario,
             timeout=BOOT_TIMEOUT - 30,
             env=" ".join(f"{k}={v}" for k, v in (env or {}).items())))
+        for quiet in QUIET_UNITS:
+            mask = root / "etc/systemd/system" / quiet
+            if not mask.is_symlink() and not mask.exists():
+                mask.symlink_to("/dev/null")
         wants = root / "etc/systemd/system/multi-user.target.wants"
         wants.mkdir(parents=True, exist_ok=True)
         link = wants / "wgns-scenario.service"
