@@ -243,47 +243,6 @@ def status(
 
 
 @app.command()
-def expose(
-    unit: str = typer.Argument(..., help="A confined service."),
-    port: str = typer.Argument(..., help="The TCP port it listens on inside the tunnel."),
-    listen: Optional[str] = typer.Option(
-        None, "--listen", metavar="ADDR:PORT",
-        help="Where the host listens (default 127.0.0.1:PORT; 0.0.0.0:PORT for the LAN)."),
-    name: str = typer.Option("wg", "--name", help=NAME_HELP),
-    root: Optional[str] = typer.Option(
-        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
-) -> None:
-    """Make a TCP port of a confined service reachable from the host (no veth, no NAT)."""
-    try:
-        sd = _systemd(root)
-        from .expose import expose as do_expose
-        if listen == "":
-            raise typer.BadParameter("--listen needs ADDRESS:PORT")
-        _emit(do_expose(unit, _number(port, "PORT", 1, 65535) or 0, listen, name,
-                        root or "/", sd))
-    except (WgnsError, OSError) as e:
-        _fail(e)
-
-
-@app.command()
-def unexpose(
-    unit: str = typer.Argument(..., help="A confined service."),
-    port: str = typer.Argument(..., help="The port given to 'wgns expose'."),
-    name: str = typer.Option("wg", "--name", help=NAME_HELP),
-    root: Optional[str] = typer.Option(
-        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
-) -> None:
-    """Stop exposing a port and remove its units."""
-    try:
-        sd = _systemd(root)
-        from .expose import unexpose as do_unexpose
-        _emit(do_unexpose(unit, _number(port, "PORT", 1, 65535) or 0, name,
-                          root or "/", sd))
-    except (WgnsError, OSError) as e:
-        _fail(e)
-
-
-@app.command()
 def check(
     name: str = typer.Option("wg", "--name", help=NAME_HELP),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
@@ -327,6 +286,10 @@ def uninstall(
         _emit(ops.uninstall(name, root or "/", sd))
     except (WgnsError, OSError) as e:
         _fail(e)
+
+
+# The commands about ports (expose, unexpose, port-forward) live next door.
+from . import cli_ports  # noqa: E402,F401
 
 
 def run() -> None:

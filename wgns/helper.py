@@ -3,6 +3,7 @@
     netns up|down NAME   netns@NAME.service: bind or unbind the namespace
     link up|down NAME    NAME.service: bring the tunnel up or down
     watch NAME           wgns-watch@NAME.service: heal the tunnel (heal.py)
+    forward NAME         wgns-NAME-forward.service: NAT-PMP port forwarding
     probe NAME           the transient unit of `wgns check` (check.py)
 
 The units name this file by its absolute path, and it puts the directory
@@ -16,7 +17,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-USAGE = "usage: helper.py netns|link up|down NAME | watch NAME | probe NAME"
+USAGE = "usage: helper.py netns|link up|down NAME | watch|forward|probe NAME"
 
 
 def run(command: str, action: str, name: str) -> None:
@@ -34,6 +35,9 @@ def run(command: str, action: str, name: str) -> None:
         from wgns import heal
         for line in heal.watch(name):
             print(line, flush=True)
+    elif command == "forward":
+        from wgns import forwarder
+        forwarder.main(name)
     else:
         import json
 
@@ -45,7 +49,7 @@ def main(argv: list[str]) -> int:
     command, args = (argv[0], argv[1:]) if argv else ("", [])
     if command in ("netns", "link") and len(args) == 2 and args[0] in ("up", "down"):
         action, name = args
-    elif command in ("watch", "probe") and len(args) == 1:
+    elif command in ("watch", "forward", "probe") and len(args) == 1:
         action, name = command, args[0]
     else:
         print(USAGE, file=sys.stderr)

@@ -27,6 +27,7 @@ from .render import (
     conf_path,
     dropin_path,
     dropin_tunnel,
+    forward_unit,
     render_dropin,
     render_tunnel,
     tunnel_unit,
@@ -309,6 +310,7 @@ def uninstall(name: str, root: str, sd: Systemd | None) -> Report:
 def _remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> None:
     unit = tunnel_unit(name)
     from .expose import _expose_paths, exposures
+    from .portforward import _paths as forward_paths
     confined = list(confined_units(root, name))
     exposed = [base for base, _ in exposures(root, name)]
     for d in (f"{CONF_DIR}/{name}/x", *WANTS_DIRS, *(dropin_path(u) for u in confined)):
@@ -317,8 +319,8 @@ def _remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> 
         # The watcher first, so it cannot restart what is being removed.
         # Stopping the tunnel stops every confined unit and proxy (BindsTo=),
         # and the namespace unit after it (StopWhenUnneeded=).
-        stops = [watch_timer(name), *(f"{b}.socket" for b in exposed), unit,
-                 f"netns@{name}.service"]
+        stops = [watch_timer(name), *(f"{b}.socket" for b in exposed), forward_unit(name),
+                 unit, f"netns@{name}.service"]
         for u in stops:
             if sd.stop(u) not in ("inactive", "failed"):
                 raise SystemdError(f"{u} did not stop", hint=f"see 'journalctl -u {u}'")
@@ -330,6 +332,7 @@ def _remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> 
     ]
     for base in exposed:
         paths += _expose_paths(base, name)
+    paths += forward_paths(name)
     if installed_tunnels(root) == [name]:
         paths += [f"{UNIT_DIR}/{NETNS_UNIT}"] + [f"{UNIT_DIR}/{u}" for u in WATCH_UNITS]
     prune = [f"{UNIT_DIR}/{u}.d" for u in confined] + [
@@ -339,7 +342,8 @@ def _remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> 
         from .restore import clear_all
         clear_all(name)
         sd.reload()
-        for u in (unit, f"netns@{name}.service", f"wgns-watch@{name}.service"):
+        for u in (unit, f"netns@{name}.service", f"wgns-watch@{name}.service",
+                  forward_unit(name)):
             sd.reset_failed(u)
     for u in confined:
         report.say(f"unconfined {u}" + ("" if sd is None else

@@ -76,6 +76,8 @@ def gather(name: str, sd: Systemd | None) -> dict[str, Any]:
     out["exposed"] = [{"unit": info[0], "port": info[1], "listen": info[3],
                        "state": sd.active_state(f"{base}.socket") if sd else "unknown"}
                       for base, info in exposures("/", name)]
+    from .portforward import state as forward_state
+    out["port_forward"] = forward_state(name, sd)
     return out
 
 
@@ -124,5 +126,8 @@ def format_text(st: dict[str, Any]) -> str:
         lines.append("  confined: none")
     for e in st["exposed"]:
         lines.append(f"  exposed: {e['listen']} -> {e['unit']} port {e['port']} ({e['state']})")
+    if st.get("port_forward"):
+        from .portforward import format_text as forward_text
+        lines += forward_text(st["port_forward"])
     return "\n".join(lines)
 

@@ -1,0 +1,98 @@
+"""The commands about ports: expose and unexpose (into the namespace from
+the host) and port-forward (from the provider's gateway). Registered on
+cli.app; the same conventions as cli.py."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from .cli import NAME_HELP, ROOT_HELP, _emit, _fail, _number, _root_option, _systemd, app
+from .errors import WgnsError
+
+
+@app.command()
+def expose(
+    unit: str = typer.Argument(..., help="A confined service."),
+    port: str = typer.Argument(..., help="The TCP port it listens on inside the tunnel."),
+    listen: Optional[str] = typer.Option(
+        None, "--listen", metavar="ADDR:PORT",
+        help="Where the host listens (default 127.0.0.1:PORT; 0.0.0.0:PORT for the LAN)."),
+    name: str = typer.Option("wg", "--name", help=NAME_HELP),
+    root: Optional[str] = typer.Option(
+        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
+) -> None:
+    """Make a TCP port of a confined service reachable from the host (no veth, no NAT)."""
+    try:
+        sd = _systemd(root)
+        from .expose import expose as do_expose
+        if listen == "":
+            raise typer.BadParameter("--listen needs ADDRESS:PORT")
+        _emit(do_expose(unit, _number(port, "PORT", 1, 65535) or 0, listen, name,
+                        root or "/", sd))
+    except (WgnsError, OSError) as e:
+        _fail(e)
+
+
+@app.command()
+def unexpose(
+    unit: str = typer.Argument(..., help="A confined service."),
+    port: str = typer.Argument(..., help="The port given to 'wgns expose'."),
+    name: str = typer.Option("wg", "--name", help=NAME_HELP),
+    root: Optional[str] = typer.Option(
+        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
+) -> None:
+    """Stop exposing a port and remove its units."""
+    try:
+        sd = _systemd(root)
+        from .expose import unexpose as do_unexpose
+        _emit(do_unexpose(unit, _number(port, "PORT", 1, 65535) or 0, name,
+                          root or "/", sd))
+    except (WgnsError, OSError) as e:
+        _fail(e)
+
+
+@app.command("port-forward")
+def port_forward(
+    name: str = typer.Option("wg", "--name", help=NAME_HELP),
+    gateway: Optional[str] = typer.Option(
+        None, "--gateway", metavar="IP",
+        help="The provider's NAT-PMP gateway (default: the first address of the "
+        "tunnel's IPv4 subnet, a /24 for a /32: 10.2.0.1 for ProtonVPN)."),
+    qbittorrent: Optional[str] = typer.Option(
+        None, "--qbittorrent", metavar="URL",
+        help="Keep qBittorrent's listening port in sync (its Web UI, e.g. "
+        "http://127.0.0.1:8080)."),
+    transmission: Optional[str] = typer.Option(
+        None, "--transmission", metavar="URL",
+        help="Keep Transmission's peer port in sync (its RPC, e.g. "
+        "http://127.0.0.1:9091/transmission/rpc)."),
+    credentials: Optional[str] = typer.Option(
+        None, "--credentials", metavar="FILE",
+        help="The client's login: 'username=' and 'password=' lines in a 0600 file."),
+    command: Optional[str] = typer.Option(
+        None, "--exec", metavar="CMD",
+        help="Run CMD (sh -c) with WGNS_PORT and WGNS_TUNNEL set when the port changes."),
+    off: bool = typer.Option(False, "--off", help="Turn port forwarding off."),
+    root: Optional[str] = typer.Option(
+        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
+) -> None:
+    """Get an incoming port from the provider (NAT-PMP) and keep a client on it."""
+    try:
+        sd = _systemd(root)
+        from . import portforward
+        if off:
+            given = [o for o, v in (("--gateway", gateway), ("--qbittorrent", qbittorrent),
+                                    ("--transmission", transmission),
+                                    ("--credentials", credentials), ("--exec", command))
+                     if v is not None]
+            if given:
+                raise typer.BadParameter(f"--off takes no {given[0]}")
+            _emit(portforward.disable(name, root or "/", sd))
+            return
+        from .ops import python_path
+        _emit(portforward.enable(name, root or "/", sd, python_path(), gateway,
+                                 qbittorrent, transmission, command, credentials))
+    except (WgnsError, OSError) as e:
+        _fail(e)

@@ -1,0 +1,172 @@
+"""Telling a torrent client its new listening port: qBittorrent's Web API,
+Transmission's RPC, or a command of the user's. Unit side (the port
+forwarding unit runs these inside the tunnel's namespace). Stdlib HTTP, no
+proxy from the environment, a login only from the credentials file: a
+password is sent to the client and nowhere else, never logged."""
+
+from __future__ import annotations
+
+import base64
+import http.cookiejar
+import json
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from .errors import WgnsError
+
+TIMEOUT = 10
+EXEC_TIMEOUT = 60
+
+
+class ClientError(WgnsError):
+    pass
+
+
+class _Http:
+    def __init__(self, what: str, url: str) -> None:
+        self.what, self.url = what, url.rstrip("/")
+        self.jar = http.cookiejar.CookieJar()
+        # No ProxyHandler from the environment: the API is inside the namespace.
+        self.opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(self.jar))
+
+    def call(self, url: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, Any, bytes]:
+        req = urllib.request.Request(url, data=body, headers=headers,
+                                     method="POST" if body is not None else "GET")
+        try:
+            with self.opener.open(req, timeout=TIMEOUT) as resp:
+                return resp.status, resp.headers, resp.read(1 << 20)
+        except urllib.error.HTTPError as e:
+            with e:
+                return e.code, e.headers, e.read(1 << 16)
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise ClientError(f"{self.what} at {self.url} cannot be reached "
+                              f"({getattr(reason, 'strerror', None) or reason})") from None
+
+
+class QBittorrent(_Http):
+    """Web API v2: /api/v2/app/preferences (listen_port), setPreferences,
+    and /api/v2/auth/login first when a login is given."""
+
+    def __init__(self, url: str, login: tuple[str, str] | None) -> None:
+        super().__init__("qBittorrent", url)
+        self.login = login
+        # qBittorrent refuses a Referer/Origin from another host; send its own.
+        self.headers = {"Referer": self.url}
+
+    def _login(self) -> None:
+        if self.login is None:
+            raise ClientError(f"qBittorrent at {self.url} wants a login: give "
+                              "--credentials FILE, or let it skip authentication "
+                              "for localhost")
+        form = urllib.parse.urlencode({"username": self.login[0],
+                                       "password": self.login[1]}).encode()
+        status, _, body = self.call(f"{self.url}/api/v2/auth/login", form, self.headers)
+        if status != 200 or body.strip() != b"Ok.":
+            raise ClientError(f"qBittorrent at {self.url} rejected the login from the "
+                              f"credentials file (HTTP {status})")
+
+    def _api(self, path: str, form: dict[str, str] | None = None) -> bytes:
+        body = urllib.parse.urlencode(form).encode() if form is not None else None
+        for attempt in (1, 2):
+            status, _, data = self.call(f"{self.url}/api/v2/{path}", body, self.headers)
+            if status == 403 and attempt == 1:
+                self._login()
+                continue
+            if status != 200:
+                raise ClientError(f"qBittorrent at {self.url}: {path} answered HTTP {status}")
+            return data
+        raise AssertionError("unreachable")
+
+    def port(self) -> int:
+        try:
+            return int(json.loads(self._api("app/preferences"))["listen_port"])
+        except (ValueError, KeyError, TypeError):
+            raise ClientError(f"qBittorrent at {self.url}: preferences without "
+                              "listen_port") from None
+
+    def set_port(self, port: int) -> None:
+        self._api("app/setPreferences", {"json": json.dumps({"listen_port": port})})
+
+
+class Transmission(_Http):
+    """RPC: session-get / session-set peer-port, with the
+    X-Transmission-Session-Id handshake (HTTP 409) and Basic auth."""
+
+    def __init__(self, url: str, login: tuple[str, str] | None) -> None:
+        super().__init__("Transmission", url)
+        self.login = login
+        self.session = ""
+
+    def _rpc(self, method: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        body = json.dumps({"method": method, "arguments": arguments}).encode()
+        for _ in range(3):
+            headers = {"Content-Type": "application/json",
+                       "X-Transmission-Session-Id": self.session}
+            if self.login is not None:
+                pair = f"{self.login[0]}:{self.login[1]}".encode()
+                headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+            status, resp_headers, data = self.call(self.url, body, headers)
+            if status == 409 and resp_headers.get("X-Transmission-Session-Id"):
+                self.session = resp_headers["X-Transmission-Session-Id"]
+                continue
+            if status == 401:
+                raise ClientError(f"Transmission at {self.url} " + (
+                    "rejected the login from the credentials file" if self.login else
+                    "wants a login: give --credentials FILE"))
+            if status != 200:
+                raise ClientError(f"Transmission at {self.url}: {method} answered HTTP {status}")
+            try:
+                reply = json.loads(data)
+            except ValueError:
+                reply = None
+            if not isinstance(reply, dict) or reply.get("result") != "success":
+                result = reply.get("result") if isinstance(reply, dict) else "no JSON"
+                raise ClientError(f"Transmission at {self.url}: {method} failed "
+                                  f"({str(result)[:80]})")
+            return reply.get("arguments") or {}
+        raise ClientError(f"Transmission at {self.url} keeps asking for a new session id")
+
+    def port(self) -> int:
+        try:
+            return int(self._rpc("session-get", {"fields": ["peer-port"]})["peer-port"])
+        except (KeyError, TypeError, ValueError):
+            raise ClientError(f"Transmission at {self.url}: session without "
+                              "peer-port") from None
+
+    def set_port(self, port: int) -> None:
+        self._rpc("session-set", {"peer-port": port})
+
+
+class Command:
+    """The user's command, through /bin/sh, with the port in WGNS_PORT and
+    the tunnel in WGNS_TUNNEL. Called when the port is new; it has no port
+    of its own to compare with."""
+
+    what = "--exec command"
+
+    def __init__(self, command: str, tunnel: str) -> None:
+        self.command, self.tunnel = command, tunnel
+
+    def port(self) -> int | None:
+        return None
+
+    def set_port(self, port: int) -> None:
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "WGNS_PORT": str(port), "WGNS_TUNNEL": self.tunnel, "LANG": "C.UTF-8"}
+        try:
+            p = subprocess.run(["/bin/sh", "-c", self.command], env=env, timeout=EXEC_TIMEOUT,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, cwd="/")
+        except subprocess.TimeoutExpired:
+            raise ClientError(f"the --exec command ran longer than {EXEC_TIMEOUT} s") from None
+        except OSError as e:
+            raise ClientError(f"the --exec command could not start ({e.strerror})") from None
+        for line in p.stdout.decode(errors="replace").splitlines()[-5:]:
+            print(f"--exec: {line[:200]}", flush=True)
+        if p.returncode != 0:
+            raise ClientError(f"the --exec command exited with status {p.returncode}")

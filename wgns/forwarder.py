@@ -1,0 +1,258 @@
+"""What wgns-NAME-forward.service runs inside the tunnel's namespace: keep
+a NAT-PMP mapping (UDP and TCP, one port) alive at the provider's gateway,
+publish the port, and keep the torrent client listening on it.
+
+Published in $RUNTIME_DIRECTORY (/run/wgns/NAME, gone when the unit stops):
+`forwarded-port` (the number and a newline, only while the mapping is
+alive) and `forward.json` (the state `wgns status` shows). Failures of the
+gateway or of a client are logged and retried, never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from . import natpmp
+from .clients import ClientError
+from .errors import WgnsError
+from .natpmp import GatewayError
+
+CLIENT_RETRY_FIRST, CLIENT_RETRY_MAX = 2.0, 60.0
+REFUSED_WAIT = 60.0      # a gateway that says no is asked again after a minute
+
+
+class Client(Protocol):
+    what: str
+
+    def port(self) -> int | None: ...
+
+    def set_port(self, port: int) -> None: ...
+
+
+class NoAnswer(WgnsError):
+    pass
+
+
+class Transport:
+    """A UDP socket connected to the gateway's port 5351: the kernel drops
+    datagrams from anyone else, as the RFC asks."""
+
+    def __init__(self, gateway: str) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.connect((gateway, natpmp.PORT))
+
+    def exchange(self, packet: bytes, timeout: float) -> bytes | None:
+        deadline = time.monotonic() + timeout
+        try:
+            self.sock.send(packet)
+            self.sock.settimeout(timeout)
+            return self.sock.recv(64)
+        except socket.timeout:
+            return None
+        except OSError:   # ICMP unreachable, no route (the link is down): a lost try
+            time.sleep(max(0.0, deadline - time.monotonic()))
+            return None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+class Forwarder:
+    def __init__(self, name: str, gateway: str, clients: list[Client], out: Path,
+                 transport: Any = None, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep,
+                 log: Callable[[str], None] = lambda s: print(s, flush=True)) -> None:
+        self.name, self.gateway, self.clients, self.out = name, gateway, clients, out
+        self.transport = transport or Transport(gateway)
+        self.clock, self.wall, self.sleep, self.log = clock, wall, sleep, log
+        self.epoch = natpmp.Epoch()
+        self.port: int | None = None
+        self.expires = 0.0             # our clock: when the mapping runs out
+        self.renewed: float | None = None
+        self.external_address: str | None = None
+        self.error: str | None = None
+        self.warning: str | None = None
+        self.synced: dict[int, int | None] = {i: None for i in range(len(clients))}
+        self.client_errors: dict[int, str | None] = {i: None for i in range(len(clients))}
+        self.retry_at: dict[int, float] = {}
+        self.backoff: dict[int, float] = {}
+
+    # -- the gateway ---------------------------------------------------------
+    def _ask(self, packet: bytes, parse: Callable[[bytes], Any]) -> Any:
+        for tries, timeout in enumerate(natpmp.retry_timeouts(), 1):
+            reply = self.transport.exchange(packet, timeout)
+            if reply is not None:
+                try:
+                    return parse(reply)
+                except natpmp.BadReply:
+                    continue
+            if tries >= 3:   # 1.75 s without an answer: say so while trying on
+                self._gateway_silent(tries)
+        raise NoAnswer(f"gateway {self.gateway} does not answer NAT-PMP "
+                       f"({natpmp.TRIES} tries)")
+
+    def _gateway_silent(self, tries: int) -> None:
+        self._set_error(f"gateway {self.gateway} does not answer NAT-PMP "
+                        f"(no reply to {tries} tries)")
+
+    def _map(self, protocol: str, internal: int, external: int) -> natpmp.Mapping:
+        m: natpmp.Mapping = self._ask(
+            natpmp.map_request(protocol, internal, external),
+            lambda r: natpmp.parse_map(r, protocol, self.gateway))
+        if self.epoch.reset(m.epoch, self.clock()) and self.renewed is not None:
+            self.log(f"gateway {self.gateway} restarted (its epoch went back): "
+                     "it lost its mappings; mapping again")
+        return m
+
+    def map_once(self) -> float:
+        """Map (or renew) UDP and TCP on one port; returns the seconds until
+        the next renewal."""
+        want = self.port or 0
+        udp = self._map("udp", want or 1, want)
+        if udp.external != udp.internal:
+            # Gateways forward to the internal port (the RFC) or to the same
+            # port (ProtonVPN): ask once more with both the same.
+            udp = self._map("udp", udp.external, udp.external)
+        tcp = self._map("tcp", udp.external, udp.external)
+        self.warning = None
+        if tcp.external != udp.external:
+            self.warning = (f"the gateway gave TCP port {tcp.external} but UDP port "
+                            f"{udp.external}; the client listens on {udp.external}")
+            self.log(self.warning)
+        if self.external_address is None or udp.external != self.port:
+            try:
+                _, self.external_address = self._ask(
+                    natpmp.address_request(),
+                    lambda r: natpmp.parse_address(r, self.gateway))
+            except (NoAnswer, GatewayError):
+                self.external_address = None
+        granted = min(udp.lifetime, tcp.lifetime)
+        now = self.clock()
+        if udp.external != self.port:
+            self.log(f"forwarded port {udp.external} (TCP+UDP) from gateway {self.gateway}"
+                     + (f", was {self.port}" if self.port else ""))
+        self.port, self.expires, self.renewed = udp.external, now + granted, self.wall()
+        self.error = None
+        return natpmp.renew_after(granted)
+
+    def _set_error(self, error: str) -> None:
+        if error != self.error:
+            self.log(error)
+        self.error = error
+        if self.port is not None and self.clock() >= self.expires:
+            self.log(f"port {self.port} is no longer forwarded (its mapping ran out)")
+            self.port = None
+        self.publish()
+
+    # -- the clients ---------------------------------------------------------
+    def sync_clients(self, verify: bool) -> None:
+        """Tell each client the port when it is new to it; with verify, also
+        ask the client and correct it (a client restarted with its old
+        port). A failing client is tried again with a growing pause."""
+        if self.port is None:
+            return
+        now = self.clock()
+        for i, client in enumerate(self.clients):
+            known = self.synced[i] == self.port
+            if self.retry_at.get(i, 0.0) > now or (known and not verify):
+                continue
+            try:
+                current = client.port()
+                if current != self.port and (not known or current is not None):
+                    client.set_port(self.port)
+                    self.log(f"{client.what}: listening port set to {self.port}")
+            except ClientError as e:
+                wait = min(CLIENT_RETRY_MAX, self.backoff.get(i, CLIENT_RETRY_FIRST / 2) * 2)
+                self.backoff[i], self.retry_at[i] = wait, now + wait
+                if str(e) != self.client_errors[i]:
+                    self.log(f"{e}; trying again in {wait:.0f} s")
+                self.client_errors[i], self.synced[i] = str(e), None
+                continue
+            self.synced[i], self.client_errors[i] = self.port, None
+            self.backoff.pop(i, None)
+            self.retry_at.pop(i, None)
+
+    # -- what status reads ---------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"port": self.port, "gateway": self.gateway,
+                "external_address": self.external_address,
+                "renewed": self.renewed, "error": self.error, "warning": self.warning,
+                "clients": [{"client": c.what, "synced": self.synced[i] == self.port
+                             and self.port is not None, "error": self.client_errors[i]}
+                            for i, c in enumerate(self.clients)]}
+
+    def publish(self) -> None:
+        port_file = self.out / "forwarded-port"
+        if self.port is None:
+            port_file.unlink(missing_ok=True)
+        elif not port_file.exists() or port_file.read_text() != f"{self.port}\n":
+            write_atomic(port_file, f"{self.port}\n")
+        write_atomic(self.out / "forward.json", json.dumps(self.state()) + "\n")
+
+    # -- the loop ------------------------------------------------------------
+    def step(self) -> float:
+        """One round: map or renew, then the clients. Returns how long to
+        wait before the next round."""
+        try:
+            wait = self.map_once()
+        except GatewayError as e:
+            self._set_error(str(e))
+            return REFUSED_WAIT
+        except NoAnswer as e:
+            self._set_error(str(e))
+            return 0.0           # the tries took minutes already: start over
+        self.sync_clients(verify=True)
+        self.publish()
+        return wait
+
+    def run(self) -> None:
+        next_map = self.clock()
+        while True:
+            now = self.clock()
+            if now >= next_map:
+                next_map = self.clock() + self.step()
+                continue
+            retries = list(self.retry_at.values()) if self.port is not None else []
+            self.sleep(max(0.05, min([next_map, *retries]) - now))
+            if retries and next_map > self.clock() >= min(retries):
+                self.sync_clients(verify=False)
+                self.publish()
+
+
+def main(name: str) -> None:
+    """The unit's entry: settings and login from the credentials systemd
+    hands it (LoadCredential=), output to its runtime directory."""
+    from . import portconf
+    from .clients import Command, QBittorrent, Transmission
+    from .safeio import read_text
+
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not creds:
+        raise WgnsError("no $CREDENTIALS_DIRECTORY: run this from its unit, "
+                        f"wgns-{name}-forward.service")
+    settings = portconf.parse(read_text(f"{creds}/settings", 65536), "forward settings")
+    login = None
+    if os.path.exists(f"{creds}/login"):
+        login = portconf.parse_login(read_text(f"{creds}/login", 4096), "forward login")
+    clients: list[Client] = []
+    if settings.qbittorrent:
+        clients.append(QBittorrent(settings.qbittorrent, login))
+    if settings.transmission:
+        clients.append(Transmission(settings.transmission, login))
+    if settings.command:
+        clients.append(Command(settings.command, name))
+    out = Path(os.environ.get("RUNTIME_DIRECTORY", f"/run/wgns/{name}").split(":")[0])
+    Forwarder(name, settings.gateway, clients, out).run()

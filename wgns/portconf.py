@@ -1,0 +1,148 @@
+"""Port forwarding settings: what `wgns port-forward` stores in
+/etc/wgns/NAME/forward.conf and the unit reads back, and the login file.
+Shared by both sides; every value is checked on the way in and again on
+the way out, and a password is never part of a message."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import urllib.parse
+from dataclasses import dataclass
+
+from .errors import WgnsError
+from .names import check_address, printable
+
+MAX_COMMAND = 4096
+KEYS = ("gateway", "qbittorrent", "transmission", "exec")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+@dataclass(frozen=True)
+class Settings:
+    gateway: str
+    qbittorrent: str | None = None
+    transmission: str | None = None
+    command: str | None = None
+
+    def hosts(self) -> list[str]:
+        """Addresses the unit talks to: the gateway and each client's."""
+        out = [self.gateway]
+        for url in (self.qbittorrent, self.transmission):
+            if url:
+                host = urllib.parse.urlsplit(url).hostname or ""
+                if host != "localhost" and host not in out:
+                    out.append(host)
+        return out
+
+
+def check_gateway(value: str) -> str:
+    addr = check_address(value, "--gateway")
+    if addr.version != 4:
+        raise WgnsError(f"--gateway {addr}: NAT-PMP gateways have IPv4 addresses")
+    return str(addr)
+
+
+def check_url(value: str, what: str) -> str:
+    """http(s)://ADDRESS[:PORT][/path] with a literal address or localhost:
+    the client runs in the tunnel's namespace, where no name is looked up
+    for it. No user:password@ (use --credentials), no query, no fragment."""
+    if CONTROL.search(value) or " " in value or len(value) > 512:
+        raise WgnsError(f"{what}: {printable(value, 'URL')} is not a URL")
+    try:
+        parts = urllib.parse.urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise WgnsError(f"{what}: {printable(value, 'URL')} is not a URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise WgnsError(f"{what}: {printable(value, 'URL')} is not an http:// or "
+                          "https:// URL", hint="for example http://127.0.0.1:8080")
+    if "@" in parts.netloc:
+        raise WgnsError(f"{what}: a login in the URL would end up in a file others "
+                          "may read", hint="put it in a 0600 file and pass --credentials")
+    if parts.query or parts.fragment:
+        raise WgnsError(f"{what}: {printable(value, 'URL')} has a query or fragment")
+    host = parts.hostname
+    if host != "localhost":
+        check_address(host, what)
+        bracketed = parts.netloc.startswith("[")
+        if (ipaddress.ip_address(host).version == 6) != bracketed:
+            raise WgnsError(f"{what}: {printable(value, 'URL')}: write an IPv6 "
+                              "address in brackets")
+    if port == 0:
+        raise WgnsError(f"{what}: port 0")
+    if not re.fullmatch(r"[A-Za-z0-9._~/%-]*", parts.path):
+        raise WgnsError(f"{what}: {printable(value, 'URL')} has an odd path")
+    return value
+
+
+def check_command(value: str) -> str:
+    if not value.strip() or CONTROL.search(value) or len(value) > MAX_COMMAND:
+        raise WgnsError("--exec: give one line of shell, without control characters")
+    return value
+
+
+def render(settings: Settings, header: str) -> str:
+    lines = [header, f"gateway={settings.gateway}"]
+    for key, value in (("qbittorrent", settings.qbittorrent),
+                       ("transmission", settings.transmission), ("exec", settings.command)):
+        if value:
+            lines.append(f"{key}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def parse(text: str, where: str) -> Settings:
+    values: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or key not in KEYS or key in values:
+            raise WgnsError(f"{where}: line {n} is not one of {', '.join(KEYS)} (once each)")
+        values[key] = value
+    if "gateway" not in values:
+        raise WgnsError(f"{where}: no gateway")
+    return Settings(
+        gateway=check_gateway(values["gateway"]),
+        qbittorrent=check_url(values["qbittorrent"], "qbittorrent")
+        if "qbittorrent" in values else None,
+        transmission=check_url(values["transmission"], "transmission")
+        if "transmission" in values else None,
+        command=check_command(values["exec"]) if "exec" in values else None)
+
+
+def parse_login(text: str, where: str) -> tuple[str, str]:
+    """`username=NAME` and `password=SECRET` lines (# comments allowed)."""
+    found: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or key not in ("username", "password") or key in found:
+            raise WgnsError(f"{where}: line {n} is not 'username=...' or 'password=...' "
+                              "(once each)")
+        if CONTROL.search(value):
+            raise WgnsError(f"{where}: line {n} holds a control character")
+        found[key] = value
+    if set(found) != {"username", "password"}:
+        raise WgnsError(f"{where}: needs a 'username=' and a 'password=' line")
+    return found["username"], found["password"]
+
+
+def render_login(login: tuple[str, str], header: str) -> str:
+    return f"{header}\nusername={login[0]}\npassword={login[1]}\n"
+
+
+def default_gateway(addresses: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]) -> str:
+    """The provider's gateway, as providers set it up: the first address of
+    the tunnel's IPv4 subnet. A /32 (ProtonVPN's 10.2.0.2/32) says nothing of
+    the subnet: then its /24, so 10.2.0.2/32 gives 10.2.0.1."""
+    for iface in addresses:
+        if iface.version == 4:
+            prefix = iface.network.prefixlen
+            net = iface.network if prefix <= 30 else ipaddress.ip_network(
+                f"{iface.ip}/24", strict=False)
+            return str(net.network_address + 1)
+    raise WgnsError("the tunnel has no IPv4 address to find a NAT-PMP gateway from",
+                      hint="give --gateway ADDRESS")
