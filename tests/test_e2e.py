@@ -99,3 +99,28 @@ def test_hardening(system, flavour, check):
         return
     assert check in rep.checks, f"{check} was not reported; " + machine.format_report(rep)
     assert rep.checks[check]["ok"], rep.checks[check]["detail"]
+
+
+# Port forwarding with the real qBittorrent and Transmission from Debian, the
+# fake provider's NAT-PMP gateway forwarding for real: on the newest
+# libraries with systemd 252 and on Debian 13's own packages.
+FORWARD_TARGETS = [("debian12", "pypi"), ("debian13", "system")]
+
+
+def _forward_checks() -> tuple:
+    from .harness import forward  # guest-side module; its imports resolve via scenario
+    return forward.FORWARD_CHECKS
+
+
+@pytest.mark.parametrize("system,flavour,check", [
+    (s, f, c) for s, f in FORWARD_TARGETS
+    for c in ("scenario_ran_to_the_end",) + _forward_checks()])
+def test_forward(system, flavour, check):
+    rep = report(system, flavour, "forward")
+    if check == "scenario_ran_to_the_end":
+        assert rep.finished, machine.format_report(rep)
+        assert set(rep.checks) <= set(_forward_checks()), sorted(
+            set(rep.checks) - set(_forward_checks()))
+        return
+    assert check in rep.checks, f"{check} was not reported; " + machine.format_report(rep)
+    assert rep.checks[check]["ok"], rep.checks[check]["detail"]

@@ -198,7 +198,7 @@ def test_a_refusing_gateway_is_reported_and_asked_again_later(tmp_path):
     gw = Gateway()
     gw.refuse = True
     fw, _ = forwarder(tmp_path, gw)
-    assert fw.step() == 60
+    assert fw.step() == 30
     state = json.loads((tmp_path / "forward.json").read_text())
     assert "not authorized" in state["error"] and state["port"] is None
     assert not (tmp_path / "forwarded-port").exists()

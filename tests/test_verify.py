@@ -1,6 +1,6 @@
 """`systemd-analyze verify` of every unit wgns renders: the tunnel, the
 namespace and watch templates (as instances), a confined unit with its
-drop-in, and an expose pair; for a hyphenated tunnel name and an instance
+drop-in, an expose pair and a port forwarding unit; for a hyphenated tunnel name and an instance
 unit. systemd parses each file and every warning fails the test."""
 
 import os
@@ -40,9 +40,15 @@ def test_every_rendered_unit_verifies_without_a_warning(tmp_path, name):
     invoke("install", "--conf", DATA / "protonvpn.conf", "--name", name, "--root", root)
     invoke("confine", "app", "worker@a-b", "--name", name, "--root", root)
     invoke("expose", "app", "8080", "--listen", "[::1]:8081", "--name", name, "--root", root)
+    login = tmp_path / "login"
+    login.write_text("username=admin\npassword=x y%h$z\n")
+    login.chmod(0o600)
+    invoke("port-forward", "--qbittorrent", "http://[::1]:8080", "--credentials", login,
+           "--exec", "echo $WGNS_PORT %h", "--name", name, "--root", root)
     to_verify = [f"{name}.service", f"netns@{name}.service", f"wgns-watch@{name}.service",
                  f"wgns-watch@{name}.timer", "app.service", "worker@a-b.service",
-                 f"wgns-{name}-expose-8081.socket", f"wgns-{name}-expose-8081.service"]
+                 f"wgns-{name}-expose-8081.socket", f"wgns-{name}-expose-8081.service",
+                 f"wgns-{name}-forward.service"]
     env = dict(os.environ, SYSTEMD_UNIT_PATH=f"{units}:", SYSTEMD_LOG_LEVEL="notice")
     p = subprocess.run([ANALYZE, "verify", "--man=no", *to_verify], env=env,
                        capture_output=True, text=True)

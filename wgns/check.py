@@ -197,7 +197,30 @@ def run_checks(tunnel: Tunnel, python: str, helper: str,
                         "; ".join(f"{u} lacks {', '.join(g)}" for u, g in bad.items())
                         or f"{len(gaps)} confined unit(s) complete"))
     checks.append(_handshake_check(name, max_age))
+    with Systemd() as sd:
+        forward = _forward_check(name, sd)
+    if forward:
+        checks.append(forward)
     return checks
+
+
+def _forward_check(name: str, sd: Systemd) -> Check | None:
+    """When port forwarding is on: a port held and renewed, clients in sync."""
+    from .portforward import state
+    st = state(name, sd)
+    if st is None:
+        return None
+    unsynced = [f"{c['client']}: {c['error'] or 'not told yet'}"
+                for c in st.get("clients") or [] if not c["synced"]]
+    age = st["renewed_age"]
+    fresh = age is not None and age <= 120
+    ok = bool(st["port"]) and fresh and not st["error"] and not unsynced
+    detail = (f"port {st['port']} via {st['gateway']}, renewed {age} s ago" if st["port"]
+              else f"no port from {st['gateway']}")
+    problems = [p for p in (st["error"], *unsynced) if p]
+    if st["port"] and not fresh:
+        problems.append("not renewed for over 2 minutes")
+    return Check("port-forward", ok, "; ".join([detail, *problems]))
 
 
 def _handshake_check(name: str, max_age: int) -> Check:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from .errors import WgnsError
 from .natpmp import GatewayError
 
 CLIENT_RETRY_FIRST, CLIENT_RETRY_MAX = 2.0, 60.0
-REFUSED_WAIT = 60.0      # a gateway that says no is asked again after a minute
+REFUSED_WAIT = 30.0      # a gateway that says no is asked again after 30 s
 
 
 class Client(Protocol):
@@ -43,20 +44,30 @@ class Transport:
     datagrams from anyone else, as the RFC asks."""
 
     def __init__(self, gateway: str) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.connect((gateway, natpmp.PORT))
+        self.gateway = gateway
+        self.sock: socket.socket | None = None
 
     def exchange(self, packet: bytes, timeout: float) -> bytes | None:
         deadline = time.monotonic() + timeout
         try:
+            if self.sock is None:
+                self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self.sock.connect((self.gateway, natpmp.PORT))
             self.sock.send(packet)
             self.sock.settimeout(timeout)
             return self.sock.recv(64)
         except socket.timeout:
             return None
         except OSError:   # ICMP unreachable, no route (the link is down): a lost try
+            if self.sock is not None:
+                self.sock.close()
+                self.sock = None
             time.sleep(max(0.0, deadline - time.monotonic()))
             return None
+
+    def send(self, packet: bytes) -> None:
+        if self.sock is not None:
+            self.sock.send(packet)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -185,6 +196,18 @@ class Forwarder:
             self.backoff.pop(i, None)
             self.retry_at.pop(i, None)
 
+    def release(self) -> None:
+        """On stop: give the port back (lifetime 0), one packet each, no
+        waiting: if the tunnel is already gone, the mapping runs out."""
+        if self.port is None:
+            return
+        for protocol in ("udp", "tcp"):
+            try:
+                self.transport.send(natpmp.map_request(protocol, self.port, 0, 0))
+            except OSError:
+                pass
+        self.log(f"released port {self.port}")
+
     # -- what status reads ---------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {"port": self.port, "gateway": self.gateway,
@@ -209,6 +232,9 @@ class Forwarder:
         try:
             wait = self.map_once()
         except GatewayError as e:
+            if self.port is not None:    # refused: whatever was mapped is gone
+                self.log(f"port {self.port} is no longer forwarded")
+                self.port = None
             self._set_error(str(e))
             return REFUSED_WAIT
         except NoAnswer as e:
@@ -255,4 +281,13 @@ def main(name: str) -> None:
     if settings.command:
         clients.append(Command(settings.command, name))
     out = Path(os.environ.get("RUNTIME_DIRECTORY", f"/run/wgns/{name}").split(":")[0])
-    Forwarder(name, settings.gateway, clients, out).run()
+    fw = Forwarder(name, settings.gateway, clients, out)
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        fw.run()
+    finally:
+        fw.release()
