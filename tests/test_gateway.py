@@ -323,3 +323,36 @@ def test_survives_the_tunnel_address_going_and_coming_back(gateway):
     ip("-n", GW, "addr", "add", f"{SERVER}/24", "dev", "tocl")
     assert mapping(TCP)["external"] == port
     assert inns(OUT, TCP_PROBE, OUTSIDE, port) == "tcp hello"
+
+
+def test_provider_api(net, tmp_path, monkeypatch):
+    """Provider's start/stop/restart_natpmp and natpmp_state, pointed at the
+    test's namespaces (Provider.stop would tear down the guest's: not here)."""
+    if shutil.which("wg") is None:
+        pytest.skip("Provider() makes its key with wg")
+    from tests.harness import provider
+    monkeypatch.setattr(provider, "NS", GW)
+    monkeypatch.setattr(provider, "STATE", tmp_path)
+    monkeypatch.setattr(provider, "NATPMP_STATE", tmp_path / "natpmp.json")
+    prov = provider.Provider()
+    try:
+        assert prov.natpmp_state() == {}
+        prov.start_natpmp(lifetime_cap=3)
+        assert prov.natpmp is not None
+        first = prov.natpmp_state()
+        assert first["pid"] == prov.natpmp.pid and first["refuse"] is False
+        m = mapping(UDP)
+        assert (m["result"], m["lifetime"]) == (0, 3)
+        assert prov.natpmp_state()["ports"] == {CLIENT4: m["external"]}
+        prov.restart_natpmp()
+        assert prov.natpmp_state()["pid"] != first["pid"]
+        again = mapping(UDP)
+        assert again["lifetime"] == 3 and again["external"] != m["external"]
+        prov.restart_natpmp(refuse=True)
+        assert mapping(UDP)["result"] == 2 and prov.natpmp_state()["refuse"] is True
+        prov.stop_natpmp()
+        prov.stop_natpmp()
+        assert prov.natpmp is None and ask(bytes(2), wait=0.3) is None
+        assert "Traceback" not in (tmp_path / "natpmp.log").read_text()
+    finally:
+        prov.stop_natpmp()
