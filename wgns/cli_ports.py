@@ -88,7 +88,9 @@ def port_forward(
                                     ("--credentials", credentials), ("--exec", command))
                      if v is not None]
             if given:
-                raise typer.BadParameter(f"--off takes no {given[0]}")
+                typer.echo(f"wgns: error: --off takes no {given[0]}; run "
+                           "'wgns port-forward --off' alone", err=True)
+                raise typer.Exit(2)
             _emit(portforward.disable(name, root or "/", sd))
             return
         from .ops import python_path

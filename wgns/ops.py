@@ -313,13 +313,15 @@ def _remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> 
     from .portforward import _paths as forward_paths
     confined = list(confined_units(root, name))
     exposed = [base for base, _ in exposures(root, name)]
+    forwarding = [forward_unit(name)] if read_owned(
+        root, f"{UNIT_DIR}/{forward_unit(name)}") is not None else []
     for d in (f"{CONF_DIR}/{name}/x", *WANTS_DIRS, *(dropin_path(u) for u in confined)):
         under(root, d)  # a symlinked directory: refuse before stopping anything
     if sd is not None:
         # The watcher first, so it cannot restart what is being removed.
         # Stopping the tunnel stops every confined unit and proxy (BindsTo=),
         # and the namespace unit after it (StopWhenUnneeded=).
-        stops = [watch_timer(name), *(f"{b}.socket" for b in exposed), forward_unit(name),
+        stops = [watch_timer(name), *(f"{b}.socket" for b in exposed), *forwarding,
                  unit, f"netns@{name}.service"]
         for u in stops:
             if sd.stop(u) not in ("inactive", "failed"):
@@ -342,8 +344,7 @@ def _remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> 
         from .restore import clear_all
         clear_all(name)
         sd.reload()
-        for u in (unit, f"netns@{name}.service", f"wgns-watch@{name}.service",
-                  forward_unit(name)):
+        for u in (unit, f"netns@{name}.service", f"wgns-watch@{name}.service", *forwarding):
             sd.reset_failed(u)
     for u in confined:
         report.say(f"unconfined {u}" + ("" if sd is None else

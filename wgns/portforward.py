@@ -124,11 +124,11 @@ def enable(name: str, root: str, sd: Systemd | None, python: str, gateway: str |
 def disable(name: str, root: str, sd: Systemd | None) -> Report:
     report = Report()
     require_tunnel(root, name)
-    if read_owned(root, f"{UNIT_DIR}/{forward_unit(name)}") is None \
-            and settings_of(root, name) is None:
+    has_unit = read_owned(root, f"{UNIT_DIR}/{forward_unit(name)}") is not None
+    if not has_unit and settings_of(root, name) is None:
         raise WgnsError(f"port forwarding is not on for tunnel {name}")
     under(root, f"{UNIT_DIR}/{tunnel_unit(name)}.wants/x")
-    if sd is not None:
+    if sd is not None and has_unit:
         unit = forward_unit(name)
         if sd.stop(unit) not in ("inactive", "failed"):
             raise SystemdError(f"{unit} did not stop", hint=f"see 'journalctl -u {unit}'")

@@ -192,7 +192,7 @@ def run_steps(rec: sc.Recorder, provider: prov.Provider, before: dict, keys: dic
     rec.check("pf_off_leaves_nothing", p.returncode == 0 and not changed
               and sc.active("wgns-wg-forward.service") == "inactive"
               and not os.path.exists("/run/wgns/wg"), (p.stderr, changed))
-    ok = all(sc.wgns("uninstall", "--name", t).returncode == 0 for t in fw.CLIENTS)
+    ok = all([sc.wgns("uninstall", "--name", t).returncode == 0 for t in fw.CLIENTS])
     sc.systemctl("stop", fw.QBT_UNIT, fw.TR_UNIT)
     # Transmission saves its settings (the new peer port) when it stops.
     changed = [c for c in sc.diff(before, sc.snapshot())
