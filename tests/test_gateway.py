@@ -120,7 +120,7 @@ def external_address() -> tuple[int, int, str]:
 
 
 def wait_echo(ns: str, host: str, port: int) -> None:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # generous: a loaded machine
     while inns(ns, TCP_PROBE, host, port) != "tcp hello":
         assert time.monotonic() < deadline, f"no echo from {host}:{port}"
         time.sleep(0.1)

@@ -363,7 +363,7 @@ def test_valid_tunnel_names_render_exactly(name):
     for p in (f"/etc/systemd/system/{name}.service", f"/etc/wgns/{name}.conf",
               f"/etc/wgns/{name}/resolv.conf", f"/etc/wgns/{name}/nsswitch.conf",
               f"/etc/systemd/system/multi-user.target.wants/{name}.service",
-              f"/etc/systemd/system/timers.target.wants/wgns-watch@{name}.timer"):
+              f"/etc/systemd/system/multi-user.target.wants/wgns-watch@{name}.service"):
         assert p in plan, (p, sorted(plan))
     check_rendered(t)
     unit = plan[f"/etc/systemd/system/{name}.service"].text

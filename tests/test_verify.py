@@ -46,7 +46,7 @@ def test_every_rendered_unit_verifies_without_a_warning(tmp_path, name):
     invoke("port-forward", "--qbittorrent", "http://[::1]:8080", "--credentials", login,
            "--exec", "echo $WGNS_PORT %h", "--name", name, "--root", root)
     to_verify = [f"{name}.service", f"netns@{name}.service", f"wgns-watch@{name}.service",
-                 f"wgns-watch@{name}.timer", "app.service", "worker@a-b.service",
+                 "app.service", "worker@a-b.service",
                  f"wgns-{name}-expose-8081.socket", f"wgns-{name}-expose-8081.service",
                  f"wgns-{name}-forward.service"]
     env = dict(os.environ, SYSTEMD_UNIT_PATH=f"{units}:", SYSTEMD_LOG_LEVEL="notice")

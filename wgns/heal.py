@@ -1,5 +1,5 @@
-"""Self-healing: what `wgns-watch@NAME.timer` runs every 20 s
-(`helper.py watch NAME`).
+"""Self-healing: one look at a tunnel, which `wgns-watch@NAME.service`
+(watcher.py) takes when something happened, and every 30 s.
 
 - The tunnel unit is not active: nothing to do. Either someone stopped it
   (respected) or it is failing and `Restart=on-failure` retries it.
@@ -167,7 +167,7 @@ def missed_at_boot(sd: Systemd, name: str) -> list[str]:
     because the tunnel could not start then. A unit that ran and was
     stopped by a person has left the inactive state once, and is left alone;
     each unit is started this way once per boot (/run/wgns/NAME.booted), so
-    one whose conditions keep it from running is not tried every 20 s."""
+    one whose conditions keep it from running is not tried at every look."""
     from .ops import confined_units
     try:
         with open(_booted_path(name)) as f:

@@ -2,7 +2,7 @@
 
     netns up|down NAME   netns@NAME.service: bind or unbind the namespace
     link up|down NAME    NAME.service: bring the tunnel up or down
-    watch NAME           wgns-watch@NAME.service: heal the tunnel (heal.py)
+    watch NAME           wgns-watch@NAME.service: heal the tunnel (watcher.py, heal.py)
     forward NAME         wgns-NAME-forward.service: NAT-PMP port forwarding
     probe NAME           the transient unit of `wgns check` (check.py)
 
@@ -32,9 +32,8 @@ def run(command: str, action: str, name: str) -> None:
         else:
             link.stop(name)
     elif command == "watch":
-        from wgns import heal
-        for line in heal.watch(name):
-            print(line, flush=True)
+        from wgns import watcher
+        watcher.run(name)
     elif command == "forward":
         from wgns import forwarder
         forwarder.main(name)

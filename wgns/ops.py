@@ -19,19 +19,16 @@ from .install import locked, lookup, read_owned, refuse_conflicts, remove_owned,
 from .names import check_service
 from .render import (
     CONF_DIR,
-    NETNS_UNIT,
     UNIT_DIR,
-    WATCH_UNITS,
     File,
     Plan,
     conf_path,
     dropin_path,
     dropin_tunnel,
-    forward_unit,
     render_dropin,
     render_tunnel,
     tunnel_unit,
-    watch_timer,
+    watch_unit,
 )
 from .restore import forget as _forget_restore
 from .systemd import Systemd
@@ -140,7 +137,10 @@ def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
         raise ConflictError(f"the host has an interface named {name}",
                             hint="pick another tunnel name with --name")
     previous = _previous(root, plan) if reinstall else {}
+    under(root, f"{UNIT_DIR}/timers.target.wants/x")  # see removal.drop_legacy_watcher
     write_plan(root, plan)
+    from .removal import drop_legacy_watcher, remove_tunnel
+    drop_legacy_watcher(root, name, sd)
     report.say(f"{'updated' if reinstall else 'installed'} tunnel {name}: "
                f"{under(root, UNIT_DIR)}/{unit}, {under(root, conf_path(name))}")
     if sd is None:
@@ -154,7 +154,7 @@ def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
         state = sd.start(unit)
     if state != "active":
         if not reinstall:
-            _remove_tunnel(root, name, sd, Report())
+            remove_tunnel(root, name, sd, Report())
         else:
             _put_back(root, plan, previous, sd, unit)
         raise SystemdError(
@@ -162,7 +162,7 @@ def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
             + ("the previous configuration was put back" if reinstall
                else "nothing was installed"),
             hint=f"see 'journalctl -u {unit}'")
-    sd.start(watch_timer(name))
+    sd.restart(watch_unit(name))  # a re-install's watcher runs the new copy
     report.say(f"{unit} is active; confine a service with: wgns confine UNIT"
                + ("" if name == "wg" else f" --name {name}"))
     return report
@@ -303,54 +303,9 @@ def uninstall(name: str, root: str, sd: Systemd | None) -> Report:
     # A run killed before it wrote the config still left marked unit files.
     if read_owned(root, f"{UNIT_DIR}/{tunnel_unit(name)}") is None:
         require_tunnel(root, name)
-    _remove_tunnel(root, name, sd, report)
+    from .removal import remove_tunnel
+    remove_tunnel(root, name, sd, report)
     return report
-
-
-def _remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> None:
-    unit = tunnel_unit(name)
-    from .expose import _expose_paths, exposures
-    from .portforward import _paths as forward_paths
-    confined = list(confined_units(root, name))
-    exposed = [base for base, _ in exposures(root, name)]
-    forwarding = [forward_unit(name)] if read_owned(
-        root, f"{UNIT_DIR}/{forward_unit(name)}") is not None else []
-    for d in (f"{CONF_DIR}/{name}/x", *WANTS_DIRS, *(dropin_path(u) for u in confined)):
-        under(root, d)  # a symlinked directory: refuse before stopping anything
-    if sd is not None:
-        # The watcher first, so it cannot restart what is being removed.
-        # Stopping the tunnel stops every confined unit and proxy (BindsTo=),
-        # and the namespace unit after it (StopWhenUnneeded=).
-        stops = [watch_timer(name), *(f"{b}.socket" for b in exposed), *forwarding,
-                 unit, f"netns@{name}.service"]
-        for u in stops:
-            if sd.stop(u) not in ("inactive", "failed"):
-                raise SystemdError(f"{u} did not stop", hint=f"see 'journalctl -u {u}'")
-    paths = [dropin_path(u) for u in confined] + [
-        f"{UNIT_DIR}/{unit}", f"{UNIT_DIR}/multi-user.target.wants/{unit}",
-        f"{UNIT_DIR}/timers.target.wants/{watch_timer(name)}",
-        conf_path(name), f"{CONF_DIR}/{name}/resolv.conf",
-        f"{CONF_DIR}/{name}/nsswitch.conf",
-    ]
-    for base in exposed:
-        paths += _expose_paths(base, name)
-    paths += forward_paths(name)
-    if installed_tunnels(root) == [name]:
-        paths += [f"{UNIT_DIR}/{NETNS_UNIT}"] + [f"{UNIT_DIR}/{u}" for u in WATCH_UNITS]
-    prune = [f"{UNIT_DIR}/{u}.d" for u in confined] + [
-        f"{CONF_DIR}/{name}", CONF_DIR, f"{UNIT_DIR}/{unit}.wants", *WANTS_DIRS]
-    remove_owned(root, paths, prune)
-    if sd is not None:
-        from .restore import clear_all
-        clear_all(name)
-        sd.reload()
-        for u in (unit, f"netns@{name}.service", f"wgns-watch@{name}.service", *forwarding):
-            sd.reset_failed(u)
-    for u in confined:
-        report.say(f"unconfined {u}" + ("" if sd is None else
-                   ": it was stopped with the tunnel and stays stopped; start it "
-                   "again when you want it to run outside a tunnel"))
-    report.say(f"removed tunnel {name}")
 
 
 def python_path() -> str:

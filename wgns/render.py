@@ -24,7 +24,10 @@ UNIT_DIR = "/etc/systemd/system"
 CONF_DIR = "/etc/wgns"
 NETNS_DIR = "/run/netns"
 NETNS_UNIT = "netns@.service"
-WATCH_UNITS = ("wgns-watch@.service", "wgns-watch@.timer")
+WATCH_UNITS = ("wgns-watch@.service",)
+# What wgns 0.1.0 wrote for the watcher (a timer running a one-shot look
+# every 20 s): removed by install and uninstall when found.
+LEGACY_WATCH_TIMER = "wgns-watch@.timer"
 DROPIN_NAME = "90-wgns.conf"
 
 
@@ -88,8 +91,12 @@ def helper_path() -> str:
     return str(Path(__file__).resolve().parent / "helper.py")
 
 
-def watch_timer(name: str) -> str:
-    return f"wgns-watch@{name}.timer"
+def watch_unit(name: str) -> str:
+    return f"wgns-watch@{name}.service"
+
+
+def legacy_watch_paths(name: str) -> list[str]:
+    return [f"{UNIT_DIR}/timers.target.wants/wgns-watch@{name}.timer"]
 
 
 def sandbox_values(python: str, helper: str) -> dict[str, str]:
@@ -126,8 +133,8 @@ def render_tunnel(tunnel: Tunnel, python: str, host_nsswitch: str | None) -> Pla
         f"{UNIT_DIR}/{unit}": File(
             _template("tunnel.service").substitute(values), 0o644),
         f"{UNIT_DIR}/multi-user.target.wants/{unit}": Link(f"{UNIT_DIR}/{unit}"),
-        f"{UNIT_DIR}/timers.target.wants/{watch_timer(name)}": Link(
-            f"{UNIT_DIR}/wgns-watch@.timer"),
+        f"{UNIT_DIR}/multi-user.target.wants/{watch_unit(name)}": Link(
+            f"{UNIT_DIR}/wgns-watch@.service"),
         **shared,
         conf_path(name): File(config_header + to_wgquick(tunnel), 0o600),
         f"{CONF_DIR}/{name}/resolv.conf": File(resolv_conf(tunnel), 0o644),

@@ -201,7 +201,7 @@ def bench(rec: sc.Recorder, flavour: str) -> None:
     subprocess.run(["systemctl", "daemon-reload"], check=True)
     if sc.run(sc.WGNS, "install", "--conf", "/root/provider.conf", "--no-start").returncode:
         raise RuntimeError("wgns install failed")
-    subprocess.run(["systemctl", "stop", "wgns-watch@wg.timer"], check=True)
+    subprocess.run(["systemctl", "stop", "wgns-watch@wg.service"], check=True)
 
     # 1. bring-up and stop, alternating which goes first
     up: dict[str, list[float]] = {"wgns": [], "baseline": []}

@@ -204,7 +204,9 @@ def hardening(rec: sc.Recorder, flavour: str) -> None:
     try:
         for i in range(12):
             sc.systemctl("start", UNIT, "sleeper.service")
-            sc.run("systemctl", "start", "--no-block", f"wgns-watch@{NAME}.service", quiet=True)
+            # A restarted watcher looks at once: a look racing the stop.
+            sc.run("systemctl", "restart", "--no-block", f"wgns-watch@{NAME}.service",
+                   quiet=True)
             time.sleep(0.03 * (i % 6))
             sc.run("systemctl", "stop", UNIT, quiet=True)
             sc.settle(UNIT, f"netns@{NAME}.service", f"wgns-watch@{NAME}.service", timeout=20)

@@ -1,0 +1,85 @@
+"""The watcher's loop on this machine's kernel: a real namespace, real link
+events, a look counted instead of taken (heal.watch's decisions have their
+own tests in test_heal.py). Needs root (namespaces); skipped otherwise."""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from wgns import watcher
+from wgns.watcher import Watcher
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")
+NAME = f"wt{os.getpid() % 100000}"
+
+
+def ip(*args):
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def ns():
+    ip("netns", "add", NAME)
+    try:
+        ip("-n", NAME, "link", "add", NAME, "type", "veth", "peer", "name", f"{NAME}p")
+        yield NAME
+    finally:
+        subprocess.run(["ip", "netns", "del", NAME], capture_output=True)
+
+
+def make(looks):
+    t = [0.0]
+    w = Watcher(NAME, lambda name: looks.append(name) or [], log=lambda s: None,
+                clock=lambda: t[0] + time.monotonic())
+    return w, t
+
+
+def test_first_look_at_once_then_sleeps_until_the_period(ns):
+    looks: list = []
+    w, _ = make(looks)
+    w.once()
+    assert looks == [NAME] and w.sock is not None
+    started = time.monotonic()
+    w.once()                      # nothing happens: one stat, one wait
+    assert looks == [NAME] and time.monotonic() - started < 1.5
+
+
+def test_link_deleted_is_noticed_within_a_second(ns):
+    looks: list = []
+    w, _ = make(looks)
+    w.once()
+    ip("-n", NAME, "link", "del", NAME)
+    started = time.monotonic()
+    w.once()
+    assert looks == [NAME, NAME]
+    assert time.monotonic() - started < 1.0
+
+
+def test_namespace_replaced_or_gone_wakes_it(ns):
+    looks: list = []
+    w, _ = make(looks)
+    w.once()
+    ip("netns", "del", NAME)
+    w.once()
+    assert len(looks) == 2 and w.sock is None     # the old namespace is let go
+    w.once()
+    assert len(looks) == 2                         # still gone: nothing new
+    ip("netns", "add", NAME)
+    w.once()
+    assert len(looks) == 3 and w.sock is not None
+
+
+def test_the_period_brings_a_look(ns):
+    looks: list = []
+    w, t = make(looks)
+    w.once()
+    t[0] += watcher.PERIOD
+    w.once()
+    assert len(looks) == 2
+
+
+def test_notify_ready_without_a_socket_does_nothing(monkeypatch):
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    watcher.notify_ready()

@@ -1,0 +1,142 @@
+"""What `wgns-watch@NAME.service` runs: one long-lived process per tunnel
+that sleeps until something happens, then runs heal.watch() (one look, the
+decisions of which live there).
+
+It wakes up for:
+- a link event inside the tunnel's namespace (an rtnetlink socket made
+  there and subscribed to link changes; only a wake-up signal, never
+  parsed: heal.watch() looks with pyroute2). The tunnel's link going away,
+  by `ip link del` or because wireguard-go died and took its TUN device
+  along, is noticed at once instead of at the next poll;
+- the namespace changing identity or disappearing (`ip netns delete`, a
+  tunnel restart), seen by a stat() of /run/netns/NAME once a second;
+- a full look every 30 s (a hung wireguard-go, an endpoint whose name now
+  resolves elsewhere, a stale handshake, the next step of a back-off).
+
+Between those it costs one stat() a second. Every look prints what it did
+to the journal, as the one-shot watcher did.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import time
+from typing import Callable
+
+from . import netns
+
+PERIOD = 30.0          # a full look this often when nothing happens
+STAT_EVERY = 1.0       # the namespace's identity is checked this often
+SETTLE = 0.2           # events come in bursts (link down, address gone): wait them out
+RTMGRP_LINK = 1
+NETLINK_ROUTE = 0
+
+
+def identity(name: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(netns.path(name))
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def link_events(name: str) -> socket.socket | None:
+    """A netlink socket inside the tunnel's namespace, subscribed to link
+    changes. It holds the namespace while open: closed as soon as the
+    namespace changes identity."""
+    def make() -> socket.socket:
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK,
+                          NETLINK_ROUTE)
+        s.bind((0, RTMGRP_LINK))
+        return s
+    try:
+        return netns.run_in(name, make)
+    except OSError:
+        return None
+
+
+def drain(sock: socket.socket) -> int:
+    n = 0
+    while True:
+        try:
+            sock.recv(65536)
+            n += 1
+        except BlockingIOError:
+            return n
+        except OSError:   # ENOBUFS (a burst overflowed it): still a wake-up
+            return n + 1
+
+
+class Watcher:
+    def __init__(self, name: str, look: Callable[[str], list[str]],
+                 log: Callable[[str], None] = lambda s: print(s, flush=True),
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.name, self.look, self.log, self.clock = name, look, log, clock
+        self.sock: socket.socket | None = None
+        self.ident: tuple[int, int] | None = None
+        self.next_look = clock()      # look once at start (boot: missed units)
+
+    def _follow_namespace(self) -> bool:
+        """(Re)open the event socket when the namespace changed; True when
+        it did (which deserves a look)."""
+        ident = identity(self.name)
+        if ident == self.ident and (self.sock is not None or ident is None):
+            return False
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.ident = ident
+        if ident is not None:
+            self.sock = link_events(self.name)
+        return True
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to TIMEOUT; True when a link event arrived."""
+        if self.sock is None:
+            time.sleep(timeout)
+            return False
+        ready, _, _ = select.select([self.sock], [], [], timeout)
+        if not ready:
+            return False
+        time.sleep(SETTLE)
+        drain(self.sock)
+        return True
+
+    def once(self) -> None:
+        """One turn of the loop: wait for a reason, then look."""
+        now = self.clock()
+        reason = self._follow_namespace()
+        if not reason and now < self.next_look:
+            reason = self.wait(min(STAT_EVERY, self.next_look - now))
+        if reason or self.clock() >= self.next_look:
+            for line in self.look(self.name):
+                self.log(line)
+            # What a restart changes (the namespace, the link) wakes it up
+            # again by itself; otherwise the next look is a period away.
+            self.next_look = self.clock() + PERIOD
+
+    def run(self, ready: Callable[[], None] = lambda: None) -> None:
+        self.once()   # the first look (at boot: confined units that missed their start)
+        ready()
+        while True:
+            self.once()
+
+
+def notify_ready() -> None:
+    """sd_notify READY=1 (Type=notify): `systemctl start` of the watcher
+    returns once its first look is done."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+        s.connect(path)
+        s.send(b"READY=1")
+
+
+def run(name: str) -> None:
+    from .heal import watch
+    Watcher(name, watch).run(notify_ready)
