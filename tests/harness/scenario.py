@@ -13,7 +13,6 @@ import hashlib
 import importlib
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -581,39 +580,7 @@ def package_removal(rec: Recorder) -> None:
     systemctl("stop", "wg.service")
 
 
-SCENARIOS = {"core": core, "demo": core}  # "ops" is added below
-
-
-def main(argv: list[str]) -> int:
-    scenario, report = argv
-    rec = Recorder(report)
-    flavour = os.environ.get("WGNS_FLAVOUR", "pypi")
-    if scenario not in SCENARIOS:  # a module of its own (bench.py) registers itself
-        importlib.import_module(scenario)
-        SCENARIOS.update(sys.modules["scenario"].SCENARIOS)
-    try:
-        SCENARIOS[scenario](rec, flavour)
-    except Exception as e:  # the scenario itself broke: report it, never hide it
-        import traceback
-        traceback.print_exc()
-        rec.check("scenario_ran_to_the_end", False, f"{type(e).__name__}: {e}")
-        return 1
-    rec.done()
-    return 0
-
-
-
-# -- operations: expose, check, self-healing ------------------------------------
-
-OPS_CHECKS = (
-    "ops_install", "expose_reaches_confined_service", "expose_lan_listen",
-    "expose_namespace_still_isolated", "status_lists_exposed", "expose_bad_input_refused",
-    "unexpose_removes_everything",
-    "check_passes_when_healthy", "check_fails_dropin_without_dns",
-    "check_fails_stale_handshake", "check_fails_link_removed",
-    "heal_link_deleted", "heal_wireguard_go_killed", "heal_endpoint_moved_without_restart",
-    "ops_uninstall_leaves_no_trace",
-)
+# -- shared by the scenarios in their own modules (ops.py, hardening.py, ...) --
 
 WEB_UNIT = """[Unit]
 Description=a confined web UI
@@ -658,163 +625,26 @@ def check_json(*extra: str) -> tuple[int, dict]:
         return p.returncode, {"output": {"ok": False, "detail": p.stdout + p.stderr}}
 
 
-def traffic_ok(instance: str = "ops") -> bool:
-    r = probe(instance)
-    return body(r, "http4") == prov.TOKEN and r.get("links") == ["lo", "wg"]
+
+SCENARIOS = {"core": core, "demo": core}  # others register themselves (ops.py, ...)
 
 
-def ops(rec: Recorder, flavour: str) -> None:
-    install_wgns(flavour, rec)
-    provider = prov.Provider()
-    client_priv, client_pub = prov.genkey()
-    provider.add_client(client_pub, ["10.66.0.2/32", "fd66::2/128"])
-    provider.setup_network()
-    provider.start_server()
-    bait = prov.HostBait()
-    bait.start()
-    conf = client_conf(client_priv, run("wg", "genpsk", quiet=True).stdout.strip(),
-                       provider.pub)
-    conf = "\n".join(ln for ln in conf.splitlines() if not ln.startswith("PresharedKey"))
-    Path("/root/provider.conf").write_text(conf + "\n")
-    www = Path(GUEST) / "www"
-    www.mkdir(exist_ok=True)
-    (www / "index.html").write_text("confined-web")
-    PROBE_OUT.mkdir(exist_ok=True)
-    Path("/etc/systemd/system/probe@.service").write_text(
-        PROBE_UNIT.format(guest=GUEST, out=PROBE_OUT))
-    Path("/etc/systemd/system/sleeper.service").write_text(SLEEPER_UNIT)
-    Path("/etc/systemd/system/web.service").write_text(WEB_UNIT.format(www=www))
-    Path("/etc/systemd/system/other.service").write_text(SLEEPER_UNIT)
-    systemctl("daemon-reload")
-    before_install = snapshot()
-    ok = wgns("install", "--conf", "/root/provider.conf").returncode == 0
-    ok = ok and wgns("confine", "web", "sleeper", "probe@ops").returncode == 0
-    systemctl("start", "web.service", "sleeper.service")
-    rec.check("ops_install", ok and active("wgns-watch@wg.timer") == "active",
-              active("wgns-watch@wg.timer"))
-
-    # -- expose --------------------------------------------------------------
-    before_expose = snapshot()
-    p1 = wgns("expose", "web", "8000")
-    p2 = wgns("expose", "web", "8000", "--listen", f"{prov.HOST_LAN4}:18000")
-    got = fetch("http://127.0.0.1:8000/")
-    rec.check("expose_reaches_confined_service", p1.returncode == 0 and got == "confined-web",
-              got)
-    got = fetch(f"http://{prov.HOST_LAN4}:18000/", netns=prov.NS)
-    rec.check("expose_lan_listen", p2.returncode == 0 and got == "confined-web", got)
-    record_security(rec, "security_expose", ["wgns-wg-expose-8000.service"])
-    r = probe("ops")
-    rec.check("expose_namespace_still_isolated",
-              r.get("links") == ["lo", "wg"] and not reached(r, "host_lan")
-              and not reached(r, "host_loopback"), r.get("links"))
-    p = wgns("status", "--json")
+def main(argv: list[str]) -> int:
+    scenario, report = argv
+    rec = Recorder(report)
+    flavour = os.environ.get("WGNS_FLAVOUR", "pypi")
+    if scenario not in SCENARIOS:  # a module of its own (bench.py) registers itself
+        importlib.import_module(scenario)
+        SCENARIOS.update(sys.modules["scenario"].SCENARIOS)
     try:
-        exposed = json.loads(p.stdout)["tunnels"][0]["exposed"]
-    except (ValueError, KeyError, IndexError):
-        exposed = []
-    rec.check("status_lists_exposed",
-              sorted(e["listen"] for e in exposed) == [f"{prov.HOST_LAN4}:18000", "127.0.0.1:8000"]
-              and all(e["unit"] == "web.service" and e["port"] == 8000 for e in exposed),
-              exposed)
-    bad = [wgns("expose", "other", "80"), wgns("expose", "web", "8000"),
-           wgns("expose", "web", "8000", "--listen", "localhost:1")]
-    rec.check("expose_bad_input_refused",
-              all(b.returncode == 1 and len(b.stderr.strip().splitlines()) == 1 for b in bad),
-              [b.stderr.strip() for b in bad])
-    p = wgns("unexpose", "web", "8000")
-    settle("wgns-wg-expose-8000.socket")
-    changed = diff(before_expose, snapshot())
-    rec.check("unexpose_removes_everything",
-              p.returncode == 0 and not changed and fetch("http://127.0.0.1:8000/").startswith(
-                  "error"), changed[:10])
-
-    # -- check ---------------------------------------------------------------
-    code, checks = check_json()
-    rec.check("check_passes_when_healthy",
-              code == 0 and bool(checks) and all(c["ok"] for c in checks.values()), checks)
-    dropin = Path("/etc/systemd/system/sleeper.service.d/90-wgns.conf")
-    original = dropin.read_text()
-    dropin.write_text("\n".join(ln for ln in original.splitlines()
-                                if not ln.startswith("BindReadOnlyPaths=")) + "\n")
-    systemctl("daemon-reload")
-    code, checks = check_json()
-    rec.check("check_fails_dropin_without_dns",
-              code == 1 and not checks.get("drop-ins", {"ok": True})["ok"]
-              and "sleeper.service lacks the tunnel's resolv.conf" in checks["drop-ins"]["detail"]
-              and all(c["ok"] for n, c in checks.items() if n != "drop-ins"), checks)
-    dropin.write_text(original)
-    systemctl("daemon-reload")
-    provider.stop_server()
-    time.sleep(4)
-    code, checks = check_json("--max-handshake-age", "3")
-    rec.check("check_fails_stale_handshake",
-              code == 1 and not checks.get("handshake", {"ok": True})["ok"], checks)
-    provider.start_server()
-    wait_for("traffic after the server came back", traffic_ok, 30)
-    run("ip", "-n", "wg", "link", "del", "wg")
-    code, checks = check_json()
-    rec.check("check_fails_link_removed",
-              code == 1 and not checks.get("interfaces", {"ok": True})["ok"]
-              and not checks["routes"]["ok"], checks)
-
-    # -- self-healing ----------------------------------------------------------
-    pid = main_pid("sleeper.service")
-    took = wait_for("link back and confined units restarted", lambda: (
-        run("ip", "-n", "wg", "link", "show", "wg", quiet=True).returncode == 0
-        and active("sleeper.service") == "active" and main_pid("sleeper.service") != pid
-        and active("web.service") == "active"))
-    rec.info("heal_link_deleted_seconds", took)
-    rec.check("heal_link_deleted", took is not None and traffic_ok(),
-              (took, active("wg.service"), active("sleeper.service")))
-    pid = main_pid("sleeper.service")
-    wg_go = run("sh", "-c", "ss -xlp | grep /var/run/wireguard/wg.sock", quiet=True).stdout
-    m = re.search(r"pid=(\d+)", wg_go)
-    if m:
-        os.kill(int(m.group(1)), 9)
-    took = wait_for("wireguard-go back and confined units restarted", lambda: (
-        os.path.exists("/var/run/wireguard/wg.sock")
-        and run("ip", "-n", "wg", "link", "show", "wg", quiet=True).returncode == 0
-        and active("sleeper.service") == "active" and main_pid("sleeper.service") != pid))
-    rec.info("heal_wireguard_go_killed_seconds", took)
-    rec.check("heal_wireguard_go_killed", m is not None and took is not None and traffic_ok(),
-              (wg_go[:200], took))
-    # The provider moves its server to another address behind the same name
-    # (a new server: wireguard-go answers from the address it first saw).
-    pid = main_pid("sleeper.service")
-    provider.stop_server()
-    # (deleted first: deleting a primary address takes its secondaries along)
-    run("ip", "-n", prov.NS, "addr", "del", f"{prov.PROV_LAN4}/24", "dev", "vp")
-    run("ip", "-n", prov.NS, "addr", "add", "10.251.0.3/24", "dev", "vp")
-    provider.point_name_at("10.251.0.3")
-    provider.start_server()
-
-    def endpoint_moved() -> bool:
-        p = run(WGNS, "status", "--json", quiet=True)
-        try:
-            return json.loads(p.stdout)["tunnels"][0]["peers"][0]["endpoint"] == \
-                "10.251.0.3:51820"
-        except (ValueError, KeyError, IndexError):
-            return False
-
-    took = wait_for("endpoint follows its host name", endpoint_moved)
-    rec.info("heal_endpoint_moved_seconds", took)
-    # WireGuard starts a new handshake once data goes unanswered (~15 s).
-    resumed = took is not None and wait_for("traffic through the moved server", traffic_ok, 60)
-    rec.check("heal_endpoint_moved_without_restart",
-              resumed is not None and main_pid("sleeper.service") == pid,
-              (took, resumed, pid, main_pid("sleeper.service")))
-    run("ip", "-n", prov.NS, "addr", "add", f"{prov.PROV_LAN4}/24", "dev", "vp")
-    provider.point_name_at(prov.PROV_LAN4)
-    run("journalctl", "-b", "-o", "short-monotonic", "--no-pager", "-u", "wgns-watch@*",
-        "-u", "wg.service")
-    p = wgns("uninstall")
-    changed = diff(before_install, snapshot())
-    rec.check("ops_uninstall_leaves_no_trace", p.returncode == 0 and not changed, changed[:10])
-    bait.stop()
-    provider.stop()
-
-
-SCENARIOS["ops"] = ops
+        SCENARIOS[scenario](rec, flavour)
+    except Exception as e:  # the scenario itself broke: report it, never hide it
+        import traceback
+        traceback.print_exc()
+        rec.check("scenario_ran_to_the_end", False, f"{type(e).__name__}: {e}")
+        return 1
+    rec.done()
+    return 0
 
 
 if __name__ == "__main__":
