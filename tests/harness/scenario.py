@@ -2,8 +2,12 @@
 
 `python3 scenario.py SCENARIO REPORT` writes one JSON line per check
 ({"kind": "check", "name", "ok", "detail"}), a few {"kind": "info"} lines
-and a final {"kind": "done"}. Its stdout is the demo's narrative: every
-command run, with what it printed. Stdlib only.
+and a final {"kind": "done"}. In between, in the order they happen, the
+story `./demo` tells (story.py, on the host): each step
+({"kind": "step", "title"}), each command run with its exit code and what
+it printed ({"kind": "run"}), what each probe found ({"kind": "probe"}) and
+what a wait took ({"kind": "note"}). Stdout is the same as a plain log, for
+debugging. Stdlib only.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import provider as prov  # noqa: E402
+
+if __name__ == "__main__":  # `import scenario` (ops.py, hardening.py, ...) gets this module
+    sys.modules["scenario"] = sys.modules[__name__]
 
 GUEST = os.path.dirname(os.path.abspath(__file__))
 VENV = "/opt/wgns"
@@ -78,17 +85,46 @@ class Recorder:
     def info(self, name: str, value: object) -> None:
         self._write({"kind": "info", "name": name, "value": value})
 
+    def step(self, title: str) -> None:
+        """A step of the story: what follows, up to the next step, belongs to it."""
+        print(f"{time.monotonic() - T0:7.2f} == {title}", flush=True)
+        self._write({"kind": "step", "title": title, "t": round(time.monotonic() - T0, 1)})
+
+    def event(self, kind: str, **fields: object) -> None:
+        self._write({"kind": kind, **fields})
+
     def done(self) -> None:
-        self._write({"kind": "done"})
+        self._write({"kind": "done", "t": round(time.monotonic() - T0, 1)})
 
 
-def run(*cmd: str, quiet: bool = False) -> subprocess.CompletedProcess:
+# The running scenario's recorder: commands, probes and waits go into its story.
+NARRATOR: Recorder | None = None
+
+
+def narrate(kind: str, **fields: object) -> None:
+    if NARRATOR is not None:
+        NARRATOR.event(kind, **fields)
+
+
+def run(*cmd: str, quiet: bool = False, story: bool = True) -> subprocess.CompletedProcess:
+    """Run a command; unless quiet, show it with what it printed (and, unless
+    story is False, tell it in the story too)."""
     p = subprocess.run(cmd, text=True, capture_output=True)
     if not quiet:
         print(f"{time.monotonic() - T0:7.2f} $ {' '.join(cmd)}   -> exit {p.returncode}",
               flush=True)
         for line in (p.stdout + p.stderr).splitlines():
             print(f"    {line}", flush=True)
+        if story:
+            narrate("run", cmd=list(cmd), exit=p.returncode,
+                    output=(p.stdout + p.stderr)[-4000:])
+    return p
+
+
+def must(*cmd: str) -> subprocess.CompletedProcess:
+    p = run(*cmd)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {p.returncode})")
     return p
 
 
@@ -120,22 +156,16 @@ def install_wgns(flavour: str, rec: Recorder) -> None:
     global WGNS, PYTHON
     wheels = f"{GUEST}/wheels"
     if flavour == "deb":
-        debs = glob.glob(f"{wheels}/wgns_*_all.deb")
-        p = run("apt-get", "install", "-y", *debs)
-        if p.returncode != 0:
-            raise RuntimeError("apt-get install ./wgns.deb failed")
+        must("apt-get", "install", "-y", *glob.glob(f"{wheels}/wgns_*_all.deb"))
         WGNS, PYTHON = "/usr/bin/wgns", "/usr/bin/python3"
         rec.info("deb_build_seconds", Path(f"{wheels}/build-seconds").read_text().strip())
     elif flavour == "pypi":
-        subprocess.run(["/usr/bin/python3", "-m", "venv", VENV], check=True)
-        cmd = [f"{VENV}/bin/pip", "install", "-q", "--no-index", "--find-links", wheels, "wgns"]
+        must("/usr/bin/python3", "-m", "venv", VENV)
+        must(f"{VENV}/bin/pip", "install", "-q", "--no-index", "--find-links", wheels, "wgns")
     else:  # the distribution's python3-pyroute2, python3-typer, python3-pystemd
-        subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", VENV],
-                       check=True)
-        cmd = [f"{VENV}/bin/pip", "install", "-q", "--no-index", "--no-deps",
-               *glob.glob(f"{wheels}/wgns-*.whl")]
-    if flavour != "deb":
-        subprocess.run(cmd, check=True)
+        must("/usr/bin/python3", "-m", "venv", "--system-site-packages", VENV)
+        must(f"{VENV}/bin/pip", "install", "-q", "--no-index", "--no-deps",
+             *glob.glob(f"{wheels}/wgns-*.whl"))
     code = ("import importlib.metadata as m, platform; print(platform.python_version(), "
             "*(m.version(p) for p in ('pyroute2', 'typer', 'pystemd')))")
     out = subprocess.run([PYTHON, "-c", code], text=True,
@@ -200,15 +230,14 @@ ExecStart=/bin/sleep infinity
 
 def probe(instance: str) -> dict:
     unit = f"probe@{instance}.service"
-    p = run("systemctl", "start", unit, quiet=True)
-    print(f"{time.monotonic() - T0:7.2f} $ systemctl start {unit}   -> exit {p.returncode}",
-          flush=True)
+    p = run("systemctl", "start", unit)
     path = PROBE_OUT / f"{instance}.json"
     try:
         result = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        return {"error": f"no probe output: {e} {p.stderr.strip()}"}
+        result = {"error": f"no probe output: {e} {p.stderr.strip()}"}
     print(f"    probe: {json.dumps(result)}", flush=True)
+    narrate("probe", unit=unit, result=result)
     return result
 
 
@@ -274,6 +303,7 @@ def one_error_line(p: subprocess.CompletedProcess, fragment: str, code: int = 1)
 
 def core(rec: Recorder, flavour: str) -> None:
     t0 = time.monotonic()
+    rec.step("Install wgns and start a fake VPN provider")
     install_wgns(flavour, rec)
     provider = prov.Provider()
     client_priv, client_pub = prov.genkey()
@@ -293,9 +323,19 @@ def core(rec: Recorder, flavour: str) -> None:
         PROBE_UNIT.format(guest=GUEST, out=PROBE_OUT))
     Path("/etc/systemd/system/sleeper.service").write_text(SLEEPER_UNIT)
     systemctl("daemon-reload")
+    narrate("note", text=(
+        f"the provider: a namespace with a WireGuard server at {prov.ENDPOINT_NAME}:{prov.PORT} "
+        f"({prov.PROV_LAN4}), and inside its tunnel a web page and DNS at {prov.SERVER4} and "
+        f"{prov.SERVER6}; its wg-quick file is /root/provider.conf"))
+    narrate("note", text=(
+        f"this host: a web page on 127.0.0.1:8080 and {prov.HOST_LAN4}:8080 and stand-ins for "
+        "the nscd and systemd-resolved sockets, which a confined service must not reach"))
+    narrate("note", text=(
+        "services to confine: probe@.service (a DynamicUser that reports what it can reach) "
+        "and sleeper.service"))
     rec.info("setup_seconds", round(time.monotonic() - t0, 1))
 
-    # -- bad input changes nothing ------------------------------------------
+    rec.step("Bad input is refused in one line and changes nothing")
     before = snapshot()
     for case, (_, fragment) in BAD_CONFS.items():
         path = f"/root/bad-{case}.conf"
@@ -316,7 +356,7 @@ def core(rec: Recorder, flavour: str) -> None:
     changed = diff(before, snapshot())
     rec.check("bad_input_changes_nothing", not changed, changed[:10])
 
-    # -- install -------------------------------------------------------------
+    rec.step("Install the tunnel from the provider's wg-quick file")
     t = time.monotonic()
     p = wgns("install", "--conf", "/root/provider.conf")
     rec.info("install_seconds", round(time.monotonic() - t, 2))
@@ -335,7 +375,7 @@ def core(rec: Recorder, flavour: str) -> None:
               and where[0].startswith(os.path.dirname(WGNS)), (where, unit_text))
     record_security(rec, "security", ["netns@wg.service", "wg.service", "wgns-watch@wg.service"])
 
-    # -- confine -------------------------------------------------------------
+    rec.step("Confine services; look from inside one (a DynamicUser probe)")
     p = wgns("confine", "nosuch.service")
     ok, detail = one_error_line(p, "does not know nosuch.service")
     rec.check("confine_unknown_unit_refused",
@@ -363,7 +403,7 @@ def core(rec: Recorder, flavour: str) -> None:
               and not reached(r, "resolved_socket"),
               (r.get("nscd_socket"), r.get("resolved_socket")))
 
-    # -- status --------------------------------------------------------------
+    rec.step("wgns status: state, handshake, transfer, confined units")
     p = wgns("status", "--json")
     outputs += p.stdout + p.stderr
     try:
@@ -387,9 +427,10 @@ def core(rec: Recorder, flavour: str) -> None:
     modules = [ln.split()[0] for ln in Path("/proc/modules").read_text().splitlines()
                if ln.startswith(("wireguard ", "tun "))] if os.path.exists("/proc/modules") else []
     rec.info("wireguard_module", " ".join(modules) or "none")
+    rec.step("The watcher follows the endpoint's host name when it moves")
     peer_update(rec, provider)
 
-    # -- a second tunnel, side by side, from options --------------------------
+    rec.step("A second tunnel side by side, from command-line options")
     keyfile = Path("/root/second.key")
     keyfile.write_text(second_priv + "\n")
     os.chmod(keyfile, 0o600)
@@ -413,7 +454,7 @@ def core(rec: Recorder, flavour: str) -> None:
               and not os.path.exists("/etc/systemd/system/probe@second.service.d"),
               p.stderr)
 
-    # -- the provider's server disappears: nothing leaks ----------------------
+    rec.step("The provider's server goes away: nothing leaks; it comes back")
     provider.stop_server()
     r = probe("outage")
     rec.check("outage_nothing_leaks",
@@ -429,7 +470,7 @@ def core(rec: Recorder, flavour: str) -> None:
         time.sleep(1)
     rec.check("outage_recovers", body(r, "http4") == prov.TOKEN, r.get("http4"))
 
-    # -- lifecycle -----------------------------------------------------------
+    rec.step("Stopping the tunnel stops its services; starting one starts it")
     systemctl("stop", "wg.service")
     # StopWhenUnneeded= stops the namespace unit a moment after the tunnel.
     wait_for("namespace unit stopped", lambda: active("netns@wg.service") == "inactive"
@@ -452,7 +493,7 @@ def core(rec: Recorder, flavour: str) -> None:
     rec.check("lifecycle_traffic_after_restart",
               body(r, "http4") == prov.TOKEN and r.get("links") == ["lo", "wg"], r.get("http4"))
 
-    # -- keys: never in units, argv, environment, logs, output ------------------
+    rec.step("Keys never appear in units, command lines, environments, logs, output")
     secrets = [client_priv, psk]
     secrets += [bytes(__import__("base64").b64decode(s)).hex() for s in list(secrets)]
     places = {"journal": run("journalctl", "-b", "-o", "cat", quiet=True).stdout,
@@ -470,7 +511,7 @@ def core(rec: Recorder, flavour: str) -> None:
     leaks = [where for where, text in places.items() if any(s in text for s in secrets)]
     rec.check("keys_never_exposed", not leaks and len(places) > 10, leaks[:5])
 
-    # -- unconfine, uninstall ---------------------------------------------------
+    rec.step("Unconfine and uninstall: nothing is left behind")
     p = wgns("unconfine", "probe@main")
     r = probe("main")
     rec.check("unconfine_releases_unit",
@@ -486,13 +527,16 @@ def core(rec: Recorder, flavour: str) -> None:
     gone = run("systemctl", "show", "-p", "LoadState", "wg.service", quiet=True).stdout.strip()
     rec.check("uninstall_leaves_no_trace", not changed and gone == "LoadState=not-found",
               (changed[:10], gone))
+    rec.step(f"This systemd ({run('systemctl', '--version', quiet=True).stdout.split()[1]}) "
+             "and the namespace unit's PrivateMounts=no")
     private_mounts_regression(rec)
     if flavour == "deb":
+        rec.step("apt remove and apt purge leave the tunnels alone")
         package_removal(rec)
     bait.stop()
     provider.stop()
     run("journalctl", "-b", "-o", "short-monotonic", "--no-pager", "-u", "wg*", "-u", "netns@*",
-        "-u", "probe@*", "-u", "sleeper*")
+        "-u", "probe@*", "-u", "sleeper*", story=False)
 
 
 def live_peer() -> dict:
@@ -610,10 +654,12 @@ def wait_for(what: str, cond, timeout: float = 75) -> float | None:
     t = time.monotonic()
     while time.monotonic() - t < timeout:
         if cond():
-            print(f"{time.monotonic() - T0:7.2f}   {what}: after {time.monotonic() - t:.1f} s",
-                  flush=True)
-            return time.monotonic() - t
+            took = time.monotonic() - t
+            print(f"{time.monotonic() - T0:7.2f}   {what}: after {took:.1f} s", flush=True)
+            narrate("note", text=f"{what}: after {took:.1f} s")
+            return took
         time.sleep(1)
+    narrate("note", text=f"{what}: not within {timeout:.0f} s")
     return None
 
 
@@ -625,13 +671,13 @@ def check_json(*extra: str) -> tuple[int, dict]:
         return p.returncode, {"output": {"ok": False, "detail": p.stdout + p.stderr}}
 
 
-
 SCENARIOS = {"core": core, "demo": core}  # others register themselves (ops.py, ...)
 
 
 def main(argv: list[str]) -> int:
+    global NARRATOR
     scenario, report = argv
-    rec = Recorder(report)
+    rec = NARRATOR = Recorder(report)
     flavour = os.environ.get("WGNS_FLAVOUR", "pypi")
     if scenario not in SCENARIOS:  # a module of its own (bench.py) registers itself
         importlib.import_module(scenario)
