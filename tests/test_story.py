@@ -120,6 +120,6 @@ def test_demo_prints_the_story_and_exits_non_zero_on_failure(tmp_path, monkeypat
     monkeypatch.setattr(machine, "run_scenario", lambda system, flavour, scenario: rep)
     assert machine.main(["demo", "--story"]) == code
     out = capsys.readouterr().out
-    assert out.startswith("wgns demo on debian12: wgns installed with pip into a venv")
+    assert out.startswith("wgns demo on debian12, with the newest libraries from PyPI\n")
     assert out.rstrip().endswith("All 44 checks passed." if code == 0
                                  else "1 of 44 checks FAILED: tunnel_active")

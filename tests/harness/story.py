@@ -25,9 +25,9 @@ WIDTH = 100
 MAX_OUTPUT_LINES = 14   # a command's output beyond this shows its head and tail
 
 FLAVOURS = {
-    "pypi": "pip into a venv, with the newest libraries from PyPI",
-    "system": "pip into a venv, on Debian's python3-pyroute2, python3-typer, python3-pystemd",
-    "deb": "the Debian package built from this checkout (apt install ./wgns.deb)",
+    "pypi": "with the newest libraries from PyPI",
+    "system": "with Debian's python3-pyroute2, python3-typer, python3-pystemd",
+    "deb": "as the Debian package built from this checkout",
 }
 
 # What the probe (probe.py) tries from inside the unit, in words.
@@ -124,7 +124,7 @@ def _header(report: Report) -> list[str]:
     libs = ""
     if isinstance(versions, dict):
         libs = ", ".join(f"{k} {v}" for k, v in versions.items())
-    lines = [f"wgns {report.scenario} on {report.system}: wgns installed with "
+    lines = [f"wgns {report.scenario} on {report.system}, "
              f"{FLAVOURS.get(report.flavour, report.flavour)}"]
     if libs or report.info.get("systemd"):
         lines.append(f"({'; '.join(str(x) for x in (libs, report.info.get('systemd')) if x)})")
@@ -211,11 +211,17 @@ def summary(report: Report) -> list[str]:
     return lines
 
 
+def _plain(text: str) -> list[str]:
+    """Lines with text in them, without terminal colours."""
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+    return [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+
+
 def tell(report: Report) -> str:
     lines = narrate(report)
     if not report.finished:
         lines += ["", "The scenario stopped early. Last lines of the guest's console:"]
-        lines += ["    " + ln for ln in report.console.splitlines()[-20:]]
+        lines += ["    " + ln for ln in _plain(report.console)[-20:]]
         lines += ["Last lines of the scenario's log:"]
-        lines += ["    " + ln for ln in str(report.info.get("log", "")).splitlines()[-20:]]
+        lines += ["    " + ln for ln in _plain(str(report.info.get("log", "")))[-20:]]
     return "\n".join(lines + [""] + summary(report))
