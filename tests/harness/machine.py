@@ -165,6 +165,7 @@ DEBIAN13_PACKAGES = (
     "python3-pyroute2", "python3-typer", "python3-pystemd",
     "wireguard-go", "wireguard-tools", "dnsmasq-base",
     "qbittorrent-nox", "transmission-daemon", "prometheus-node-exporter",
+    "pipx",
 )
 # Daemons the Debian packages enable; a guest starts them only in the
 # scenario that needs them (systemctl unmask), so other boots stay quiet.
@@ -362,7 +363,8 @@ def format_report(report: Report) -> str:
 def main(argv: list[str]) -> int:
     import argparse
     ap = argparse.ArgumentParser(description="Boot a guest and run a wgns scenario.")
-    ap.add_argument("scenario", nargs="?", default="demo")
+    ap.add_argument("scenario", nargs="?", default="demo",
+                    help="demo (the default), core, ops, hardening, pipx_route, ...")
     ap.add_argument("--system", default="debian12", choices=sorted(SYSTEMS) + ["vm"],
                     help="vm: Debian 12 with its own kernel under qemu (kernel WireGuard)")
     ap.add_argument("--flavour", default="pypi", choices=["pypi", "system", "deb"])
