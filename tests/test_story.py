@@ -49,6 +49,13 @@ def test_steps_commands_findings_and_checks_in_order(tmp_path):
     assert text.index("== Summary") > text.index("\n12. ")
     # the CLI path of the venv reads as the command a user types
     assert "$ wgns install --conf /root/provider.conf\n" in text
+    # what happens around the commands is told where it happens
+    watcher = text.index("\n6. The watcher")
+    assert text.index("now points at 10.251.0.99", watcher) \
+        < text.index("- the watcher's log: wg: peer", watcher) < text.index("\n7. ", watcher)
+    outage = text.index("\n8. The provider's server goes away")
+    assert text.index("- the provider's WireGuard server stops", outage) \
+        < text.index("$ systemctl start probe@outage.service", outage)
 
 
 def test_probe_results_are_sentences_not_json(tmp_path):

@@ -456,6 +456,7 @@ def core(rec: Recorder, flavour: str) -> None:
 
     rec.step("The provider's server goes away: nothing leaks; it comes back")
     provider.stop_server()
+    narrate("note", text="the provider's WireGuard server stops")
     r = probe("outage")
     rec.check("outage_nothing_leaks",
               r.get("links") == ["lo", "wg"] and not any(reached(r, k) for k in (
@@ -463,6 +464,7 @@ def core(rec: Recorder, flavour: str) -> None:
                   "provider_lan", "nscd_socket", "resolved_socket")),
               {k: r.get(k) for k in ("links", "http4", "dns", "host_lan", "provider_lan")})
     provider.start_server()
+    narrate("note", text="the provider's WireGuard server runs again")
     for _ in range(10):
         r = probe("outage")
         if body(r, "http4") == prov.TOKEN:
@@ -561,14 +563,22 @@ def peer_update(rec: Recorder, provider: prov.Provider) -> None:
     settle("wgns-watch@wg.service")
     # The name moves to an address where nothing answers.
     provider.point_name_at(NOWHERE)
+    narrate("note", text=f"the provider's name {prov.ENDPOINT_NAME} now points at {NOWHERE}, "
+            "where nothing answers")
     systemctl("start", "wgns-watch@wg.service")
     moved = live_peer()
     # WireGuard may roam the endpoint back as soon as a packet of the server
     # arrives from its old address, so the move itself is read from the log.
     log = run("journalctl", "-u", "wgns-watch@wg.service", "-o", "cat", quiet=True).stdout
+    for line in log.splitlines():
+        if "endpoint" in line:
+            narrate("note", text=f"the watcher's log: {line}")
     provider.point_name_at(prov.PROV_LAN4)
+    narrate("note", text=f"{prov.ENDPOINT_NAME} points at {prov.PROV_LAN4} again")
     systemctl("start", "wgns-watch@wg.service")
     back = live_peer()
+    narrate("note", text=f"the peer's endpoint: {back.get('endpoint')}, allowed IPs: "
+            f"{', '.join(back.get('allowed_ips', []))}")
     systemctl("start", "wgns-watch@wg.timer")
     want = ["0.0.0.0/0", "::/0"]
     rec.check("peer_update_keeps_allowed_ips",
@@ -597,7 +607,11 @@ def private_mounts_regression(rec: Recorder) -> None:
     Path("/etc/systemd/system/brokenns@.service").write_text(broken + "\n")
     systemctl("daemon-reload")
     systemctl("start", "brokenns@regr.service")
-    rec.info("broken_netns_unit_binds", namespace_usable("regr"))
+    binds = namespace_usable("regr")
+    narrate("note", text="the same unit without PrivateMounts=no: its namespace is "
+            + ("usable (systemd before 254 does not show the regression)" if binds else
+               "not usable (systemd 254 and newer hide the bind mount)"))
+    rec.info("broken_netns_unit_binds", binds)
     systemctl("stop", "brokenns@regr.service")
     Path("/etc/systemd/system/brokenns@.service").unlink()
     if os.path.lexists("/run/netns/regr"):
