@@ -56,6 +56,7 @@ class Report:
     scenario: str
     checks: dict[str, dict] = field(default_factory=dict)
     info: dict[str, object] = field(default_factory=dict)
+    events: list[dict] = field(default_factory=list)  # the story, in order (story.py)
     console: str = ""
     seconds: float = 0.0
     finished: bool = False
@@ -164,6 +165,7 @@ DEBIAN13_PACKAGES = (
     "python3-pyroute2", "python3-typer", "python3-pystemd",
     "wireguard-go", "wireguard-tools", "dnsmasq-base",
     "qbittorrent-nox", "transmission-daemon", "prometheus-node-exporter",
+    "pipx",
 )
 # Daemons the Debian packages enable; a guest starts them only in the
 # scenario that needs them (systemctl unmask), so other boots stay quiet.
@@ -312,10 +314,12 @@ def _read_report(out: Path, report: Report) -> None:
     if path.exists():
         for line in path.read_text().splitlines():
             rec = json.loads(line)
+            if rec.get("kind") == "info":
+                report.info[rec["name"]] = rec["value"]
+                continue
+            report.events.append(rec)
             if rec.get("kind") == "check":
                 report.checks[rec["name"]] = rec
-            elif rec.get("kind") == "info":
-                report.info[rec["name"]] = rec["value"]
             elif rec.get("kind") == "done":
                 report.finished = True
     log = out / "scenario.log"
@@ -359,15 +363,19 @@ def format_report(report: Report) -> str:
 def main(argv: list[str]) -> int:
     import argparse
     ap = argparse.ArgumentParser(description="Boot a guest and run a wgns scenario.")
-    ap.add_argument("scenario", nargs="?", default="demo")
+    ap.add_argument("scenario", nargs="?", default="demo",
+                    help="demo (the default), core, ops, hardening, pipx_route, ...")
     ap.add_argument("--system", default="debian12", choices=sorted(SYSTEMS) + ["vm"],
                     help="vm: Debian 12 with its own kernel under qemu (kernel WireGuard)")
     ap.add_argument("--flavour", default="pypi", choices=["pypi", "system", "deb"])
     ap.add_argument("--log", action="store_true", help="also print the guest's log")
+    ap.add_argument("--story", action="store_true",
+                    help="tell what happened step by step, with a summary (./demo)")
     args = ap.parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    from tests.harness import story
     try:
         if args.system == "vm":
-            sys.path.insert(0, str(REPO))
             from tests.harness import vm
             report = vm.run_scenario(args.flavour, args.scenario)
         else:
@@ -375,10 +383,10 @@ def main(argv: list[str]) -> int:
     except Unavailable as e:
         print(f"cannot run: {e}", file=sys.stderr)
         return 2
-    print(format_report(report))
+    print(story.tell(report) if args.story else format_report(report))
     if args.log:
         print(report.info.get("log", ""))
-    return 0 if report.finished and not report.failed() else 1
+    return story.exit_code(report)
 
 
 if __name__ == "__main__":

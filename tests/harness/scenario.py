@@ -2,8 +2,12 @@
 
 `python3 scenario.py SCENARIO REPORT` writes one JSON line per check
 ({"kind": "check", "name", "ok", "detail"}), a few {"kind": "info"} lines
-and a final {"kind": "done"}. Its stdout is the demo's narrative: every
-command run, with what it printed. Stdlib only.
+and a final {"kind": "done"}. In between, in the order they happen, the
+story `./demo` tells (story.py, on the host): each step
+({"kind": "step", "title"}), each command run with its exit code and what
+it printed ({"kind": "run"}), what each probe found ({"kind": "probe"}) and
+what a wait took ({"kind": "note"}). Stdout is the same as a plain log, for
+debugging. Stdlib only.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import hashlib
 import importlib
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -22,6 +25,9 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import provider as prov  # noqa: E402
+
+if __name__ == "__main__":  # `import scenario` (ops.py, hardening.py, ...) gets this module
+    sys.modules["scenario"] = sys.modules[__name__]
 
 GUEST = os.path.dirname(os.path.abspath(__file__))
 VENV = "/opt/wgns"
@@ -79,17 +85,46 @@ class Recorder:
     def info(self, name: str, value: object) -> None:
         self._write({"kind": "info", "name": name, "value": value})
 
+    def step(self, title: str) -> None:
+        """A step of the story: what follows, up to the next step, belongs to it."""
+        print(f"{time.monotonic() - T0:7.2f} == {title}", flush=True)
+        self._write({"kind": "step", "title": title, "t": round(time.monotonic() - T0, 1)})
+
+    def event(self, kind: str, **fields: object) -> None:
+        self._write({"kind": kind, **fields})
+
     def done(self) -> None:
-        self._write({"kind": "done"})
+        self._write({"kind": "done", "t": round(time.monotonic() - T0, 1)})
 
 
-def run(*cmd: str, quiet: bool = False) -> subprocess.CompletedProcess:
+# The running scenario's recorder: commands, probes and waits go into its story.
+NARRATOR: Recorder | None = None
+
+
+def narrate(kind: str, **fields: object) -> None:
+    if NARRATOR is not None:
+        NARRATOR.event(kind, **fields)
+
+
+def run(*cmd: str, quiet: bool = False, story: bool = True) -> subprocess.CompletedProcess:
+    """Run a command; unless quiet, show it with what it printed (and, unless
+    story is False, tell it in the story too)."""
     p = subprocess.run(cmd, text=True, capture_output=True)
     if not quiet:
         print(f"{time.monotonic() - T0:7.2f} $ {' '.join(cmd)}   -> exit {p.returncode}",
               flush=True)
         for line in (p.stdout + p.stderr).splitlines():
             print(f"    {line}", flush=True)
+        if story:
+            narrate("run", cmd=list(cmd), exit=p.returncode,
+                    output=(p.stdout + p.stderr)[-4000:])
+    return p
+
+
+def must(*cmd: str) -> subprocess.CompletedProcess:
+    p = run(*cmd)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {p.returncode})")
     return p
 
 
@@ -121,22 +156,16 @@ def install_wgns(flavour: str, rec: Recorder) -> None:
     global WGNS, PYTHON
     wheels = f"{GUEST}/wheels"
     if flavour == "deb":
-        debs = glob.glob(f"{wheels}/wgns_*_all.deb")
-        p = run("apt-get", "install", "-y", *debs)
-        if p.returncode != 0:
-            raise RuntimeError("apt-get install ./wgns.deb failed")
+        must("apt-get", "install", "-y", *glob.glob(f"{wheels}/wgns_*_all.deb"))
         WGNS, PYTHON = "/usr/bin/wgns", "/usr/bin/python3"
         rec.info("deb_build_seconds", Path(f"{wheels}/build-seconds").read_text().strip())
     elif flavour == "pypi":
-        subprocess.run(["/usr/bin/python3", "-m", "venv", VENV], check=True)
-        cmd = [f"{VENV}/bin/pip", "install", "-q", "--no-index", "--find-links", wheels, "wgns"]
+        must("/usr/bin/python3", "-m", "venv", VENV)
+        must(f"{VENV}/bin/pip", "install", "-q", "--no-index", "--find-links", wheels, "wgns")
     else:  # the distribution's python3-pyroute2, python3-typer, python3-pystemd
-        subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", VENV],
-                       check=True)
-        cmd = [f"{VENV}/bin/pip", "install", "-q", "--no-index", "--no-deps",
-               *glob.glob(f"{wheels}/wgns-*.whl")]
-    if flavour != "deb":
-        subprocess.run(cmd, check=True)
+        must("/usr/bin/python3", "-m", "venv", "--system-site-packages", VENV)
+        must(f"{VENV}/bin/pip", "install", "-q", "--no-index", "--no-deps",
+             *glob.glob(f"{wheels}/wgns-*.whl"))
     code = ("import importlib.metadata as m, platform; print(platform.python_version(), "
             "*(m.version(p) for p in ('pyroute2', 'typer', 'pystemd')))")
     out = subprocess.run([PYTHON, "-c", code], text=True,
@@ -201,15 +230,14 @@ ExecStart=/bin/sleep infinity
 
 def probe(instance: str) -> dict:
     unit = f"probe@{instance}.service"
-    p = run("systemctl", "start", unit, quiet=True)
-    print(f"{time.monotonic() - T0:7.2f} $ systemctl start {unit}   -> exit {p.returncode}",
-          flush=True)
+    p = run("systemctl", "start", unit)
     path = PROBE_OUT / f"{instance}.json"
     try:
         result = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        return {"error": f"no probe output: {e} {p.stderr.strip()}"}
+        result = {"error": f"no probe output: {e} {p.stderr.strip()}"}
     print(f"    probe: {json.dumps(result)}", flush=True)
+    narrate("probe", unit=unit, result=result)
     return result
 
 
@@ -275,6 +303,7 @@ def one_error_line(p: subprocess.CompletedProcess, fragment: str, code: int = 1)
 
 def core(rec: Recorder, flavour: str) -> None:
     t0 = time.monotonic()
+    rec.step("Install wgns and start a fake VPN provider")
     install_wgns(flavour, rec)
     provider = prov.Provider()
     client_priv, client_pub = prov.genkey()
@@ -294,9 +323,19 @@ def core(rec: Recorder, flavour: str) -> None:
         PROBE_UNIT.format(guest=GUEST, out=PROBE_OUT))
     Path("/etc/systemd/system/sleeper.service").write_text(SLEEPER_UNIT)
     systemctl("daemon-reload")
+    narrate("note", text=(
+        f"the provider: a namespace with a WireGuard server at {prov.ENDPOINT_NAME}:{prov.PORT} "
+        f"({prov.PROV_LAN4}), and inside its tunnel a web page and DNS at {prov.SERVER4} and "
+        f"{prov.SERVER6}; its wg-quick file is /root/provider.conf"))
+    narrate("note", text=(
+        f"this host: a web page on 127.0.0.1:8080 and {prov.HOST_LAN4}:8080 and stand-ins for "
+        "the nscd and systemd-resolved sockets, which a confined service must not reach"))
+    narrate("note", text=(
+        "services to confine: probe@.service (a DynamicUser that reports what it can reach) "
+        "and sleeper.service"))
     rec.info("setup_seconds", round(time.monotonic() - t0, 1))
 
-    # -- bad input changes nothing ------------------------------------------
+    rec.step("Bad input is refused in one line and changes nothing")
     before = snapshot()
     for case, (_, fragment) in BAD_CONFS.items():
         path = f"/root/bad-{case}.conf"
@@ -317,7 +356,7 @@ def core(rec: Recorder, flavour: str) -> None:
     changed = diff(before, snapshot())
     rec.check("bad_input_changes_nothing", not changed, changed[:10])
 
-    # -- install -------------------------------------------------------------
+    rec.step("Install the tunnel from the provider's wg-quick file")
     t = time.monotonic()
     p = wgns("install", "--conf", "/root/provider.conf")
     rec.info("install_seconds", round(time.monotonic() - t, 2))
@@ -336,7 +375,7 @@ def core(rec: Recorder, flavour: str) -> None:
               and where[0].startswith(os.path.dirname(WGNS)), (where, unit_text))
     record_security(rec, "security", ["netns@wg.service", "wg.service", "wgns-watch@wg.service"])
 
-    # -- confine -------------------------------------------------------------
+    rec.step("Confine services; look from inside one (a DynamicUser probe)")
     p = wgns("confine", "nosuch.service")
     ok, detail = one_error_line(p, "does not know nosuch.service")
     rec.check("confine_unknown_unit_refused",
@@ -364,7 +403,7 @@ def core(rec: Recorder, flavour: str) -> None:
               and not reached(r, "resolved_socket"),
               (r.get("nscd_socket"), r.get("resolved_socket")))
 
-    # -- status --------------------------------------------------------------
+    rec.step("wgns status: state, handshake, transfer, confined units")
     p = wgns("status", "--json")
     outputs += p.stdout + p.stderr
     try:
@@ -388,9 +427,10 @@ def core(rec: Recorder, flavour: str) -> None:
     modules = [ln.split()[0] for ln in Path("/proc/modules").read_text().splitlines()
                if ln.startswith(("wireguard ", "tun "))] if os.path.exists("/proc/modules") else []
     rec.info("wireguard_module", " ".join(modules) or "none")
+    rec.step("The watcher follows the endpoint's host name when it moves")
     peer_update(rec, provider)
 
-    # -- a second tunnel, side by side, from options --------------------------
+    rec.step("A second tunnel side by side, from command-line options")
     keyfile = Path("/root/second.key")
     keyfile.write_text(second_priv + "\n")
     os.chmod(keyfile, 0o600)
@@ -414,8 +454,9 @@ def core(rec: Recorder, flavour: str) -> None:
               and not os.path.exists("/etc/systemd/system/probe@second.service.d"),
               p.stderr)
 
-    # -- the provider's server disappears: nothing leaks ----------------------
+    rec.step("The provider's server goes away: nothing leaks; it comes back")
     provider.stop_server()
+    narrate("note", text="the provider's WireGuard server stops")
     r = probe("outage")
     rec.check("outage_nothing_leaks",
               r.get("links") == ["lo", "wg"] and not any(reached(r, k) for k in (
@@ -423,6 +464,7 @@ def core(rec: Recorder, flavour: str) -> None:
                   "provider_lan", "nscd_socket", "resolved_socket")),
               {k: r.get(k) for k in ("links", "http4", "dns", "host_lan", "provider_lan")})
     provider.start_server()
+    narrate("note", text="the provider's WireGuard server runs again")
     for _ in range(10):
         r = probe("outage")
         if body(r, "http4") == prov.TOKEN:
@@ -430,7 +472,7 @@ def core(rec: Recorder, flavour: str) -> None:
         time.sleep(1)
     rec.check("outage_recovers", body(r, "http4") == prov.TOKEN, r.get("http4"))
 
-    # -- lifecycle -----------------------------------------------------------
+    rec.step("Stopping the tunnel stops its services; starting one starts it")
     systemctl("stop", "wg.service")
     # StopWhenUnneeded= stops the namespace unit a moment after the tunnel.
     wait_for("namespace unit stopped", lambda: active("netns@wg.service") == "inactive"
@@ -453,7 +495,7 @@ def core(rec: Recorder, flavour: str) -> None:
     rec.check("lifecycle_traffic_after_restart",
               body(r, "http4") == prov.TOKEN and r.get("links") == ["lo", "wg"], r.get("http4"))
 
-    # -- keys: never in units, argv, environment, logs, output ------------------
+    rec.step("Keys never appear in units, command lines, environments, logs, output")
     secrets = [client_priv, psk]
     secrets += [bytes(__import__("base64").b64decode(s)).hex() for s in list(secrets)]
     places = {"journal": run("journalctl", "-b", "-o", "cat", quiet=True).stdout,
@@ -471,7 +513,7 @@ def core(rec: Recorder, flavour: str) -> None:
     leaks = [where for where, text in places.items() if any(s in text for s in secrets)]
     rec.check("keys_never_exposed", not leaks and len(places) > 10, leaks[:5])
 
-    # -- unconfine, uninstall ---------------------------------------------------
+    rec.step("Unconfine and uninstall: nothing is left behind")
     p = wgns("unconfine", "probe@main")
     r = probe("main")
     rec.check("unconfine_releases_unit",
@@ -487,13 +529,16 @@ def core(rec: Recorder, flavour: str) -> None:
     gone = run("systemctl", "show", "-p", "LoadState", "wg.service", quiet=True).stdout.strip()
     rec.check("uninstall_leaves_no_trace", not changed and gone == "LoadState=not-found",
               (changed[:10], gone))
+    rec.step(f"This systemd ({run('systemctl', '--version', quiet=True).stdout.split()[1]}) "
+             "and the namespace unit's PrivateMounts=no")
     private_mounts_regression(rec)
     if flavour == "deb":
+        rec.step("apt remove and apt purge leave the tunnels alone")
         package_removal(rec)
     bait.stop()
     provider.stop()
     run("journalctl", "-b", "-o", "short-monotonic", "--no-pager", "-u", "wg*", "-u", "netns@*",
-        "-u", "probe@*", "-u", "sleeper*")
+        "-u", "probe@*", "-u", "sleeper*", story=False)
 
 
 def live_peer() -> dict:
@@ -516,14 +561,22 @@ def peer_update(rec: Recorder, provider: prov.Provider) -> None:
     # look is done), so nothing waits for its 30 s period.
     # The name moves to an address where nothing answers.
     provider.point_name_at(NOWHERE)
+    narrate("note", text=f"the provider's name {prov.ENDPOINT_NAME} now points at {NOWHERE}, "
+            "where nothing answers")
     systemctl("restart", "wgns-watch@wg.service")
     moved = live_peer()
     # WireGuard may roam the endpoint back as soon as a packet of the server
     # arrives from its old address, so the move itself is read from the log.
     log = run("journalctl", "-u", "wgns-watch@wg.service", "-o", "cat", quiet=True).stdout
+    for line in log.splitlines():
+        if "endpoint" in line:
+            narrate("note", text=f"the watcher's log: {line}")
     provider.point_name_at(prov.PROV_LAN4)
+    narrate("note", text=f"{prov.ENDPOINT_NAME} points at {prov.PROV_LAN4} again")
     systemctl("restart", "wgns-watch@wg.service")
     back = live_peer()
+    narrate("note", text=f"the peer's endpoint: {back.get('endpoint')}, allowed IPs: "
+            f"{', '.join(back.get('allowed_ips', []))}")
     want = ["0.0.0.0/0", "::/0"]
     rec.check("peer_update_keeps_allowed_ips",
               f"endpoint {prov.ENDPOINT_NAME} now {NOWHERE} (was {prov.PROV_LAN4})" in log
@@ -551,7 +604,11 @@ def private_mounts_regression(rec: Recorder) -> None:
     Path("/etc/systemd/system/brokenns@.service").write_text(broken + "\n")
     systemctl("daemon-reload")
     systemctl("start", "brokenns@regr.service")
-    rec.info("broken_netns_unit_binds", namespace_usable("regr"))
+    binds = namespace_usable("regr")
+    narrate("note", text="the same unit without PrivateMounts=no: its namespace is "
+            + ("usable (systemd before 254 does not show the regression)" if binds else
+               "not usable (systemd 254 and newer hide the bind mount)"))
+    rec.info("broken_netns_unit_binds", binds)
     systemctl("stop", "brokenns@regr.service")
     Path("/etc/systemd/system/brokenns@.service").unlink()
     if os.path.lexists("/run/netns/regr"):
@@ -578,40 +635,7 @@ def package_removal(rec: Recorder) -> None:
     systemctl("stop", "wg.service")
 
 
-SCENARIOS = {"core": core, "demo": core}  # "ops" is added below
-
-
-def main(argv: list[str]) -> int:
-    scenario, report = argv
-    rec = Recorder(report)
-    flavour = os.environ.get("WGNS_FLAVOUR", "pypi")
-    if scenario not in SCENARIOS:  # a module of its own (bench.py) registers itself
-        importlib.import_module(scenario)
-        SCENARIOS.update(sys.modules["scenario"].SCENARIOS)
-    try:
-        SCENARIOS[scenario](rec, flavour)
-    except Exception as e:  # the scenario itself broke: report it, never hide it
-        import traceback
-        traceback.print_exc()
-        rec.check("scenario_ran_to_the_end", False, f"{type(e).__name__}: {e}")
-        return 1
-    rec.done()
-    return 0
-
-
-
-# -- operations: expose, check, self-healing ------------------------------------
-
-OPS_CHECKS = (
-    "ops_install", "expose_reaches_confined_service", "expose_lan_listen",
-    "expose_namespace_still_isolated", "status_lists_exposed", "expose_bad_input_refused",
-    "unexpose_removes_everything",
-    "check_passes_when_healthy", "check_fails_dropin_without_dns",
-    "check_fails_stale_handshake", "check_fails_link_removed",
-    "heal_link_deleted", "heal_wireguard_go_killed", "heal_endpoint_moved_without_restart",
-    "watcher_cpu_under_2s_per_hour",
-    "ops_uninstall_leaves_no_trace",
-)
+# -- shared by the scenarios in their own modules (ops.py, hardening.py, ...) --
 
 WEB_UNIT = """[Unit]
 Description=a confined web UI
@@ -641,10 +665,12 @@ def wait_for(what: str, cond, timeout: float = 75) -> float | None:
     t = time.monotonic()
     while time.monotonic() - t < timeout:
         if cond():
-            print(f"{time.monotonic() - T0:7.2f}   {what}: after {time.monotonic() - t:.1f} s",
-                  flush=True)
-            return time.monotonic() - t
+            took = time.monotonic() - t
+            print(f"{time.monotonic() - T0:7.2f}   {what}: after {took:.1f} s", flush=True)
+            narrate("note", text=f"{what}: after {took:.1f} s")
+            return took
         time.sleep(1)
+    narrate("note", text=f"{what}: not within {timeout:.0f} s")
     return None
 
 
@@ -656,198 +682,26 @@ def check_json(*extra: str) -> tuple[int, dict]:
         return p.returncode, {"output": {"ok": False, "detail": p.stdout + p.stderr}}
 
 
-def traffic_ok(instance: str = "ops") -> bool:
-    r = probe(instance)
-    return body(r, "http4") == prov.TOKEN and r.get("links") == ["lo", "wg"]
+SCENARIOS = {"core": core, "demo": core}  # others register themselves (ops.py, ...)
 
 
-def watcher_cost(rec: Recorder, seconds: float = 60) -> None:
-    """The watcher's CPU time (its process's utime + stime: the container's
-    systemd keeps no CPU accounting) over an idle minute, per tunnel-hour,
-    and its resident memory."""
-    pid = main_pid("wgns-watch@wg.service")
-
-    def cpu_seconds() -> float:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return -1.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    before = cpu_seconds()
-    time.sleep(seconds)
-    after = cpu_seconds()
-    per_hour = (after - before) * 3600 / seconds if before >= 0 and after >= 0 else None
-    rss = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines() if pid != "0" else []:
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-    rec.info("watcher_cpu_seconds_per_tunnel_hour", per_hour)
-    rec.info("watcher_rss_kib", rss)
-    rec.check("watcher_cpu_under_2s_per_hour", per_hour is not None and per_hour < 2.0,
-              (per_hour, rss))
-
-
-def ops(rec: Recorder, flavour: str) -> None:
-    install_wgns(flavour, rec)
-    provider = prov.Provider()
-    client_priv, client_pub = prov.genkey()
-    provider.add_client(client_pub, ["10.66.0.2/32", "fd66::2/128"])
-    provider.setup_network()
-    provider.start_server()
-    bait = prov.HostBait()
-    bait.start()
-    conf = client_conf(client_priv, run("wg", "genpsk", quiet=True).stdout.strip(),
-                       provider.pub)
-    conf = "\n".join(ln for ln in conf.splitlines() if not ln.startswith("PresharedKey"))
-    Path("/root/provider.conf").write_text(conf + "\n")
-    www = Path(GUEST) / "www"
-    www.mkdir(exist_ok=True)
-    (www / "index.html").write_text("confined-web")
-    PROBE_OUT.mkdir(exist_ok=True)
-    Path("/etc/systemd/system/probe@.service").write_text(
-        PROBE_UNIT.format(guest=GUEST, out=PROBE_OUT))
-    Path("/etc/systemd/system/sleeper.service").write_text(SLEEPER_UNIT)
-    Path("/etc/systemd/system/web.service").write_text(WEB_UNIT.format(www=www))
-    Path("/etc/systemd/system/other.service").write_text(SLEEPER_UNIT)
-    systemctl("daemon-reload")
-    before_install = snapshot()
-    ok = wgns("install", "--conf", "/root/provider.conf").returncode == 0
-    ok = ok and wgns("confine", "web", "sleeper", "probe@ops").returncode == 0
-    systemctl("start", "web.service", "sleeper.service")
-    rec.check("ops_install", ok and active("wgns-watch@wg.service") == "active",
-              active("wgns-watch@wg.service"))
-
-    # -- expose --------------------------------------------------------------
-    before_expose = snapshot()
-    p1 = wgns("expose", "web", "8000")
-    p2 = wgns("expose", "web", "8000", "--listen", f"{prov.HOST_LAN4}:18000")
-    got = fetch("http://127.0.0.1:8000/")
-    rec.check("expose_reaches_confined_service", p1.returncode == 0 and got == "confined-web",
-              got)
-    got = fetch(f"http://{prov.HOST_LAN4}:18000/", netns=prov.NS)
-    rec.check("expose_lan_listen", p2.returncode == 0 and got == "confined-web", got)
-    record_security(rec, "security_expose", ["wgns-wg-expose-8000.service"])
-    r = probe("ops")
-    rec.check("expose_namespace_still_isolated",
-              r.get("links") == ["lo", "wg"] and not reached(r, "host_lan")
-              and not reached(r, "host_loopback"), r.get("links"))
-    p = wgns("status", "--json")
+def main(argv: list[str]) -> int:
+    global NARRATOR
+    scenario, report = argv
+    rec = NARRATOR = Recorder(report)
+    flavour = os.environ.get("WGNS_FLAVOUR", "pypi")
+    if scenario not in SCENARIOS:  # a module of its own (bench.py) registers itself
+        importlib.import_module(scenario)
+        SCENARIOS.update(sys.modules["scenario"].SCENARIOS)
     try:
-        exposed = json.loads(p.stdout)["tunnels"][0]["exposed"]
-    except (ValueError, KeyError, IndexError):
-        exposed = []
-    rec.check("status_lists_exposed",
-              sorted(e["listen"] for e in exposed) == [f"{prov.HOST_LAN4}:18000", "127.0.0.1:8000"]
-              and all(e["unit"] == "web.service" and e["port"] == 8000 for e in exposed),
-              exposed)
-    bad = [wgns("expose", "other", "80"), wgns("expose", "web", "8000"),
-           wgns("expose", "web", "8000", "--listen", "localhost:1")]
-    rec.check("expose_bad_input_refused",
-              all(b.returncode == 1 and len(b.stderr.strip().splitlines()) == 1 for b in bad),
-              [b.stderr.strip() for b in bad])
-    p = wgns("unexpose", "web", "8000")
-    settle("wgns-wg-expose-8000.socket")
-    changed = diff(before_expose, snapshot())
-    rec.check("unexpose_removes_everything",
-              p.returncode == 0 and not changed and fetch("http://127.0.0.1:8000/").startswith(
-                  "error"), changed[:10])
-
-    # -- check ---------------------------------------------------------------
-    code, checks = check_json()
-    rec.check("check_passes_when_healthy",
-              code == 0 and bool(checks) and all(c["ok"] for c in checks.values()), checks)
-    dropin = Path("/etc/systemd/system/sleeper.service.d/90-wgns.conf")
-    original = dropin.read_text()
-    dropin.write_text("\n".join(ln for ln in original.splitlines()
-                                if not ln.startswith("BindReadOnlyPaths=")) + "\n")
-    systemctl("daemon-reload")
-    code, checks = check_json()
-    rec.check("check_fails_dropin_without_dns",
-              code == 1 and not checks.get("drop-ins", {"ok": True})["ok"]
-              and "sleeper.service lacks the tunnel's resolv.conf" in checks["drop-ins"]["detail"]
-              and all(c["ok"] for n, c in checks.items() if n != "drop-ins"), checks)
-    dropin.write_text(original)
-    systemctl("daemon-reload")
-    provider.stop_server()
-    time.sleep(4)
-    code, checks = check_json("--max-handshake-age", "3")
-    rec.check("check_fails_stale_handshake",
-              code == 1 and not checks.get("handshake", {"ok": True})["ok"], checks)
-    provider.start_server()
-    wait_for("traffic after the server came back", traffic_ok, 30)
-    # The watcher would heal it at once: 'check' sees the broken state
-    # only with the watcher stopped.
-    systemctl("stop", "wgns-watch@wg.service")
-    run("ip", "-n", "wg", "link", "del", "wg")
-    code, checks = check_json()
-    rec.check("check_fails_link_removed",
-              code == 1 and not checks.get("interfaces", {"ok": True})["ok"]
-              and not checks["routes"]["ok"], checks)
-    systemctl("start", "wgns-watch@wg.service")   # its first look heals it
-    wait_for("traffic after the watcher's first look", traffic_ok, 60)
-    watcher_cost(rec)
-
-    # -- self-healing ----------------------------------------------------------
-    pid = main_pid("sleeper.service")
-    wait_for("restart settled", lambda: active("wg.service") == "active"
-             and not run("systemctl", "list-jobs", "--no-legend", quiet=True).stdout.strip(), 30)
-    run("ip", "-n", "wg", "link", "del", "wg")
-    took = wait_for("link back and confined units restarted", lambda: (
-        run("ip", "-n", "wg", "link", "show", "wg", quiet=True).returncode == 0
-        and active("sleeper.service") == "active" and main_pid("sleeper.service") != pid
-        and active("web.service") == "active"))
-    rec.info("heal_link_deleted_seconds", took)
-    rec.check("heal_link_deleted", took is not None and traffic_ok(),
-              (took, active("wg.service"), active("sleeper.service")))
-    pid = main_pid("sleeper.service")
-    wg_go = run("sh", "-c", "ss -xlp | grep /var/run/wireguard/wg.sock", quiet=True).stdout
-    m = re.search(r"pid=(\d+)", wg_go)
-    if m:
-        os.kill(int(m.group(1)), 9)
-    took = wait_for("wireguard-go back and confined units restarted", lambda: (
-        os.path.exists("/var/run/wireguard/wg.sock")
-        and run("ip", "-n", "wg", "link", "show", "wg", quiet=True).returncode == 0
-        and active("sleeper.service") == "active" and main_pid("sleeper.service") != pid))
-    rec.info("heal_wireguard_go_killed_seconds", took)
-    rec.check("heal_wireguard_go_killed", m is not None and took is not None and traffic_ok(),
-              (wg_go[:200], took))
-    # The provider moves its server to another address behind the same name
-    # (a new server: wireguard-go answers from the address it first saw).
-    pid = main_pid("sleeper.service")
-    provider.stop_server()
-    # (deleted first: deleting a primary address takes its secondaries along)
-    run("ip", "-n", prov.NS, "addr", "del", f"{prov.PROV_LAN4}/24", "dev", "vp")
-    run("ip", "-n", prov.NS, "addr", "add", "10.251.0.3/24", "dev", "vp")
-    provider.point_name_at("10.251.0.3")
-    provider.start_server()
-
-    def endpoint_moved() -> bool:
-        p = run(WGNS, "status", "--json", quiet=True)
-        try:
-            return json.loads(p.stdout)["tunnels"][0]["peers"][0]["endpoint"] == \
-                "10.251.0.3:51820"
-        except (ValueError, KeyError, IndexError):
-            return False
-
-    took = wait_for("endpoint follows its host name", endpoint_moved)
-    rec.info("heal_endpoint_moved_seconds", took)
-    # WireGuard starts a new handshake once data goes unanswered (~15 s).
-    resumed = took is not None and wait_for("traffic through the moved server", traffic_ok, 60)
-    rec.check("heal_endpoint_moved_without_restart",
-              resumed is not None and main_pid("sleeper.service") == pid,
-              (took, resumed, pid, main_pid("sleeper.service")))
-    run("ip", "-n", prov.NS, "addr", "add", f"{prov.PROV_LAN4}/24", "dev", "vp")
-    provider.point_name_at(prov.PROV_LAN4)
-    run("journalctl", "-b", "-o", "short-monotonic", "--no-pager", "-u", "wgns-watch@*",
-        "-u", "wg.service")
-    p = wgns("uninstall")
-    changed = diff(before_install, snapshot())
-    rec.check("ops_uninstall_leaves_no_trace", p.returncode == 0 and not changed, changed[:10])
-    bait.stop()
-    provider.stop()
-
-
-SCENARIOS["ops"] = ops
+        SCENARIOS[scenario](rec, flavour)
+    except Exception as e:  # the scenario itself broke: report it, never hide it
+        import traceback
+        traceback.print_exc()
+        rec.check("scenario_ran_to_the_end", False, f"{type(e).__name__}: {e}")
+        return 1
+    rec.done()
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,224 @@
+"""Guest side: the `ops` scenario. Operations on a running tunnel: expose
+(a confined web UI reachable from the host and the LAN), `wgns check`
+(healthy, then three faults it must catch) and the watcher's self-healing
+(link deleted, wireguard-go killed, the endpoint's name moving).
+
+Run by scenario.py (`python3 scenario.py ops REPORT`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import provider as prov
+import scenario as sc
+
+OPS_CHECKS = (
+    "ops_install", "expose_reaches_confined_service", "expose_lan_listen",
+    "expose_namespace_still_isolated", "status_lists_exposed", "expose_bad_input_refused",
+    "unexpose_removes_everything",
+    "check_passes_when_healthy", "check_fails_dropin_without_dns",
+    "check_fails_stale_handshake", "check_fails_link_removed",
+    "heal_link_deleted", "heal_wireguard_go_killed", "heal_endpoint_moved_without_restart",
+    "watcher_cpu_under_2s_per_hour",
+    "ops_uninstall_leaves_no_trace",
+)
+
+
+def traffic_ok(instance: str = "ops") -> bool:
+    r = sc.probe(instance)
+    return sc.body(r, "http4") == prov.TOKEN and r.get("links") == ["lo", "wg"]
+
+
+def watcher_cost(rec: sc.Recorder, seconds: float = 60) -> None:
+    """The watcher's CPU time (its process's utime + stime: the container's
+    systemd keeps no CPU accounting) over an idle minute, per tunnel-hour,
+    and its resident memory."""
+    pid = sc.main_pid("wgns-watch@wg.service")
+
+    def cpu_seconds() -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return -1.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    before = cpu_seconds()
+    time.sleep(seconds)
+    after = cpu_seconds()
+    per_hour = (after - before) * 3600 / seconds if before >= 0 and after >= 0 else None
+    rss = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines() if pid != "0" else []:
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+    rec.info("watcher_cpu_seconds_per_tunnel_hour", per_hour)
+    rec.info("watcher_rss_kib", rss)
+    rec.check("watcher_cpu_under_2s_per_hour", per_hour is not None and per_hour < 2.0,
+              (per_hour, rss))
+
+
+def ops(rec: sc.Recorder, flavour: str) -> None:
+    sc.install_wgns(flavour, rec)
+    provider = prov.Provider()
+    client_priv, client_pub = prov.genkey()
+    provider.add_client(client_pub, ["10.66.0.2/32", "fd66::2/128"])
+    provider.setup_network()
+    provider.start_server()
+    bait = prov.HostBait()
+    bait.start()
+    conf = sc.client_conf(client_priv, sc.run("wg", "genpsk", quiet=True).stdout.strip(),
+                       provider.pub)
+    conf = "\n".join(ln for ln in conf.splitlines() if not ln.startswith("PresharedKey"))
+    Path("/root/provider.conf").write_text(conf + "\n")
+    www = Path(sc.GUEST) / "www"
+    www.mkdir(exist_ok=True)
+    (www / "index.html").write_text("confined-web")
+    sc.PROBE_OUT.mkdir(exist_ok=True)
+    Path("/etc/systemd/system/probe@.service").write_text(
+        sc.PROBE_UNIT.format(guest=sc.GUEST, out=sc.PROBE_OUT))
+    Path("/etc/systemd/system/sleeper.service").write_text(sc.SLEEPER_UNIT)
+    Path("/etc/systemd/system/web.service").write_text(sc.WEB_UNIT.format(www=www))
+    Path("/etc/systemd/system/other.service").write_text(sc.SLEEPER_UNIT)
+    sc.systemctl("daemon-reload")
+    before_install = sc.snapshot()
+    ok = sc.wgns("install", "--conf", "/root/provider.conf").returncode == 0
+    ok = ok and sc.wgns("confine", "web", "sleeper", "probe@ops").returncode == 0
+    sc.systemctl("start", "web.service", "sleeper.service")
+    rec.check("ops_install", ok and sc.active("wgns-watch@wg.service") == "active",
+              sc.active("wgns-watch@wg.service"))
+
+    # -- expose --------------------------------------------------------------
+    before_expose = sc.snapshot()
+    p1 = sc.wgns("expose", "web", "8000")
+    p2 = sc.wgns("expose", "web", "8000", "--listen", f"{prov.HOST_LAN4}:18000")
+    got = sc.fetch("http://127.0.0.1:8000/")
+    rec.check("expose_reaches_confined_service", p1.returncode == 0 and got == "confined-web",
+              got)
+    got = sc.fetch(f"http://{prov.HOST_LAN4}:18000/", netns=prov.NS)
+    rec.check("expose_lan_listen", p2.returncode == 0 and got == "confined-web", got)
+    sc.record_security(rec, "security_expose", ["wgns-wg-expose-8000.service"])
+    r = sc.probe("ops")
+    rec.check("expose_namespace_still_isolated",
+              r.get("links") == ["lo", "wg"] and not sc.reached(r, "host_lan")
+              and not sc.reached(r, "host_loopback"), r.get("links"))
+    p = sc.wgns("status", "--json")
+    try:
+        exposed = json.loads(p.stdout)["tunnels"][0]["exposed"]
+    except (ValueError, KeyError, IndexError):
+        exposed = []
+    rec.check("status_lists_exposed",
+              sorted(e["listen"] for e in exposed) == [f"{prov.HOST_LAN4}:18000", "127.0.0.1:8000"]
+              and all(e["unit"] == "web.service" and e["port"] == 8000 for e in exposed),
+              exposed)
+    bad = [sc.wgns("expose", "other", "80"), sc.wgns("expose", "web", "8000"),
+           sc.wgns("expose", "web", "8000", "--listen", "localhost:1")]
+    rec.check("expose_bad_input_refused",
+              all(b.returncode == 1 and len(b.stderr.strip().splitlines()) == 1 for b in bad),
+              [b.stderr.strip() for b in bad])
+    p = sc.wgns("unexpose", "web", "8000")
+    sc.settle("wgns-wg-expose-8000.socket")
+    changed = sc.diff(before_expose, sc.snapshot())
+    rec.check("unexpose_removes_everything",
+              p.returncode == 0 and not changed and sc.fetch("http://127.0.0.1:8000/").startswith(
+                  "error"), changed[:10])
+
+    # -- check ---------------------------------------------------------------
+    code, checks = sc.check_json()
+    rec.check("check_passes_when_healthy",
+              code == 0 and bool(checks) and all(c["ok"] for c in checks.values()), checks)
+    dropin = Path("/etc/systemd/system/sleeper.service.d/90-wgns.conf")
+    original = dropin.read_text()
+    dropin.write_text("\n".join(ln for ln in original.splitlines()
+                                if not ln.startswith("BindReadOnlyPaths=")) + "\n")
+    sc.systemctl("daemon-reload")
+    code, checks = sc.check_json()
+    rec.check("check_fails_dropin_without_dns",
+              code == 1 and not checks.get("drop-ins", {"ok": True})["ok"]
+              and "sleeper.service lacks the tunnel's resolv.conf" in checks["drop-ins"]["detail"]
+              and all(c["ok"] for n, c in checks.items() if n != "drop-ins"), checks)
+    dropin.write_text(original)
+    sc.systemctl("daemon-reload")
+    provider.stop_server()
+    time.sleep(4)
+    code, checks = sc.check_json("--max-handshake-age", "3")
+    rec.check("check_fails_stale_handshake",
+              code == 1 and not checks.get("handshake", {"ok": True})["ok"], checks)
+    provider.start_server()
+    sc.wait_for("traffic after the server came back", traffic_ok, 30)
+    # The watcher would heal it at once: 'check' sees the broken state
+    # only with the watcher stopped.
+    sc.systemctl("stop", "wgns-watch@wg.service")
+    sc.run("ip", "-n", "wg", "link", "del", "wg")
+    code, checks = sc.check_json()
+    rec.check("check_fails_link_removed",
+              code == 1 and not checks.get("interfaces", {"ok": True})["ok"]
+              and not checks["routes"]["ok"], checks)
+    sc.systemctl("start", "wgns-watch@wg.service")   # its first look heals it
+    sc.wait_for("traffic after the watcher's first look", traffic_ok, 60)
+    watcher_cost(rec)
+
+    # -- self-healing ----------------------------------------------------------
+    pid = sc.main_pid("sleeper.service")
+    sc.wait_for("restart settled", lambda: sc.active("wg.service") == "active"
+                and not sc.run("systemctl", "list-jobs", "--no-legend",
+                               quiet=True).stdout.strip(), 30)
+    sc.run("ip", "-n", "wg", "link", "del", "wg")
+    took = sc.wait_for("link back and confined units restarted", lambda: (
+        sc.run("ip", "-n", "wg", "link", "show", "wg", quiet=True).returncode == 0
+        and sc.active("sleeper.service") == "active" and sc.main_pid("sleeper.service") != pid
+        and sc.active("web.service") == "active"))
+    rec.info("heal_link_deleted_seconds", took)
+    rec.check("heal_link_deleted", took is not None and traffic_ok(),
+              (took, sc.active("wg.service"), sc.active("sleeper.service")))
+    pid = sc.main_pid("sleeper.service")
+    wg_go = sc.run("sh", "-c", "ss -xlp | grep /var/run/wireguard/wg.sock", quiet=True).stdout
+    m = re.search(r"pid=(\d+)", wg_go)
+    if m:
+        os.kill(int(m.group(1)), 9)
+    took = sc.wait_for("wireguard-go back and confined units restarted", lambda: (
+        os.path.exists("/var/run/wireguard/wg.sock")
+        and sc.run("ip", "-n", "wg", "link", "show", "wg", quiet=True).returncode == 0
+        and sc.active("sleeper.service") == "active" and sc.main_pid("sleeper.service") != pid))
+    rec.info("heal_wireguard_go_killed_seconds", took)
+    rec.check("heal_wireguard_go_killed", m is not None and took is not None and traffic_ok(),
+              (wg_go[:200], took))
+    # The provider moves its server to another address behind the same name
+    # (a new server: wireguard-go answers from the address it first saw).
+    pid = sc.main_pid("sleeper.service")
+    provider.stop_server()
+    # (deleted first: deleting a primary address takes its secondaries along)
+    sc.run("ip", "-n", prov.NS, "addr", "del", f"{prov.PROV_LAN4}/24", "dev", "vp")
+    sc.run("ip", "-n", prov.NS, "addr", "add", "10.251.0.3/24", "dev", "vp")
+    provider.point_name_at("10.251.0.3")
+    provider.start_server()
+
+    def endpoint_moved() -> bool:
+        p = sc.run(sc.WGNS, "status", "--json", quiet=True)
+        try:
+            return json.loads(p.stdout)["tunnels"][0]["peers"][0]["endpoint"] == \
+                "10.251.0.3:51820"
+        except (ValueError, KeyError, IndexError):
+            return False
+
+    took = sc.wait_for("endpoint follows its host name", endpoint_moved)
+    rec.info("heal_endpoint_moved_seconds", took)
+    # WireGuard starts a new handshake once data goes unanswered (~15 s).
+    resumed = took is not None and sc.wait_for("traffic through the moved server", traffic_ok, 60)
+    rec.check("heal_endpoint_moved_without_restart",
+              resumed is not None and sc.main_pid("sleeper.service") == pid,
+              (took, resumed, pid, sc.main_pid("sleeper.service")))
+    sc.run("ip", "-n", prov.NS, "addr", "add", f"{prov.PROV_LAN4}/24", "dev", "vp")
+    provider.point_name_at(prov.PROV_LAN4)
+    sc.run("journalctl", "-b", "-o", "short-monotonic", "--no-pager", "-u", "wgns-watch@*",
+        "-u", "wg.service")
+    p = sc.wgns("uninstall")
+    changed = sc.diff(before_install, sc.snapshot())
+    rec.check("ops_uninstall_leaves_no_trace", p.returncode == 0 and not changed, changed[:10])
+    bait.stop()
+    provider.stop()
+
+
+sc.SCENARIOS["ops"] = ops
