@@ -294,6 +294,7 @@ def run_scenario(system_name: str, flavour: str, scenario: str,
                f"--bind={out}:{GUEST_DIR}/out"]
         try:
             with boot_lock():
+                start = time.monotonic()   # the time waited for the lock is not the boot's
                 proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, timeout=BOOT_TIMEOUT)
             report.console = proc.stdout.decode(errors="replace")[-20000:]
