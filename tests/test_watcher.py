@@ -31,7 +31,8 @@ def ns():
 
 def make(looks):
     t = [0.0]
-    w = Watcher(NAME, lambda name: looks.append(name) or [], log=lambda s: None,
+    w = Watcher(NAME, lambda name, boot: (looks.append(name), ([], True))[1],
+                log=lambda s: None,
                 clock=lambda: t[0] + time.monotonic())
     return w, t
 
@@ -83,3 +84,22 @@ def test_the_period_brings_a_look(ns):
 def test_notify_ready_without_a_socket_does_nothing(monkeypatch):
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     watcher.notify_ready()
+
+
+def test_the_boot_check_runs_until_healthy_and_again_after_a_namespace_change(ns):
+    seen, healthy = [], [False]
+    w = Watcher(NAME, lambda name, boot: (seen.append(boot), ([], healthy[0]))[1],
+                log=lambda s: None)
+    w.once()
+    w.next_look = 0
+    w.once()
+    healthy[0] = True
+    w.next_look = 0
+    w.once()
+    w.next_look = 0
+    w.once()
+    assert seen == [True, True, True, False]
+    ip("netns", "del", NAME)
+    ip("netns", "add", NAME)
+    w.once()
+    assert seen[-1] is True

@@ -1,5 +1,5 @@
 """Self-healing: one look at a tunnel, which `wgns-watch@NAME.service`
-(watcher.py) takes when something happened, and every 30 s.
+(watcher.py) takes when something happened, and every 60 s.
 
 - The tunnel unit is not active: nothing to do. Either someone stopped it
   (respected) or it is failing and `Restart=on-failure` retries it.
@@ -196,6 +196,15 @@ def start_missed_at_boot(sd: Systemd, name: str) -> list[str]:
 
 
 def watch(name: str) -> list[str]:
+    """One full look, with the boot check (see look())."""
+    return look(name, boot_check=True)[0]
+
+
+def look(name: str, boot_check: bool) -> tuple[list[str], bool]:
+    """One look: what it did, and whether the tunnel was seen active and
+    healthy. The boot check (confined units that missed their start) costs
+    a D-Bus call or three per confined unit: the watcher asks for it only
+    until the tunnel was seen healthy after its namespace changed."""
     from .link import load
     from .ops import confined_units
     from .render import tunnel_unit
@@ -204,20 +213,22 @@ def watch(name: str) -> list[str]:
     unit = tunnel_unit(name)
     with Systemd() as sd:
         if not _settled_active(sd, unit):
-            return []  # stopped (respected), or starting/stopping: not ours to touch
+            return [], False  # stopped (respected), or starting/stopping: not ours
         problem = link_problem(name)
         if problem is None:
-            _set_backoff(name, 0, 0)
-            return reresolve(load(name)) + start_missed_at_boot(sd, name)
+            if _backoff(name)[0]:
+                _set_backoff(name, 0, 0)
+            lines = reresolve(load(name))
+            return lines + (start_missed_at_boot(sd, name) if boot_check else []), True
         count, last = _backoff(name)
         wait = backoff_wait(count) - (time.time() - last)
         if wait > 0:
             return [f"{name}: {problem}; {count} restart(s) did not fix it, backing off: "
-                    f"next try in {wait:.0f} s"]
+                    f"next try in {wait:.0f} s"], False
         # Look again right before acting: an admin's stop may have begun
         # while the link was inspected (and is why the link is gone).
         if not _settled_active(sd, unit):
-            return []
+            return [], False
         running = [u for u in confined_units("/", name)
                    if sd.active_state(u) in ("active", "activating", "reloading")]
         restore.write(name, running)
@@ -229,7 +240,7 @@ def watch(name: str) -> list[str]:
             sd.restart_if_running(target)
         except SystemdError as e:
             restore.forget(name)
-            return [f"{name}: {problem}; not restarting: {e.message}"]
+            return [f"{name}: {problem}; not restarting: {e.message}"], False
         _set_backoff(name, count + 1, time.time())
         return [f"{name}: {problem}: restarting {target}"
-                + (f" and with it {', '.join(running)}" if running else "")]
+                + (f" and with it {', '.join(running)}" if running else "")], False

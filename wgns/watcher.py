@@ -10,7 +10,7 @@ It wakes up for:
   along, is noticed at once instead of at the next poll;
 - the namespace changing identity or disappearing (`ip netns delete`, a
   tunnel restart), seen by a stat() of /run/netns/NAME once a second;
-- a full look every 30 s (a hung wireguard-go, an endpoint whose name now
+- a full look every 60 s (a hung wireguard-go, an endpoint whose name now
   resolves elsewhere, a stale handshake, the next step of a back-off).
 
 Between those it costs one stat() a second. Every look prints what it did
@@ -27,7 +27,7 @@ from typing import Callable
 
 from . import netns
 
-PERIOD = 30.0          # a full look this often when nothing happens
+PERIOD = 60.0          # a full look this often when nothing happens
 STAT_EVERY = 1.0       # the namespace's identity is checked this often
 SETTLE = 0.2           # events come in bursts (link down, address gone): wait them out
 RTMGRP_LINK = 1
@@ -70,13 +70,16 @@ def drain(sock: socket.socket) -> int:
 
 
 class Watcher:
-    def __init__(self, name: str, look: Callable[[str], list[str]],
+    def __init__(self, name: str, look: Callable[[str, bool], tuple[list[str], bool]],
                  log: Callable[[str], None] = lambda s: print(s, flush=True),
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.name, self.look, self.log, self.clock = name, look, log, clock
         self.sock: socket.socket | None = None
         self.ident: tuple[int, int] | None = None
         self.next_look = clock()      # look once at start (boot: missed units)
+        # The boot check (confined units that missed their start) is asked
+        # for until the tunnel was seen healthy after its namespace changed.
+        self.boot_check = True
 
     def _follow_namespace(self) -> bool:
         """(Re)open the event socket when the namespace changed; True when
@@ -88,6 +91,7 @@ class Watcher:
             self.sock.close()
             self.sock = None
         self.ident = ident
+        self.boot_check = True
         if ident is not None:
             self.sock = link_events(self.name)
         return True
@@ -111,8 +115,11 @@ class Watcher:
         if not reason and now < self.next_look:
             reason = self.wait(min(STAT_EVERY, self.next_look - now))
         if reason or self.clock() >= self.next_look:
-            for line in self.look(self.name):
+            lines, healthy = self.look(self.name, self.boot_check)
+            for line in lines:
                 self.log(line)
+            if healthy:
+                self.boot_check = False
             # What a restart changes (the namespace, the link) wakes it up
             # again by itself; otherwise the next look is a period away.
             self.next_look = self.clock() + PERIOD
@@ -138,5 +145,5 @@ def notify_ready() -> None:
 
 
 def run(name: str) -> None:
-    from .heal import watch
-    Watcher(name, watch).run(notify_ready)
+    from .heal import look
+    Watcher(name, look).run(notify_ready)

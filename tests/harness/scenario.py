@@ -558,7 +558,7 @@ def peer_update(rec: Recorder, provider: prov.Provider) -> None:
     differ in how they update allowed IPs). The peer must keep exactly its
     configured allowed IPs, and the update must reach the new address."""
     # A restart of the watcher takes a look at once (it is ready when the
-    # look is done), so nothing waits for its 30 s period.
+    # look is done), so nothing waits for its 60 s period.
     # The name moves to an address where nothing answers.
     provider.point_name_at(NOWHERE)
     narrate("note", text=f"the provider's name {prov.ENDPOINT_NAME} now points at {NOWHERE}, "
