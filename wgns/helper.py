@@ -53,8 +53,8 @@ def main(argv: list[str]) -> int:
     else:
         print(USAGE, file=sys.stderr)
         return 2
-    from wgns.config import check_name
     from wgns.errors import WgnsError
+    from wgns.names import check_tunnel_name as check_name  # light: no config parser
     what = f"wgns: {name} {command} {action}" if command in ("netns", "link") else \
         f"wgns: {name} {command}"
     try:

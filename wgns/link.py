@@ -59,13 +59,6 @@ def resolve(tunnel: Tunnel, wait: float = RESOLVE_FOR) -> dict[str, tuple[str, i
     return out
 
 
-def _host_link(name: str) -> int | None:
-    from pyroute2 import IPRoute
-    with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
-
-
 def _delete_link(name: str) -> bool:
     from pyroute2 import IPRoute
     with IPRoute() as ipr:
@@ -159,14 +152,20 @@ def up(name: str) -> str:
             "within 20 s")
     endpoints = resolve(tunnel)
     down(name)  # a stale link from an earlier run would make 'add' fail
-    if _host_link(name) is not None:
+    if _has_link(name):
         raise TunnelError(
             f"an interface named {name} already exists in the host namespace",
             hint=f"remove it ('ip link del {name}') or install under another --name")
     impl = wireguard.KERNEL
     try:
-        if not wireguard.kernel_create(name):
+        if wireguard.kernel_known_missing():
+            # Known this boot: start wireguard-go first and import pyroute2
+            # (most of the helper's own time) while it comes up.
             impl = wireguard.USERSPACE
+            wireguard.userspace_create(name, meanwhile=lambda: __import__("pyroute2"))
+        elif not wireguard.kernel_create(name):
+            impl = wireguard.USERSPACE
+            wireguard.remember_kernel_missing()
             wireguard.userspace_create(name)
         if impl == wireguard.KERNEL:
             wireguard.kernel_configure(tunnel, endpoints)

@@ -18,7 +18,7 @@ import sys
 import threading
 from typing import Callable, Iterator, TypeVar
 
-from .render import NETNS_DIR
+NETNS_DIR = "/run/netns"  # where iproute2 binds named namespaces (render.py uses it too)
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000

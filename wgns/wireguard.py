@@ -18,7 +18,7 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .config import Peer, Tunnel
 from .errors import TunnelError
@@ -172,9 +172,30 @@ def _kernel_peer_info(peer: Any) -> PeerInfo:
 
 # --- userspace (wireguard-go) ------------------------------------------------
 
-def userspace_create(name: str, timeout: float = 10) -> None:
+# Written when the kernel answered that it has no WireGuard: the next
+# bring-up in this boot starts wireguard-go at once (/run is gone at reboot,
+# and a module loaded since shows in /sys/module).
+NO_KERNEL_MARK = "/run/wgns/no-kernel-wireguard"
+
+
+def kernel_known_missing() -> bool:
+    return os.path.exists(NO_KERNEL_MARK) and not os.path.exists("/sys/module/wireguard")
+
+
+def remember_kernel_missing() -> None:
+    try:
+        os.makedirs(os.path.dirname(NO_KERNEL_MARK), mode=0o755, exist_ok=True)
+        with open(NO_KERNEL_MARK, "w"):
+            pass
+    except OSError:
+        pass  # only a shortcut for the next bring-up
+
+
+def userspace_create(name: str, timeout: float = 10,
+                     meanwhile: Callable[[], object] = lambda: None) -> None:
     """Start wireguard-go for NAME in the current namespace and wait for its
-    UAPI socket. It daemonizes and stays in the calling unit's cgroup."""
+    UAPI socket. It daemonizes and stays in the calling unit's cgroup.
+    MEANWHILE runs while it comes up (the bring-up imports pyroute2 then)."""
     exe = shutil.which("wireguard-go")
     if exe is None:
         raise TunnelError(
@@ -184,14 +205,18 @@ def userspace_create(name: str, timeout: float = 10) -> None:
            "LOG_LEVEL": "error"}
     # wireguard-go forks its daemon before returning; that child keeps our
     # stdout and stderr (the journal), so they are inherited, never piped.
-    rc = subprocess.call([exe, name], env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen([exe, name], env=env, stdin=subprocess.DEVNULL)
+    try:
+        meanwhile()
+    finally:
+        rc = proc.wait()
     if rc != 0:
         raise TunnelError(f"wireguard-go {name} exited with status {rc}")
     deadline = time.monotonic() + timeout
     while not os.path.exists(uapi_path(name)):
         if time.monotonic() > deadline:
             raise TunnelError(f"wireguard-go did not open {uapi_path(name)}")
-        time.sleep(0.02)
+        time.sleep(0.005)
 
 
 def _uapi(name: str, request: str) -> list[tuple[str, str]]:
