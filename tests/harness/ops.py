@@ -203,7 +203,7 @@ def ops(rec: sc.Recorder, flavour: str) -> None:
         except (ValueError, KeyError, IndexError):
             return False
 
-    took = sc.wait_for("endpoint follows its host name", endpoint_moved)
+    took = sc.wait_for("endpoint follows its host name", endpoint_moved, 100)
     rec.info("heal_endpoint_moved_seconds", took)
     # WireGuard starts a new handshake once data goes unanswered (~15 s).
     resumed = took is not None and sc.wait_for("traffic through the moved server", traffic_ok, 60)
