@@ -6,6 +6,7 @@ the same code against a real systemd."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -143,6 +144,10 @@ def test_backoff_doubles_and_resets_when_healthy(world, monkeypatch):
     world["problem"] = "the WireGuard device wg does not answer"
     heal.watch("wg")
     assert len(sd.restarted) == 4  # healthy once: no brake left
+    # What metrics read: each restart and each held-back one, by reason.
+    import json
+    counts = json.loads((Path(restore.RESTORE_DIR) / "wg.restarts").read_text())
+    assert counts == {"link_gone": 4, "backoff": 2}
     assert [heal.backoff_wait(n) for n in range(7)] == [0, 20, 40, 80, 160, 320, 600]
 
 

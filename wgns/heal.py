@@ -99,6 +99,28 @@ BACKOFF_FIRST = 20.0   # seconds before a second restart for the same fault
 BACKOFF_MAX = 600.0
 
 
+def count(name: str, reason: str, n: int = 1) -> None:
+    """What the watcher did, by reason, in /run/wgns/NAME.restarts (a JSON
+    object; metrics.py reads it): link_gone, netns_gone, endpoint_moved,
+    backoff (a restart held back). Gone at reboot, like the rest of /run."""
+    import json
+    path = f"{restore.RESTORE_DIR}/{name}.restarts"
+    try:
+        with open(path) as f:
+            counts = json.load(f)
+        if not isinstance(counts, dict):
+            counts = {}
+    except (OSError, ValueError):
+        counts = {}
+    value = counts.get(reason)
+    counts[reason] = (value if isinstance(value, int) else 0) + n
+    with contextlib.suppress(OSError):
+        os.makedirs(restore.RESTORE_DIR, mode=0o755, exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            json.dump(counts, f)
+        os.replace(path + ".tmp", path)
+
+
 def _backoff_path(name: str) -> str:
     return f"{restore.RESTORE_DIR}/{name}.backoff"
 
@@ -219,11 +241,14 @@ def look(name: str, boot_check: bool) -> tuple[list[str], bool]:
             if _backoff(name)[0]:
                 _set_backoff(name, 0, 0)
             lines = reresolve(load(name))
+            if lines:
+                count(name, "endpoint_moved", len(lines))
             return lines + (start_missed_at_boot(sd, name) if boot_check else []), True
-        count, last = _backoff(name)
-        wait = backoff_wait(count) - (time.time() - last)
+        restarts, last = _backoff(name)
+        wait = backoff_wait(restarts) - (time.time() - last)
         if wait > 0:
-            return [f"{name}: {problem}; {count} restart(s) did not fix it, backing off: "
+            count(name, "backoff")
+            return [f"{name}: {problem}; {restarts} restart(s) did not fix it, backing off: "
                     f"next try in {wait:.0f} s"], False
         # Look again right before acting: an admin's stop may have begun
         # while the link was inspected (and is why the link is gone).
@@ -235,12 +260,14 @@ def look(name: str, boot_check: bool) -> tuple[list[str], bool]:
         # A deleted namespace needs its namespace unit restarted (it is
         # still active); that restart propagates to the tunnel through
         # BindsTo=, and on to the confined units.
-        target = f"netns@{name}.service" if not netns.exists(name) else unit
+        gone = not netns.exists(name)
+        target = f"netns@{name}.service" if gone else unit
         try:
             sd.restart_if_running(target)
         except SystemdError as e:
             restore.forget(name)
             return [f"{name}: {problem}; not restarting: {e.message}"], False
-        _set_backoff(name, count + 1, time.time())
+        count(name, "netns_gone" if gone else "link_gone")
+        _set_backoff(name, restarts + 1, time.time())
         return [f"{name}: {problem}: restarting {target}"
                 + (f" and with it {', '.join(running)}" if running else "")], False
