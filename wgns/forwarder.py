@@ -39,6 +39,10 @@ class NoAnswer(WgnsError):
     pass
 
 
+class NoMapping(WgnsError):
+    """A success that maps nothing: port 0 or a lifetime of 0."""
+
+
 class Transport:
     """A UDP socket connected to the gateway's port 5351: the kernel drops
     datagrams from anyone else, as the RFC asks."""
@@ -90,6 +94,7 @@ class Forwarder:
         self.transport = transport or Transport(gateway)
         self.clock, self.wall, self.sleep, self.log = clock, wall, sleep, log
         self.epoch = natpmp.Epoch()
+        self.silent = f"gateway {gateway} does not answer NAT-PMP"
         self.port: int | None = None
         self.expires = 0.0             # our clock: when the mapping runs out
         self.renewed: float | None = None
@@ -104,20 +109,22 @@ class Forwarder:
     # -- the gateway ---------------------------------------------------------
     def _ask(self, packet: bytes, parse: Callable[[bytes], Any]) -> Any:
         for tries, timeout in enumerate(natpmp.retry_timeouts(), 1):
+            start = self.clock()
             reply = self.transport.exchange(packet, timeout)
             if reply is not None:
                 try:
                     return parse(reply)
                 except natpmp.BadReply:
-                    continue
+                    # Ignored (the RFC); the try still takes its time: garbage
+                    # sent at once must not turn the retries into a busy loop.
+                    self.sleep(max(0.0, start + timeout - self.clock()))
             if tries >= 3:   # 1.75 s without an answer: say so while trying on
                 self._gateway_silent(tries)
-        raise NoAnswer(f"gateway {self.gateway} does not answer NAT-PMP "
-                       f"({natpmp.TRIES} tries)")
+        raise NoAnswer(f"{self.silent} ({natpmp.TRIES} tries)")
 
     def _gateway_silent(self, tries: int) -> None:
-        self._set_error(f"gateway {self.gateway} does not answer NAT-PMP "
-                        f"(no reply to {tries} tries)")
+        quiet = (self.error or "").startswith(self.silent)   # logged once per outage
+        self._set_error(f"{self.silent} (no reply to {tries} tries)", log=not quiet)
 
     def _map(self, protocol: str, internal: int, external: int) -> natpmp.Mapping:
         m: natpmp.Mapping = self._ask(
@@ -126,6 +133,9 @@ class Forwarder:
         if self.epoch.reset(m.epoch, self.clock()) and self.renewed is not None:
             self.log(f"gateway {self.gateway} restarted (its epoch went back): "
                      "it lost its mappings; mapping again")
+        if m.external == 0 or m.lifetime == 0:
+            raise NoMapping(f"gateway {self.gateway} answered success for {protocol.upper()} "
+                            f"but mapped nothing (port {m.external}, lifetime {m.lifetime} s)")
         return m
 
     def map_once(self) -> float:
@@ -159,8 +169,8 @@ class Forwarder:
         self.error = None
         return natpmp.renew_after(granted)
 
-    def _set_error(self, error: str) -> None:
-        if error != self.error:
+    def _set_error(self, error: str, log: bool = True) -> None:
+        if log and error != self.error:
             self.log(error)
         self.error = error
         if self.port is not None and self.clock() >= self.expires:
@@ -231,14 +241,14 @@ class Forwarder:
         wait before the next round."""
         try:
             wait = self.map_once()
-        except GatewayError as e:
+        except (GatewayError, NoMapping) as e:
             if self.port is not None:    # refused: whatever was mapped is gone
                 self.log(f"port {self.port} is no longer forwarded")
                 self.port = None
             self._set_error(str(e))
             return REFUSED_WAIT
         except NoAnswer as e:
-            self._set_error(str(e))
+            self._set_error(str(e), log=False)   # said when the silence began
             return 0.0           # the tries took minutes already: start over
         self.sync_clients(verify=True)
         self.publish()

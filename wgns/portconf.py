@@ -40,6 +40,9 @@ def check_gateway(value: str) -> str:
     addr = check_address(value, "--gateway")
     if addr.version != 4:
         raise WgnsError(f"--gateway {addr}: NAT-PMP gateways have IPv4 addresses")
+    if addr.is_unspecified or addr.is_loopback or addr.is_multicast or addr.is_reserved:
+        raise WgnsError(f"--gateway {addr}: not an address a gateway can have",
+                        hint="give the provider's gateway inside the tunnel, e.g. 10.2.0.1")
     return str(addr)
 
 

@@ -1,0 +1,92 @@
+"""Port forwarding against hostile inputs and faults: a gateway that answers
+garbage, port 0 or lifetime 0; clients that answer broken HTTP, odd JSON,
+redirects or trickle; an --exec command that floods, backgrounds or hangs;
+a garbage forward.json or forward.conf; option values that are empty or
+make no sense. Each test here failed before its fix."""
+
+import json
+import struct
+
+import pytest
+
+from wgns.errors import WgnsError
+from wgns.forwarder import Forwarder
+from wgns.portconf import check_gateway
+
+from .test_forward import GW, FakeClient, Gateway, forwarder
+
+# -- the gateway --------------------------------------------------------------
+
+
+class Clocked:
+    """A transport whose clock moves with every wait, as a real one does."""
+
+    def __init__(self, answer):
+        self.answer, self.now, self.sent = answer, 0.0, 0
+
+    def exchange(self, packet, timeout):
+        self.sent += 1
+        return self.answer(packet)
+
+    def forwarder(self, tmp_path, clients_=()):
+        logs: list[str] = []
+
+        def sleep(s):
+            self.now += s
+
+        fw = Forwarder("wg", GW, list(clients_), tmp_path, transport=self,
+                       clock=lambda: self.now, wall=lambda: 1_700_000_000 + self.now,
+                       sleep=sleep, log=logs.append)
+        return fw, logs
+
+
+def test_a_gateway_answering_garbage_is_not_asked_in_a_busy_loop(tmp_path):
+    gw = Clocked(lambda packet: b"\0")      # a short reply, at once, every time
+    fw, _ = gw.forwarder(tmp_path)
+    wait = fw.step()
+    # Ignored replies do not shorten the RFC's waits: 9 tries over 127.75 s,
+    # not 9 packets in a millisecond and the next round at once.
+    assert gw.sent <= 9 and gw.now + wait >= 127
+
+
+class Odd(Gateway):
+    """Success replies with a chosen external port and lifetime."""
+
+    def __init__(self, external, lifetime):
+        super().__init__(port=external)
+        self.lifetime = lifetime
+
+    def exchange(self, packet, timeout):
+        reply = super().exchange(packet, timeout)
+        if reply is not None and len(reply) == 16:
+            reply = reply[:12] + struct.pack("!I", self.lifetime)
+        return reply
+
+
+@pytest.mark.parametrize("external,lifetime", [(0, 60), (50051, 0)])
+def test_a_success_without_a_port_or_a_lifetime_is_no_mapping(tmp_path, external, lifetime):
+    gw, client = Odd(external, lifetime), FakeClient()
+    fw, _ = forwarder(tmp_path, gw, [client])
+    wait = fw.step()                         # port 0 raised ValueError (a crash)
+    assert fw.port is None and client.calls == []
+    assert not (tmp_path / "forwarded-port").exists()
+    state = json.loads((tmp_path / "forward.json").read_text())
+    assert state["error"] and "\n" not in state["error"]
+    assert wait >= 30                        # lifetime 0 was renewed every second
+
+
+def test_a_silent_gateway_is_logged_once_per_outage_not_every_try(tmp_path):
+    gw = Gateway()
+    gw.silent = True
+    fw, logs = forwarder(tmp_path, gw)
+    for _ in range(3):                       # over 6 minutes of silence
+        fw.step()
+    assert len(logs) <= 2, logs              # was 8 lines every 128 s
+    state = json.loads((tmp_path / "forward.json").read_text())
+    assert "does not answer" in state["error"]
+
+
+@pytest.mark.parametrize("bad", ["0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255"])
+def test_a_gateway_that_cannot_be_a_gateway_is_refused(bad):
+    with pytest.raises(WgnsError):
+        check_gateway(bad)
