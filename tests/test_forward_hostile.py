@@ -5,10 +5,15 @@ a garbage forward.json or forward.conf; option values that are empty or
 make no sense. Each test here failed before its fix."""
 
 import json
+import socket
 import struct
+import threading
+import time
 
 import pytest
 
+from wgns import clients
+from wgns.clients import ClientError, QBittorrent, Transmission
 from wgns.errors import WgnsError
 from wgns.forwarder import Forwarder
 from wgns.portconf import check_gateway
@@ -90,3 +95,87 @@ def test_a_silent_gateway_is_logged_once_per_outage_not_every_try(tmp_path):
 def test_a_gateway_that_cannot_be_a_gateway_is_refused(bad):
     with pytest.raises(WgnsError):
         check_gateway(bad)
+
+
+# -- the clients ----------------------------------------------------------------
+
+
+def serve(handler):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+
+    def loop():
+        while True:
+            try:
+                c, _ = s.accept()
+            except OSError:
+                return
+            threading.Thread(target=handler, args=(c,), daemon=True).start()
+
+    threading.Thread(target=loop, daemon=True).start()
+    return s, f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def answer(raw):
+    def handler(c):
+        with c:
+            c.recv(65536)
+            c.sendall(raw)
+    return handler
+
+
+def http(body, head=b"HTTP/1.1 200 OK"):
+    return head + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+
+@pytest.mark.parametrize("raw", [
+    b"garbage\r\n\r\n",                                                   # no status line
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n100\r\nab",     # cut short
+    b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 200 + b"\r\n",                 # 200 headers
+    http(b"[" * 100000),                                                  # nested JSON
+    http(b'{"listen_port": 1e999, "result": "success", '
+         b'"arguments": {"peer-port": 1e999}}'),                          # infinity
+])
+@pytest.mark.parametrize("kind", [QBittorrent, Transmission])
+def test_broken_answers_are_a_client_error_not_a_crash(raw, kind):
+    s, url = serve(answer(raw))
+    with s, pytest.raises(ClientError):
+        kind(url, None).port()
+
+
+def test_a_redirect_is_not_followed_and_the_login_goes_nowhere_else():
+    seen: list[bytes] = []
+
+    def catcher(c):
+        with c:
+            seen.append(c.recv(65536))
+            c.sendall(http(b'{"result": "success", "arguments": {"peer-port": 1}}'))
+
+    s2, elsewhere = serve(catcher)
+    s1, url = serve(answer(b"HTTP/1.1 302 Found\r\nLocation: " + elsewhere.encode()
+                           + b"/steal\r\nContent-Length: 0\r\n\r\n"))
+    with s1, s2, pytest.raises(ClientError) as e:
+        Transmission(url, ("admin", "hunter2")).port()
+    assert seen == [] and "302" in str(e.value)
+
+
+def test_a_client_that_trickles_its_answer_is_given_up_on_in_time(monkeypatch):
+    monkeypatch.setattr(clients, "TIMEOUT", 1)
+
+    def trickle(c):
+        with c:
+            c.recv(65536)
+            for b in http(b"{}" + b" " * 40):
+                try:
+                    c.sendall(bytes([b]))
+                except OSError:
+                    return
+                time.sleep(0.3)
+
+    s, url = serve(trickle)
+    start = time.monotonic()
+    with s, pytest.raises(ClientError):
+        QBittorrent(url, None).port()       # each byte within the timeout: 20 s and more
+    assert time.monotonic() - start < 4

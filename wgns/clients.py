@@ -7,9 +7,12 @@ password is sent to the client and nowhere else, never logged."""
 from __future__ import annotations
 
 import base64
+import http.client
 import http.cookiejar
 import json
+import socket
 import subprocess
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,15 +28,96 @@ class ClientError(WgnsError):
     pass
 
 
+def _json(data: bytes) -> Any:
+    """The JSON in a client's answer, or None (nested too deep included)."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _port(value: Any) -> int:
+    if type(value) is not int or not 0 <= value <= 65535:
+        raise ValueError("not a port")
+    return value
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer (HTTP 3xx), never followed: urllib would send
+    the Authorization header (the password) on to wherever it points."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class _Track:
+    """Hands each connection's socket to its _Http, which shuts it when the
+    whole exchange outlasts TIMEOUT (urllib's timeout holds per read: a
+    client trickling its answer would hold the renewals up for ever)."""
+
+    owner: _Http
+
+    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+        owner = self.owner
+
+        def connection(host: str, **kw: Any) -> Any:
+            conn = http_class(host, **kw)
+            connect = conn.connect
+
+            def tracked() -> None:
+                connect()
+                owner.sockets.append(conn.sock)
+                if owner.expired:
+                    owner.expire()
+            conn.connect = tracked
+            return conn
+        return super().do_open(connection, req, **kwargs)  # type: ignore[misc]
+
+
+class _TrackHttp(_Track, urllib.request.HTTPHandler):
+    pass
+
+
+class _TrackHttps(_Track, urllib.request.HTTPSHandler):
+    pass
+
+
 class _Http:
     def __init__(self, what: str, url: str) -> None:
         self.what, self.url = what, url.rstrip("/")
         self.jar = http.cookiejar.CookieJar()
+        self.sockets: list[socket.socket] = []
+        self.expired = False
+        plain, tls = _TrackHttp(), _TrackHttps()
+        plain.owner = tls.owner = self
         # No ProxyHandler from the environment: the API is inside the namespace.
         self.opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(self.jar))
+            urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(self.jar),
+            _NoRedirect(), plain, tls)
+
+    def expire(self) -> None:
+        self.expired = True
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def call(self, url: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, Any, bytes]:
+        self.sockets, self.expired = [], False
+        timer = threading.Timer(TIMEOUT, self.expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            answer = self._call(url, body, headers)
+        finally:
+            timer.cancel()
+        if self.expired:
+            raise ClientError(f"{self.what} at {self.url} did not answer within {TIMEOUT} s")
+        return answer
+
+    def _call(self, url: str, body: bytes | None,
+              headers: dict[str, str]) -> tuple[int, Any, bytes]:
         req = urllib.request.Request(url, data=body, headers=headers,
                                      method="POST" if body is not None else "GET")
         try:
@@ -42,7 +126,12 @@ class _Http:
         except urllib.error.HTTPError as e:
             with e:
                 return e.code, e.headers, e.read(1 << 16)
-        except (urllib.error.URLError, OSError) as e:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            if self.expired:
+                return 0, {}, b""
+            if isinstance(e, http.client.HTTPException):
+                raise ClientError(f"{self.what} at {self.url} answered something other "
+                                  f"than HTTP ({type(e).__name__})") from None
             reason = getattr(e, "reason", e)
             raise ClientError(f"{self.what} at {self.url} cannot be reached "
                               f"({getattr(reason, 'strerror', None) or reason})") from None
@@ -84,7 +173,7 @@ class QBittorrent(_Http):
 
     def port(self) -> int:
         try:
-            return int(json.loads(self._api("app/preferences"))["listen_port"])
+            return _port(_json(self._api("app/preferences"))["listen_port"])
         except (ValueError, KeyError, TypeError):
             raise ClientError(f"qBittorrent at {self.url}: preferences without "
                               "listen_port") from None
@@ -120,10 +209,7 @@ class Transmission(_Http):
                     "wants a login: give --credentials FILE"))
             if status != 200:
                 raise ClientError(f"Transmission at {self.url}: {method} answered HTTP {status}")
-            try:
-                reply = json.loads(data)
-            except ValueError:
-                reply = None
+            reply = _json(data)
             if not isinstance(reply, dict) or reply.get("result") != "success":
                 result = reply.get("result") if isinstance(reply, dict) else "no JSON"
                 raise ClientError(f"Transmission at {self.url}: {method} failed "
@@ -133,7 +219,7 @@ class Transmission(_Http):
 
     def port(self) -> int:
         try:
-            return int(self._rpc("session-get", {"fields": ["peer-port"]})["peer-port"])
+            return _port(self._rpc("session-get", {"fields": ["peer-port"]})["peer-port"])
         except (KeyError, TypeError, ValueError):
             raise ClientError(f"Transmission at {self.url}: session without "
                               "peer-port") from None
