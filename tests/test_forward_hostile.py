@@ -5,15 +5,17 @@ a garbage forward.json or forward.conf; option values that are empty or
 make no sense. Each test here failed before its fix."""
 
 import json
+import os
 import socket
 import struct
 import threading
 import time
+import tracemalloc
 
 import pytest
 
 from wgns import clients
-from wgns.clients import ClientError, QBittorrent, Transmission
+from wgns.clients import ClientError, Command, QBittorrent, Transmission
 from wgns.errors import WgnsError
 from wgns.forwarder import Forwarder
 from wgns.portconf import check_gateway
@@ -179,3 +181,41 @@ def test_a_client_that_trickles_its_answer_is_given_up_on_in_time(monkeypatch):
     with s, pytest.raises(ClientError):
         QBittorrent(url, None).port()       # each byte within the timeout: 20 s and more
     assert time.monotonic() - start < 4
+
+
+# -- the --exec command -----------------------------------------------------------
+
+
+def test_exec_output_is_not_all_kept_in_memory(capsys):
+    tracemalloc.start()
+    try:
+        Command("head -c 50000000 /dev/zero", "wg").set_port(1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000
+    assert len(capsys.readouterr().out) < 5000
+
+
+def test_exec_that_starts_something_in_the_background_is_done_when_it_exits(capsys):
+    start = time.monotonic()
+    Command("sleep 30 & echo $!", "wg").set_port(1)   # waited 60 s, then failed
+    assert time.monotonic() - start < 5
+    os.kill(int(capsys.readouterr().out.split()[-1]), 9)   # the one it started
+
+
+def test_exec_timeout_kills_what_the_command_started(monkeypatch):
+    monkeypatch.setattr(clients, "EXEC_TIMEOUT", 1)
+    with pytest.raises(ClientError):
+        Command("sleep 9.75 & sleep 9.75", "wg").set_port(1)
+    time.sleep(0.3)
+    left = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) == "sleep\09.75\0"]
+    assert left == []
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline") as f:
+            return f.read()
+    except OSError:
+        return ""

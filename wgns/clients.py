@@ -10,9 +10,13 @@ import base64
 import http.client
 import http.cookiejar
 import json
+import os
+import select
+import signal
 import socket
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,6 +26,7 @@ from .errors import WgnsError
 
 TIMEOUT = 10
 EXEC_TIMEOUT = 60
+OUTPUT_KEPT = 8192     # of an --exec command's output, for the last 5 lines
 
 
 class ClientError(WgnsError):
@@ -245,14 +250,46 @@ class Command:
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "WGNS_PORT": str(port), "WGNS_TUNNEL": self.tunnel, "LANG": "C.UTF-8"}
         try:
-            p = subprocess.run(["/bin/sh", "-c", self.command], env=env, timeout=EXEC_TIMEOUT,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, cwd="/")
-        except subprocess.TimeoutExpired:
-            raise ClientError(f"the --exec command ran longer than {EXEC_TIMEOUT} s") from None
+            p = subprocess.Popen(["/bin/sh", "-c", self.command], env=env, cwd="/",
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as e:
             raise ClientError(f"the --exec command could not start ({e.strerror})") from None
-        for line in p.stdout.decode(errors="replace").splitlines()[-5:]:
+        with p, p.stdout:  # type: ignore[union-attr]
+            tail = _wait(p, time.monotonic() + EXEC_TIMEOUT)
+        if tail is None:
+            raise ClientError(f"the --exec command ran longer than {EXEC_TIMEOUT} s")
+        for line in tail.decode(errors="replace").splitlines()[-5:]:
             print(f"--exec: {line[:200]}", flush=True)
         if p.returncode != 0:
             raise ClientError(f"the --exec command exited with status {p.returncode}")
+
+
+def _wait(p: subprocess.Popen[bytes], deadline: float) -> bytes | None:
+    """The last bytes the command printed, once it exited (not once the pipe
+    closes: what it started in the background may hold that open), or None
+    when it ran past the deadline; then all it started is killed."""
+    fd, tail = p.stdout.fileno(), b""  # type: ignore[union-attr]
+    while p.poll() is None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            return None
+        if fd < 0:                 # output closed: wait for the exit alone
+            try:
+                p.wait(left)
+            except subprocess.TimeoutExpired:
+                pass
+        elif select.select([fd], [], [], min(left, 1.0))[0]:
+            chunk = os.read(fd, 65536)
+            fd = fd if chunk else -1
+            tail = (tail + chunk)[-OUTPUT_KEPT:]
+    for _ in range(16):           # what it printed before it exited
+        if fd < 0 or not select.select([fd], [], [], 0)[0]:
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        tail = (tail + chunk)[-OUTPUT_KEPT:]
+    return tail
