@@ -15,10 +15,12 @@ import tracemalloc
 import pytest
 
 from wgns import clients
+from wgns.check import RESOLVER_SOCKETS
 from wgns.clients import ClientError, Command, QBittorrent, Transmission
 from wgns.errors import WgnsError
 from wgns.forwarder import Forwarder
-from wgns.portconf import check_gateway
+from wgns.portconf import Settings, check_gateway
+from wgns.render import render_forward
 
 from .test_forward import GW, FakeClient, Gateway, forwarder
 
@@ -219,3 +221,18 @@ def _cmdline(pid):
             return f.read()
     except OSError:
         return ""
+
+
+# -- the unit ------------------------------------------------------------------------
+
+
+def test_the_forward_unit_cannot_ask_the_hosts_resolver():
+    """It runs the user's --exec command: names must be looked up through the
+    tunnel as in every confined unit, never by the host's resolver."""
+    plan = render_forward("wg", Settings(GW, "http://127.0.0.1:8080", None, "curl x"),
+                          None, "/usr/bin/python3", True)
+    unit = plan["/etc/systemd/system/wgns-wg-forward.service"].text
+    for path in RESOLVER_SOCKETS:
+        assert f"-{path}" in unit
+    assert "/etc/wgns/wg/resolv.conf:/etc/resolv.conf" in unit
+    assert "/etc/wgns/wg/nsswitch.conf:/etc/nsswitch.conf" in unit
