@@ -13,15 +13,18 @@ import time
 import tracemalloc
 
 import pytest
+from typer.testing import CliRunner
 
-from wgns import clients
-from wgns.check import RESOLVER_SOCKETS
+from wgns import clients, portforward
+from wgns.check import RESOLVER_SOCKETS, _forward_check
+from wgns.cli import app
 from wgns.clients import ClientError, Command, QBittorrent, Transmission
 from wgns.errors import WgnsError
 from wgns.forwarder import Forwarder
 from wgns.portconf import Settings, check_gateway
 from wgns.render import render_forward
 
+from .conftest import DATA
 from .test_forward import GW, FakeClient, Gateway, forwarder
 
 # -- the gateway --------------------------------------------------------------
@@ -236,3 +239,81 @@ def test_the_forward_unit_cannot_ask_the_hosts_resolver():
         assert f"-{path}" in unit
     assert "/etc/wgns/wg/resolv.conf:/etc/resolv.conf" in unit
     assert "/etc/wgns/wg/nsswitch.conf:/etc/nsswitch.conf" in unit
+
+
+# -- status and check -------------------------------------------------------------------
+
+
+class SD:
+    def __init__(self, state="active"):
+        self.state = state
+
+    def active_state(self, unit):
+        return self.state
+
+
+def installed(tmp_path, *options):
+    root = tmp_path / "root"
+    (root / "etc/systemd/system").mkdir(parents=True)
+    runner = CliRunner()
+    assert runner.invoke(app, ["install", "--conf", str(DATA / "protonvpn.conf"),
+                               "--root", str(root)]).exit_code == 0
+    r = runner.invoke(app, ["port-forward", *options, "--root", str(root)])
+    assert r.exit_code == 0, r.output
+    return root
+
+
+@pytest.mark.parametrize("published", [
+    '{"port": 1, "clients": "abc"}', '{"port": 1, "clients": [1]}',
+    '{"port": 1, "clients": [{}]}', '{"port": 1, "renewed": Infinity}',
+    '{"port": 1, "renewed": NaN}',
+    '{"port": 1, "error": "x\\u001b[2J\\nPASS  everything"}',
+    '{"port": 1, "clients": [{"client": "q\\u001b[31m", "synced": false, "error": 5}]}'])
+def test_status_and_check_survive_a_garbage_forward_json(tmp_path, monkeypatch, published):
+    root = installed(tmp_path, "--qbittorrent", "http://127.0.0.1:8080")
+    run = tmp_path / "run"
+    (run / "wg").mkdir(parents=True)
+    (run / "wg/forward.json").write_text(published)
+    monkeypatch.setattr(portforward, "RUN_DIR", str(run))
+    st = portforward.state("wg", SD(), str(root))
+    lines = portforward.format_text(st)
+    assert not any(ord(c) < 32 for line in lines for c in line)
+    monkeypatch.setattr(portforward, "settings_of", lambda r, n: portforward.Settings(GW))
+    _forward_check("wg", SD())
+
+
+@pytest.mark.parametrize("unit_state", ["failed", "inactive", "activating", "active"])
+def test_status_works_while_the_unit_has_published_nothing(tmp_path, monkeypatch, unit_state):
+    """A stopped tunnel, a failed or starting unit: no forward.json. status and
+    check failed whole ('forward.json: cannot read: No such file')."""
+    root = installed(tmp_path)
+    monkeypatch.setattr(portforward, "RUN_DIR", str(tmp_path / "run"))
+    st = portforward.state("wg", SD(unit_state), str(root))
+    assert st["port"] is None
+    if unit_state != "active":
+        assert unit_state in st["error"]
+
+
+def test_status_does_not_follow_a_symlinked_forward_json(tmp_path, monkeypatch):
+    root = installed(tmp_path)
+    run = tmp_path / "run"
+    (run / "wg").mkdir(parents=True)
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"port": 4242, "error": "root-only text"}')
+    (run / "wg/forward.json").symlink_to(secret)
+    monkeypatch.setattr(portforward, "RUN_DIR", str(run))
+    st = portforward.state("wg", SD(), str(root))
+    assert st["port"] is None and "root-only" not in str(st)
+
+
+def test_a_forward_conf_that_does_not_parse_neither_breaks_status_nor_blocks_off(tmp_path):
+    root = installed(tmp_path)
+    conf = root / "etc/wgns/wg/forward.conf"
+    conf.write_text(conf.read_text().splitlines()[0] + "\ngarbage\n")
+    (root / "etc/systemd/system/wgns-wg-forward.service").unlink()
+    st = portforward.state("wg", SD(), str(root))       # raised: status failed whole
+    assert st is not None and st["error"]
+    r = CliRunner().invoke(app, ["port-forward", "--off", "--root", str(root)])
+    assert r.exit_code == 0, r.output
+    assert not conf.exists()
+    assert not os.path.lexists(root / "etc/systemd/system/wg.service.wants")
