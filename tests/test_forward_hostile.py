@@ -317,3 +317,23 @@ def test_a_forward_conf_that_does_not_parse_neither_breaks_status_nor_blocks_off
     assert r.exit_code == 0, r.output
     assert not conf.exists()
     assert not os.path.lexists(root / "etc/systemd/system/wg.service.wants")
+
+
+# -- the command line ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["--qbittorrent", "--transmission", "--credentials"])
+def test_an_empty_option_value_is_an_error_not_a_silent_change(tmp_path, option):
+    login = tmp_path / "login"
+    login.write_text("username=admin\npassword=hunter2\n")
+    login.chmod(0o600)
+    root = installed(tmp_path, "--qbittorrent", "http://127.0.0.1:8080",
+                     "--credentials", str(login))
+    before = {p: p.read_bytes() for p in (root / "etc/wgns/wg").iterdir()}
+    qbt = ["--qbittorrent", "http://127.0.0.1:8080"]
+    args = {"--qbittorrent": ["--exec", "true", "--qbittorrent", ""],
+            "--transmission": [*qbt, "--credentials", str(login), "--transmission", ""],
+            "--credentials": [*qbt, "--credentials", ""]}[option]
+    r = CliRunner().invoke(app, ["port-forward", *args, "--root", str(root)])
+    assert r.exit_code in (1, 2) and "error" in r.output
+    assert {p: p.read_bytes() for p in (root / "etc/wgns/wg").iterdir()} == before

@@ -53,6 +53,8 @@ def readable_by_all(path: str) -> bool:
 def read_login(path: str) -> tuple[str, str]:
     """The --credentials file: 'username=' and 'password=' lines, in a file
     only its owner may read (as ssh wants of a key)."""
+    if not path:
+        raise WgnsError("--credentials: give the path of a file")
     try:
         st = os.stat(path)
     except OSError as e:
@@ -88,11 +90,12 @@ def enable(name: str, root: str, sd: Systemd | None, python: str, gateway: str |
             list(parse_wgquick(text, conf_path(name), name).addresses))
     settings = Settings(
         gateway=portconf.check_gateway(gateway),
-        qbittorrent=portconf.check_url(qbittorrent, "--qbittorrent") if qbittorrent else None,
+        qbittorrent=portconf.check_url(qbittorrent, "--qbittorrent")
+        if qbittorrent is not None else None,
         transmission=portconf.check_url(transmission, "--transmission")
-        if transmission else None,
+        if transmission is not None else None,
         command=portconf.check_command(command) if command is not None else None)
-    login = read_login(credentials) if credentials else None
+    login = read_login(credentials) if credentials is not None else None
     if login and not (settings.qbittorrent or settings.transmission):
         raise WgnsError("--credentials is for --qbittorrent or --transmission; "
                         "give one of them")
