@@ -337,3 +337,44 @@ def test_an_empty_option_value_is_an_error_not_a_silent_change(tmp_path, option)
     r = CliRunner().invoke(app, ["port-forward", *args, "--root", str(root)])
     assert r.exit_code in (1, 2) and "error" in r.output
     assert {p: p.read_bytes() for p in (root / "etc/wgns/wg").iterdir()} == before
+
+
+# -- the loop -------------------------------------------------------------------------
+
+
+def test_hung_clients_do_not_make_the_mapping_lapse(tmp_path):
+    """Two client APIs that accept and never answer (each call gives up after
+    TIMEOUT): retries ran back to back (the pause counted from the start of
+    the round) and pushed the renewals to 60 s, the end of the lifetime."""
+    gw = Gateway()
+    renewals: list[float] = []
+    answer = gw.exchange
+
+    def exchange(packet, timeout):
+        if len(packet) == 12 and packet[1] == 1 and packet[4:6] != b"\0\1":
+            renewals.append(gw.now)
+        return answer(packet, timeout)
+
+    gw.exchange = exchange
+
+    class Hung:
+        what = "client"
+
+        def port(self):
+            gw.now += clients.TIMEOUT
+            raise ClientError("client did not answer within 10 s")
+
+    class Done(Exception):
+        pass
+
+    def sleep(s):
+        gw.now += s
+        if gw.now > 600:
+            raise Done
+
+    fw = Forwarder("wg", GW, [Hung(), Hung()], tmp_path, transport=gw, clock=lambda: gw.now,
+                   wall=lambda: gw.now, sleep=sleep, log=lambda s: None)
+    with pytest.raises(Done):
+        fw.run()
+    gaps = [b - a for a, b in zip(renewals, renewals[1:])]
+    assert len(gaps) > 8 and max(gaps) <= 46, gaps

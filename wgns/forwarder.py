@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from . import natpmp
+from .clients import TIMEOUT as CLIENT_CALL
 from .clients import ClientError
 from .errors import WgnsError
-from .natpmp import GatewayError
+from .natpmp import GatewayError, NoMapping
 
 CLIENT_RETRY_FIRST, CLIENT_RETRY_MAX = 2.0, 60.0
 REFUSED_WAIT = 30.0      # a gateway that says no is asked again after 30 s
@@ -37,10 +38,6 @@ class Client(Protocol):
 
 class NoAnswer(WgnsError):
     pass
-
-
-class NoMapping(WgnsError):
-    """A success that maps nothing: port 0 or a lifetime of 0."""
 
 
 class Transport:
@@ -133,9 +130,6 @@ class Forwarder:
         if self.epoch.reset(m.epoch, self.clock()) and self.renewed is not None:
             self.log(f"gateway {self.gateway} restarted (its epoch went back): "
                      "it lost its mappings; mapping again")
-        if m.external == 0 or m.lifetime == 0:
-            raise NoMapping(f"gateway {self.gateway} answered success for {protocol.upper()} "
-                            f"but mapped nothing (port {m.external}, lifetime {m.lifetime} s)")
         return m
 
     def map_once(self) -> float:
@@ -179,10 +173,11 @@ class Forwarder:
         self.publish()
 
     # -- the clients ---------------------------------------------------------
-    def sync_clients(self, verify: bool) -> None:
+    def sync_clients(self, verify: bool, until: float | None = None) -> None:
         """Tell each client the port when it is new to it; with verify, also
         ask the client and correct it (a client restarted with its old
-        port). A failing client is tried again with a growing pause."""
+        port). A failing client is tried again with a growing pause, counted
+        from its failure; none is started after `until`."""
         if self.port is None:
             return
         now = self.clock()
@@ -190,6 +185,8 @@ class Forwarder:
             known = self.synced[i] == self.port
             if self.retry_at.get(i, 0.0) > now or (known and not verify):
                 continue
+            if until is not None and self.clock() > until:
+                break
             try:
                 current = client.port()
                 if current != self.port and (not known or current is not None):
@@ -197,7 +194,7 @@ class Forwarder:
                     self.log(f"{client.what}: listening port set to {self.port}")
             except ClientError as e:
                 wait = min(CLIENT_RETRY_MAX, self.backoff.get(i, CLIENT_RETRY_FIRST / 2) * 2)
-                self.backoff[i], self.retry_at[i] = wait, now + wait
+                self.backoff[i], self.retry_at[i] = wait, self.clock() + wait
                 if str(e) != self.client_errors[i]:
                     self.log(f"{e}; trying again in {wait:.0f} s")
                 self.client_errors[i], self.synced[i] = str(e), None
@@ -261,10 +258,13 @@ class Forwarder:
             if now >= next_map:
                 next_map = self.clock() + self.step()
                 continue
-            retries = list(self.retry_at.values()) if self.port is not None else []
+            # A client is retried only while its call (TIMEOUT at most) ends
+            # before the renewal: hung clients must not make the mapping lapse.
+            last = next_map - CLIENT_CALL
+            retries = list(self.retry_at.values()) if self.port and now < last else []
             self.sleep(max(0.05, min([next_map, *retries]) - now))
-            if retries and next_map > self.clock() >= min(retries):
-                self.sync_clients(verify=False)
+            if retries and last >= self.clock() >= min(retries):
+                self.sync_clients(verify=False, until=last)
                 self.publish()
 
 
