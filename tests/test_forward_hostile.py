@@ -378,3 +378,24 @@ def test_hung_clients_do_not_make_the_mapping_lapse(tmp_path):
         fw.run()
     gaps = [b - a for a, b in zip(renewals, renewals[1:])]
     assert len(gaps) > 8 and max(gaps) <= 46, gaps
+
+
+@pytest.mark.parametrize("url", ["http://192.168.1.10:8080", "http://10.2.0.1:8080",
+                                 "http://[fd00::5]:9091/transmission/rpc",
+                                 "https://203.0.113.9/"])
+def test_a_client_outside_the_namespace_is_refused(tmp_path, url):
+    """Inside the namespace, a LAN or any other address is reached through
+    the tunnel: the login went to the provider's network in clear text."""
+    root = installed(tmp_path)
+    before = sorted(p.read_bytes() for p in (root / "etc").rglob("*") if p.is_file())
+    login = tmp_path / "login"
+    login.write_text("username=admin\npassword=hunter2\n")
+    login.chmod(0o600)
+    for option in ("--qbittorrent", "--transmission"):
+        r = CliRunner().invoke(app, ["port-forward", option, url, "--credentials", str(login),
+                                     "--root", str(root)])
+        assert r.exit_code == 1 and "outside the tunnel" in r.output, r.output
+    assert sorted(p.read_bytes() for p in (root / "etc").rglob("*") if p.is_file()) == before
+    for inside in ("http://localhost:8080", "http://[::1]:8080", "http://10.2.0.2:8080"):
+        r = CliRunner().invoke(app, ["port-forward", "--qbittorrent", inside, "--root", str(root)])
+        assert r.exit_code == 0, r.output

@@ -84,10 +84,10 @@ def enable(name: str, root: str, sd: Systemd | None, python: str, gateway: str |
     tunnel runs. Running it again replaces the settings."""
     report = Report()
     require_tunnel(root, name)
+    addresses = list(parse_wgquick(read_owned(root, conf_path(name)) or "", conf_path(name),
+                                   name).addresses)
     if gateway is None:
-        text = read_owned(root, conf_path(name)) or ""
-        gateway = portconf.default_gateway(
-            list(parse_wgquick(text, conf_path(name), name).addresses))
+        gateway = portconf.default_gateway(addresses)
     settings = Settings(
         gateway=portconf.check_gateway(gateway),
         qbittorrent=portconf.check_url(qbittorrent, "--qbittorrent")
@@ -95,6 +95,10 @@ def enable(name: str, root: str, sd: Systemd | None, python: str, gateway: str |
         transmission=portconf.check_url(transmission, "--transmission")
         if transmission is not None else None,
         command=portconf.check_command(command) if command is not None else None)
+    for url, what in ((settings.qbittorrent, "--qbittorrent"),
+                      (settings.transmission, "--transmission")):
+        if url:
+            portconf.check_inside(url, what, [str(a.ip) for a in addresses])
     login = read_login(credentials) if credentials is not None else None
     if login and not (settings.qbittorrent or settings.transmission):
         raise WgnsError("--credentials is for --qbittorrent or --transmission; "
