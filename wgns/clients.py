@@ -7,6 +7,7 @@ password is sent to the client and nowhere else, never logged."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import http.cookiejar
 import json
@@ -255,27 +256,31 @@ class Command:
                                  stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as e:
             raise ClientError(f"the --exec command could not start ({e.strerror})") from None
-        with p, p.stdout:  # type: ignore[union-attr]
-            tail = _wait(p, time.monotonic() + EXEC_TIMEOUT)
-        if tail is None:
-            raise ClientError(f"the --exec command ran longer than {EXEC_TIMEOUT} s")
+        try:
+            with p, p.stdout:  # type: ignore[union-attr]
+                try:
+                    tail = _wait(p, time.monotonic() + EXEC_TIMEOUT)
+                except BaseException:   # past its time, or the unit stops: all it started ends
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(p.pid, signal.SIGKILL)
+                    raise
+        except TimeoutError:
+            raise ClientError(f"the --exec command ran longer than {EXEC_TIMEOUT} s") from None
         for line in tail.decode(errors="replace").splitlines()[-5:]:
             print(f"--exec: {line[:200]}", flush=True)
         if p.returncode != 0:
             raise ClientError(f"the --exec command exited with status {p.returncode}")
 
 
-def _wait(p: subprocess.Popen[bytes], deadline: float) -> bytes | None:
+def _wait(p: subprocess.Popen[bytes], deadline: float) -> bytes:
     """The last bytes the command printed, once it exited (not once the pipe
-    closes: what it started in the background may hold that open), or None
-    when it ran past the deadline; then all it started is killed."""
+    closes: what it started in the background may hold that open), or
+    TimeoutError past the deadline."""
     fd, tail = p.stdout.fileno(), b""  # type: ignore[union-attr]
     while p.poll() is None:
         left = deadline - time.monotonic()
         if left <= 0:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-            return None
+            raise TimeoutError
         if fd < 0:                 # output closed: wait for the exit alone
             try:
                 p.wait(left)
