@@ -399,3 +399,10 @@ def test_a_client_outside_the_namespace_is_refused(tmp_path, url):
     for inside in ("http://localhost:8080", "http://[::1]:8080", "http://10.2.0.2:8080"):
         r = CliRunner().invoke(app, ["port-forward", "--qbittorrent", inside, "--root", str(root)])
         assert r.exit_code == 0, r.output
+
+
+def test_an_exec_command_too_long_is_told_so():
+    from wgns.portconf import check_command
+    with pytest.raises(WgnsError) as e:
+        check_command("echo " + "x" * 5000)      # was: 'give one line of shell'
+    assert "more than 4096" in str(e.value)

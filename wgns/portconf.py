@@ -95,7 +95,10 @@ def check_inside(url: str, what: str, own: list[str]) -> None:
 
 
 def check_command(value: str) -> str:
-    if not value.strip() or CONTROL.search(value) or len(value) > MAX_COMMAND:
+    if len(value) > MAX_COMMAND:
+        raise WgnsError(f"--exec: {len(value)} characters, more than {MAX_COMMAND}",
+                        hint="put the commands in a script and give its path")
+    if not value.strip() or CONTROL.search(value):
         raise WgnsError("--exec: give one line of shell, without control characters")
     return value
 
