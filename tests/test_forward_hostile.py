@@ -144,6 +144,7 @@ def http(body, head=b"HTTP/1.1 200 OK"):
     http(b"[" * 100000),                                                  # nested JSON
     http(b'{"listen_port": 1e999, "result": "success", '
          b'"arguments": {"peer-port": 1e999}}'),                          # infinity
+    b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n100\r\nab",   # an error, cut
 ])
 @pytest.mark.parametrize("kind", [QBittorrent, Transmission])
 def test_broken_answers_are_a_client_error_not_a_crash(raw, kind):

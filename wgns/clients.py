@@ -130,8 +130,9 @@ class _Http:
             with self.opener.open(req, timeout=TIMEOUT) as resp:
                 return resp.status, resp.headers, resp.read(1 << 20)
         except urllib.error.HTTPError as e:
-            with e:
+            with e, contextlib.suppress(OSError, http.client.HTTPException):
                 return e.code, e.headers, e.read(1 << 16)
+            return e.code, e.headers, b""    # an error whose text broke off
         except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
             if self.expired:
                 return 0, {}, b""
