@@ -15,12 +15,13 @@ import tracemalloc
 import pytest
 from typer.testing import CliRunner
 
-from wgns import clients, portforward
+from wgns import clients, hook, portforward
 from wgns.check import RESOLVER_SOCKETS, _forward_check
 from wgns.cli import app
-from wgns.clients import ClientError, Command, QBittorrent, Transmission
+from wgns.clients import ClientError, QBittorrent, Transmission
 from wgns.errors import WgnsError
 from wgns.forwarder import Forwarder
+from wgns.hook import Command
 from wgns.portconf import Settings, check_gateway
 from wgns.render import render_forward
 
@@ -211,7 +212,7 @@ def test_exec_that_starts_something_in_the_background_is_done_when_it_exits(caps
 
 
 def test_exec_timeout_kills_what_the_command_started(monkeypatch):
-    monkeypatch.setattr(clients, "EXEC_TIMEOUT", 1)
+    monkeypatch.setattr(hook, "EXEC_TIMEOUT", 1)
     with pytest.raises(ClientError):
         Command("sleep 9.75 & sleep 9.75", "wg").set_port(1)
     time.sleep(0.3)
@@ -407,3 +408,37 @@ def test_an_exec_command_too_long_is_told_so():
     with pytest.raises(WgnsError) as e:
         check_command("echo " + "x" * 5000)      # was: 'give one line of shell'
     assert "more than 4096" in str(e.value)
+
+
+@pytest.mark.parametrize("kind", [QBittorrent, Transmission])
+def test_a_rejected_login_is_not_tried_again_and_again(tmp_path, kind):
+    """qBittorrent bans an address after 5 failed logins (for an hour), and
+    the admin's browser on 127.0.0.1 with it: retried every 2..60 s, a wrong
+    password kept the Web UI locked for good."""
+    logins: list[bytes] = []
+
+    def refuse(c):
+        with c:
+            request = c.recv(65536)
+            if b"auth/login" in request or b"Authorization" in request:
+                logins.append(request)
+            c.sendall(http(b"Fails.") if b"auth/login" in request else
+                       http(b"", b"HTTP/1.1 403 Forbidden" if kind is QBittorrent
+                            else b"HTTP/1.1 401 Unauthorized"))
+
+    s, url = serve(refuse)
+    gw = Gateway()
+
+    class Done(Exception):
+        pass
+
+    def sleep(t):
+        gw.now += t
+        if gw.now > 1800:
+            raise Done
+
+    fw = Forwarder("wg", GW, [kind(url, ("admin", "wrong"))], tmp_path, transport=gw,
+                   clock=lambda: gw.now, wall=lambda: gw.now, sleep=sleep, log=lambda t: None)
+    with s, pytest.raises(Done):
+        fw.run()
+    assert len(logins) <= 2, len(logins)

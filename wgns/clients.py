@@ -1,5 +1,5 @@
 """Telling a torrent client its new listening port: qBittorrent's Web API,
-Transmission's RPC, or a command of the user's. Unit side (the port
+Transmission's RPC (the user's own command: hook.py). Unit side (the port
 forwarding unit runs these inside the tunnel's namespace). Stdlib HTTP, no
 proxy from the environment, a login only from the credentials file: a
 password is sent to the client and nowhere else, never logged."""
@@ -11,13 +11,8 @@ import contextlib
 import http.client
 import http.cookiejar
 import json
-import os
-import select
-import signal
 import socket
-import subprocess
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,12 +21,15 @@ from typing import Any
 from .errors import WgnsError
 
 TIMEOUT = 10
-EXEC_TIMEOUT = 60
-OUTPUT_KEPT = 8192     # of an --exec command's output, for the last 5 lines
 
 
 class ClientError(WgnsError):
     pass
+
+
+class LoginRejected(ClientError):
+    """Asked again only after an hour: clients ban an address after a few
+    failed logins, and with it the admin's own browser on the same one."""
 
 
 def _json(data: bytes) -> Any:
@@ -163,7 +161,7 @@ class QBittorrent(_Http):
                                        "password": self.login[1]}).encode()
         status, _, body = self.call(f"{self.url}/api/v2/auth/login", form, self.headers)
         if status != 200 or body.strip() != b"Ok.":
-            raise ClientError(f"qBittorrent at {self.url} rejected the login from the "
+            raise LoginRejected(f"qBittorrent at {self.url} rejected the login from the "
                               f"credentials file (HTTP {status})")
 
     def _api(self, path: str, form: dict[str, str] | None = None) -> bytes:
@@ -211,9 +209,11 @@ class Transmission(_Http):
                 self.session = resp_headers["X-Transmission-Session-Id"]
                 continue
             if status == 401:
-                raise ClientError(f"Transmission at {self.url} " + (
-                    "rejected the login from the credentials file" if self.login else
-                    "wants a login: give --credentials FILE"))
+                if self.login:
+                    raise LoginRejected(f"Transmission at {self.url} rejected the login "
+                                        "from the credentials file")
+                raise ClientError(f"Transmission at {self.url} wants a login: give "
+                                  "--credentials FILE")
             if status != 200:
                 raise ClientError(f"Transmission at {self.url}: {method} answered HTTP {status}")
             reply = _json(data)
@@ -233,69 +233,3 @@ class Transmission(_Http):
 
     def set_port(self, port: int) -> None:
         self._rpc("session-set", {"peer-port": port})
-
-
-class Command:
-    """The user's command, through /bin/sh, with the port in WGNS_PORT and
-    the tunnel in WGNS_TUNNEL. Called when the port is new; it has no port
-    of its own to compare with."""
-
-    what = "--exec command"
-
-    def __init__(self, command: str, tunnel: str) -> None:
-        self.command, self.tunnel = command, tunnel
-
-    def port(self) -> int | None:
-        return None
-
-    def set_port(self, port: int) -> None:
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-               "WGNS_PORT": str(port), "WGNS_TUNNEL": self.tunnel, "LANG": "C.UTF-8"}
-        try:
-            p = subprocess.Popen(["/bin/sh", "-c", self.command], env=env, cwd="/",
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
-        except OSError as e:
-            raise ClientError(f"the --exec command could not start ({e.strerror})") from None
-        try:
-            with p, p.stdout:  # type: ignore[union-attr]
-                try:
-                    tail = _wait(p, time.monotonic() + EXEC_TIMEOUT)
-                except BaseException:   # past its time, or the unit stops: all it started ends
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(p.pid, signal.SIGKILL)
-                    raise
-        except TimeoutError:
-            raise ClientError(f"the --exec command ran longer than {EXEC_TIMEOUT} s") from None
-        for line in tail.decode(errors="replace").splitlines()[-5:]:
-            print(f"--exec: {line[:200]}", flush=True)
-        if p.returncode != 0:
-            raise ClientError(f"the --exec command exited with status {p.returncode}")
-
-
-def _wait(p: subprocess.Popen[bytes], deadline: float) -> bytes:
-    """The last bytes the command printed, once it exited (not once the pipe
-    closes: what it started in the background may hold that open), or
-    TimeoutError past the deadline."""
-    fd, tail = p.stdout.fileno(), b""  # type: ignore[union-attr]
-    while p.poll() is None:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        if fd < 0:                 # output closed: wait for the exit alone
-            try:
-                p.wait(left)
-            except subprocess.TimeoutExpired:
-                pass
-        elif select.select([fd], [], [], min(left, 1.0))[0]:
-            chunk = os.read(fd, 65536)
-            fd = fd if chunk else -1
-            tail = (tail + chunk)[-OUTPUT_KEPT:]
-    for _ in range(16):           # what it printed before it exited
-        if fd < 0 or not select.select([fd], [], [], 0)[0]:
-            break
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        tail = (tail + chunk)[-OUTPUT_KEPT:]
-    return tail

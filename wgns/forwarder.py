@@ -20,11 +20,11 @@ from typing import Any, Callable, Protocol
 
 from . import natpmp
 from .clients import TIMEOUT as CLIENT_CALL
-from .clients import ClientError
+from .clients import ClientError, LoginRejected
 from .errors import WgnsError
 from .natpmp import GatewayError, NoMapping
 
-CLIENT_RETRY_FIRST, CLIENT_RETRY_MAX = 2.0, 60.0
+CLIENT_RETRY_FIRST, CLIENT_RETRY_MAX, LOGIN_WAIT = 2.0, 60.0, 3600.0
 REFUSED_WAIT = 30.0      # a gateway that says no is asked again after 30 s
 
 
@@ -193,7 +193,8 @@ class Forwarder:
                     client.set_port(self.port)
                     self.log(f"{client.what}: listening port set to {self.port}")
             except ClientError as e:
-                wait = min(CLIENT_RETRY_MAX, self.backoff.get(i, CLIENT_RETRY_FIRST / 2) * 2)
+                wait = LOGIN_WAIT if isinstance(e, LoginRejected) else min(
+                    CLIENT_RETRY_MAX, self.backoff.get(i, CLIENT_RETRY_FIRST / 2) * 2)
                 self.backoff[i], self.retry_at[i] = wait, self.clock() + wait
                 if str(e) != self.client_errors[i]:
                     self.log(f"{e}; trying again in {wait:.0f} s")
@@ -272,7 +273,8 @@ def main(name: str) -> None:
     """The unit's entry: settings and login from the credentials systemd
     hands it (LoadCredential=), output to its runtime directory."""
     from . import portconf
-    from .clients import Command, QBittorrent, Transmission
+    from .clients import QBittorrent, Transmission
+    from .hook import Command
     from .safeio import read_text
 
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
@@ -283,13 +285,10 @@ def main(name: str) -> None:
     login = None
     if os.path.exists(f"{creds}/login"):
         login = portconf.parse_login(read_text(f"{creds}/login", 4096), "forward login")
-    clients: list[Client] = []
-    if settings.qbittorrent:
-        clients.append(QBittorrent(settings.qbittorrent, login))
-    if settings.transmission:
-        clients.append(Transmission(settings.transmission, login))
-    if settings.command:
-        clients.append(Command(settings.command, name))
+    clients: list[Client] = [
+        *([QBittorrent(settings.qbittorrent, login)] if settings.qbittorrent else []),
+        *([Transmission(settings.transmission, login)] if settings.transmission else []),
+        *([Command(settings.command, name)] if settings.command else [])]
     out = Path(os.environ.get("RUNTIME_DIRECTORY", f"/run/wgns/{name}").split(":")[0])
     fw = Forwarder(name, settings.gateway, clients, out)
 
