@@ -104,8 +104,8 @@ class Forwarder:
         self.backoff: dict[int, float] = {}
 
     # -- the gateway ---------------------------------------------------------
-    def _ask(self, packet: bytes, parse: Callable[[bytes], Any]) -> Any:
-        for tries, timeout in enumerate(natpmp.retry_timeouts(), 1):
+    def _ask(self, packet: bytes, parse: Callable[[bytes], Any], most: int = natpmp.TRIES) -> Any:
+        for tries, timeout in enumerate(natpmp.retry_timeouts()[:most], 1):
             start = self.clock()
             reply = self.transport.exchange(packet, timeout)
             if reply is not None:
@@ -115,9 +115,9 @@ class Forwarder:
                     # Ignored (the RFC); the try still takes its time: garbage
                     # sent at once must not turn the retries into a busy loop.
                     self.sleep(max(0.0, start + timeout - self.clock()))
-            if tries >= 3:   # 1.75 s without an answer: say so while trying on
+            if tries >= 3 and most == natpmp.TRIES:   # 1.75 s without an answer: say so
                 self._gateway_silent(tries)
-        raise NoAnswer(f"{self.silent} ({natpmp.TRIES} tries)")
+        raise NoAnswer(f"{self.silent} ({most} tries)")
 
     def _gateway_silent(self, tries: int) -> None:
         quiet = (self.error or "").startswith(self.silent)   # logged once per outage
@@ -148,10 +148,10 @@ class Forwarder:
                             f"{udp.external}; the client listens on {udp.external}")
             self.log(self.warning)
         if self.external_address is None or udp.external != self.port:
-            try:
+            try:   # nice to show, never worth delaying the renewals: 1.75 s at most
                 _, self.external_address = self._ask(
                     natpmp.address_request(),
-                    lambda r: natpmp.parse_address(r, self.gateway))
+                    lambda r: natpmp.parse_address(r, self.gateway), most=3)
             except (NoAnswer, GatewayError):
                 self.external_address = None
         granted = min(udp.lifetime, tcp.lifetime)
