@@ -216,7 +216,7 @@ def _forward_check(name: str, sd: Systemd) -> Check | None:
     fresh = age is not None and age <= 120
     ok = bool(st["port"]) and fresh and not st["error"] and not unsynced
     detail = (f"port {st['port']} via {st['gateway']}, renewed {age} s ago" if st["port"]
-              else f"no port from {st['gateway']}")
+              else f"no port from {st['gateway'] or '?'}")
     problems = [p for p in (st["error"], *unsynced) if p]
     if st["port"] and not fresh:
         problems.append("not renewed for over 2 minutes")

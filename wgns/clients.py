@@ -1,5 +1,5 @@
 """Telling a torrent client its new listening port: qBittorrent's Web API,
-Transmission's RPC, or a command of the user's. Unit side (the port
+Transmission's RPC (the user's own command: hook.py). Unit side (the port
 forwarding unit runs these inside the tunnel's namespace). Stdlib HTTP, no
 proxy from the environment, a login only from the credentials file: a
 password is sent to the client and nowhere else, never logged."""
@@ -7,9 +7,12 @@ password is sent to the client and nowhere else, never logged."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
 import http.cookiejar
 import json
-import subprocess
+import socket
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,10 +21,68 @@ from typing import Any
 from .errors import WgnsError
 
 TIMEOUT = 10
-EXEC_TIMEOUT = 60
 
 
 class ClientError(WgnsError):
+    pass
+
+
+class LoginRejected(ClientError):
+    """Asked again only after an hour: clients ban an address after a few
+    failed logins, and with it the admin's own browser on the same one."""
+
+
+def _json(data: bytes) -> Any:
+    """The JSON in a client's answer, or None (nested too deep included)."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _port(value: Any) -> int:
+    if type(value) is not int or not 0 <= value <= 65535:
+        raise ValueError("not a port")
+    return value
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer (HTTP 3xx), never followed: urllib would send
+    the Authorization header (the password) on to wherever it points."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class _Track:
+    """Hands each connection's socket to its _Http, which shuts it when the
+    whole exchange outlasts TIMEOUT (urllib's timeout holds per read: a
+    client trickling its answer would hold the renewals up for ever)."""
+
+    owner: _Http
+
+    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+        owner = self.owner
+
+        def connection(host: str, **kw: Any) -> Any:
+            conn = http_class(host, **kw)
+            connect = conn.connect
+
+            def tracked() -> None:
+                connect()
+                owner.sockets.append(conn.sock)
+                if owner.expired:
+                    owner.expire()
+            conn.connect = tracked
+            return conn
+        return super().do_open(connection, req, **kwargs)  # type: ignore[misc]
+
+
+class _TrackHttp(_Track, urllib.request.HTTPHandler):
+    pass
+
+
+class _TrackHttps(_Track, urllib.request.HTTPSHandler):
     pass
 
 
@@ -29,20 +90,53 @@ class _Http:
     def __init__(self, what: str, url: str) -> None:
         self.what, self.url = what, url.rstrip("/")
         self.jar = http.cookiejar.CookieJar()
+        self.sockets: list[socket.socket] = []
+        self.expired = False
+        plain, tls = _TrackHttp(), _TrackHttps()
+        plain.owner = tls.owner = self
         # No ProxyHandler from the environment: the API is inside the namespace.
         self.opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(self.jar))
+            urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(self.jar),
+            _NoRedirect(), plain, tls)
+
+    def expire(self) -> None:
+        self.expired = True
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def call(self, url: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, Any, bytes]:
+        self.sockets, self.expired = [], False
+        timer = threading.Timer(TIMEOUT, self.expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            answer = self._call(url, body, headers)
+        finally:
+            timer.cancel()
+        if self.expired:
+            raise ClientError(f"{self.what} at {self.url} did not answer within {TIMEOUT} s")
+        return answer
+
+    def _call(self, url: str, body: bytes | None,
+              headers: dict[str, str]) -> tuple[int, Any, bytes]:
         req = urllib.request.Request(url, data=body, headers=headers,
                                      method="POST" if body is not None else "GET")
         try:
             with self.opener.open(req, timeout=TIMEOUT) as resp:
                 return resp.status, resp.headers, resp.read(1 << 20)
         except urllib.error.HTTPError as e:
-            with e:
+            with e, contextlib.suppress(OSError, http.client.HTTPException):
                 return e.code, e.headers, e.read(1 << 16)
-        except (urllib.error.URLError, OSError) as e:
+            return e.code, e.headers, b""    # an error whose text broke off
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            if self.expired:
+                return 0, {}, b""
+            if isinstance(e, http.client.HTTPException):
+                raise ClientError(f"{self.what} at {self.url} answered something other "
+                                  f"than HTTP ({type(e).__name__})") from None
             reason = getattr(e, "reason", e)
             raise ClientError(f"{self.what} at {self.url} cannot be reached "
                               f"({getattr(reason, 'strerror', None) or reason})") from None
@@ -67,7 +161,7 @@ class QBittorrent(_Http):
                                        "password": self.login[1]}).encode()
         status, _, body = self.call(f"{self.url}/api/v2/auth/login", form, self.headers)
         if status != 200 or body.strip() != b"Ok.":
-            raise ClientError(f"qBittorrent at {self.url} rejected the login from the "
+            raise LoginRejected(f"qBittorrent at {self.url} rejected the login from the "
                               f"credentials file (HTTP {status})")
 
     def _api(self, path: str, form: dict[str, str] | None = None) -> bytes:
@@ -84,7 +178,7 @@ class QBittorrent(_Http):
 
     def port(self) -> int:
         try:
-            return int(json.loads(self._api("app/preferences"))["listen_port"])
+            return _port(_json(self._api("app/preferences"))["listen_port"])
         except (ValueError, KeyError, TypeError):
             raise ClientError(f"qBittorrent at {self.url}: preferences without "
                               "listen_port") from None
@@ -115,15 +209,14 @@ class Transmission(_Http):
                 self.session = resp_headers["X-Transmission-Session-Id"]
                 continue
             if status == 401:
-                raise ClientError(f"Transmission at {self.url} " + (
-                    "rejected the login from the credentials file" if self.login else
-                    "wants a login: give --credentials FILE"))
+                if self.login:
+                    raise LoginRejected(f"Transmission at {self.url} rejected the login "
+                                        "from the credentials file")
+                raise ClientError(f"Transmission at {self.url} wants a login: give "
+                                  "--credentials FILE")
             if status != 200:
                 raise ClientError(f"Transmission at {self.url}: {method} answered HTTP {status}")
-            try:
-                reply = json.loads(data)
-            except ValueError:
-                reply = None
+            reply = _json(data)
             if not isinstance(reply, dict) or reply.get("result") != "success":
                 result = reply.get("result") if isinstance(reply, dict) else "no JSON"
                 raise ClientError(f"Transmission at {self.url}: {method} failed "
@@ -133,40 +226,10 @@ class Transmission(_Http):
 
     def port(self) -> int:
         try:
-            return int(self._rpc("session-get", {"fields": ["peer-port"]})["peer-port"])
+            return _port(self._rpc("session-get", {"fields": ["peer-port"]})["peer-port"])
         except (KeyError, TypeError, ValueError):
             raise ClientError(f"Transmission at {self.url}: session without "
                               "peer-port") from None
 
     def set_port(self, port: int) -> None:
         self._rpc("session-set", {"peer-port": port})
-
-
-class Command:
-    """The user's command, through /bin/sh, with the port in WGNS_PORT and
-    the tunnel in WGNS_TUNNEL. Called when the port is new; it has no port
-    of its own to compare with."""
-
-    what = "--exec command"
-
-    def __init__(self, command: str, tunnel: str) -> None:
-        self.command, self.tunnel = command, tunnel
-
-    def port(self) -> int | None:
-        return None
-
-    def set_port(self, port: int) -> None:
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-               "WGNS_PORT": str(port), "WGNS_TUNNEL": self.tunnel, "LANG": "C.UTF-8"}
-        try:
-            p = subprocess.run(["/bin/sh", "-c", self.command], env=env, timeout=EXEC_TIMEOUT,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, cwd="/")
-        except subprocess.TimeoutExpired:
-            raise ClientError(f"the --exec command ran longer than {EXEC_TIMEOUT} s") from None
-        except OSError as e:
-            raise ClientError(f"the --exec command could not start ({e.strerror})") from None
-        for line in p.stdout.decode(errors="replace").splitlines()[-5:]:
-            print(f"--exec: {line[:200]}", flush=True)
-        if p.returncode != 0:
-            raise ClientError(f"the --exec command exited with status {p.returncode}")

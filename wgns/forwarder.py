@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from . import natpmp
-from .clients import ClientError
+from .clients import TIMEOUT as CLIENT_CALL
+from .clients import ClientError, LoginRejected
 from .errors import WgnsError
-from .natpmp import GatewayError
+from .natpmp import GatewayError, NoMapping
 
-CLIENT_RETRY_FIRST, CLIENT_RETRY_MAX = 2.0, 60.0
+CLIENT_RETRY_FIRST, CLIENT_RETRY_MAX, LOGIN_WAIT = 2.0, 60.0, 3600.0
 REFUSED_WAIT = 30.0      # a gateway that says no is asked again after 30 s
 
 
@@ -90,6 +91,7 @@ class Forwarder:
         self.transport = transport or Transport(gateway)
         self.clock, self.wall, self.sleep, self.log = clock, wall, sleep, log
         self.epoch = natpmp.Epoch()
+        self.silent = f"gateway {gateway} does not answer NAT-PMP"
         self.port: int | None = None
         self.expires = 0.0             # our clock: when the mapping runs out
         self.renewed: float | None = None
@@ -102,22 +104,24 @@ class Forwarder:
         self.backoff: dict[int, float] = {}
 
     # -- the gateway ---------------------------------------------------------
-    def _ask(self, packet: bytes, parse: Callable[[bytes], Any]) -> Any:
-        for tries, timeout in enumerate(natpmp.retry_timeouts(), 1):
+    def _ask(self, packet: bytes, parse: Callable[[bytes], Any], most: int = natpmp.TRIES) -> Any:
+        for tries, timeout in enumerate(natpmp.retry_timeouts()[:most], 1):
+            start = self.clock()
             reply = self.transport.exchange(packet, timeout)
             if reply is not None:
                 try:
                     return parse(reply)
                 except natpmp.BadReply:
-                    continue
-            if tries >= 3:   # 1.75 s without an answer: say so while trying on
+                    # Ignored (the RFC); the try still takes its time: garbage
+                    # sent at once must not turn the retries into a busy loop.
+                    self.sleep(max(0.0, start + timeout - self.clock()))
+            if tries >= 3 and most == natpmp.TRIES:   # 1.75 s without an answer: say so
                 self._gateway_silent(tries)
-        raise NoAnswer(f"gateway {self.gateway} does not answer NAT-PMP "
-                       f"({natpmp.TRIES} tries)")
+        raise NoAnswer(f"{self.silent} ({most} tries)")
 
     def _gateway_silent(self, tries: int) -> None:
-        self._set_error(f"gateway {self.gateway} does not answer NAT-PMP "
-                        f"(no reply to {tries} tries)")
+        quiet = (self.error or "").startswith(self.silent)   # logged once per outage
+        self._set_error(f"{self.silent} (no reply to {tries} tries)", log=not quiet)
 
     def _map(self, protocol: str, internal: int, external: int) -> natpmp.Mapping:
         m: natpmp.Mapping = self._ask(
@@ -144,10 +148,10 @@ class Forwarder:
                             f"{udp.external}; the client listens on {udp.external}")
             self.log(self.warning)
         if self.external_address is None or udp.external != self.port:
-            try:
+            try:   # nice to show, never worth delaying the renewals: 1.75 s at most
                 _, self.external_address = self._ask(
                     natpmp.address_request(),
-                    lambda r: natpmp.parse_address(r, self.gateway))
+                    lambda r: natpmp.parse_address(r, self.gateway), most=3)
             except (NoAnswer, GatewayError):
                 self.external_address = None
         granted = min(udp.lifetime, tcp.lifetime)
@@ -159,8 +163,8 @@ class Forwarder:
         self.error = None
         return natpmp.renew_after(granted)
 
-    def _set_error(self, error: str) -> None:
-        if error != self.error:
+    def _set_error(self, error: str, log: bool = True) -> None:
+        if log and error != self.error:
             self.log(error)
         self.error = error
         if self.port is not None and self.clock() >= self.expires:
@@ -169,10 +173,11 @@ class Forwarder:
         self.publish()
 
     # -- the clients ---------------------------------------------------------
-    def sync_clients(self, verify: bool) -> None:
+    def sync_clients(self, verify: bool, until: float | None = None) -> None:
         """Tell each client the port when it is new to it; with verify, also
         ask the client and correct it (a client restarted with its old
-        port). A failing client is tried again with a growing pause."""
+        port). A failing client is tried again with a growing pause, counted
+        from its failure; none is started after `until`."""
         if self.port is None:
             return
         now = self.clock()
@@ -180,14 +185,17 @@ class Forwarder:
             known = self.synced[i] == self.port
             if self.retry_at.get(i, 0.0) > now or (known and not verify):
                 continue
+            if until is not None and self.clock() > until:
+                break
             try:
                 current = client.port()
                 if current != self.port and (not known or current is not None):
                     client.set_port(self.port)
                     self.log(f"{client.what}: listening port set to {self.port}")
             except ClientError as e:
-                wait = min(CLIENT_RETRY_MAX, self.backoff.get(i, CLIENT_RETRY_FIRST / 2) * 2)
-                self.backoff[i], self.retry_at[i] = wait, now + wait
+                wait = LOGIN_WAIT if isinstance(e, LoginRejected) else min(
+                    CLIENT_RETRY_MAX, self.backoff.get(i, CLIENT_RETRY_FIRST / 2) * 2)
+                self.backoff[i], self.retry_at[i] = wait, self.clock() + wait
                 if str(e) != self.client_errors[i]:
                     self.log(f"{e}; trying again in {wait:.0f} s")
                 self.client_errors[i], self.synced[i] = str(e), None
@@ -231,14 +239,14 @@ class Forwarder:
         wait before the next round."""
         try:
             wait = self.map_once()
-        except GatewayError as e:
+        except (GatewayError, NoMapping) as e:
             if self.port is not None:    # refused: whatever was mapped is gone
                 self.log(f"port {self.port} is no longer forwarded")
                 self.port = None
             self._set_error(str(e))
             return REFUSED_WAIT
         except NoAnswer as e:
-            self._set_error(str(e))
+            self._set_error(str(e), log=False)   # said when the silence began
             return 0.0           # the tries took minutes already: start over
         self.sync_clients(verify=True)
         self.publish()
@@ -251,10 +259,13 @@ class Forwarder:
             if now >= next_map:
                 next_map = self.clock() + self.step()
                 continue
-            retries = list(self.retry_at.values()) if self.port is not None else []
+            # A client is retried only while its call (TIMEOUT at most) ends
+            # before the renewal: hung clients must not make the mapping lapse.
+            last = next_map - CLIENT_CALL
+            retries = list(self.retry_at.values()) if self.port and now < last else []
             self.sleep(max(0.05, min([next_map, *retries]) - now))
-            if retries and next_map > self.clock() >= min(retries):
-                self.sync_clients(verify=False)
+            if retries and last >= self.clock() >= min(retries):
+                self.sync_clients(verify=False, until=last)
                 self.publish()
 
 
@@ -262,7 +273,8 @@ def main(name: str) -> None:
     """The unit's entry: settings and login from the credentials systemd
     hands it (LoadCredential=), output to its runtime directory."""
     from . import portconf
-    from .clients import Command, QBittorrent, Transmission
+    from .clients import QBittorrent, Transmission
+    from .hook import Command
     from .safeio import read_text
 
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
@@ -273,13 +285,10 @@ def main(name: str) -> None:
     login = None
     if os.path.exists(f"{creds}/login"):
         login = portconf.parse_login(read_text(f"{creds}/login", 4096), "forward login")
-    clients: list[Client] = []
-    if settings.qbittorrent:
-        clients.append(QBittorrent(settings.qbittorrent, login))
-    if settings.transmission:
-        clients.append(Transmission(settings.transmission, login))
-    if settings.command:
-        clients.append(Command(settings.command, name))
+    clients: list[Client] = [
+        *([QBittorrent(settings.qbittorrent, login)] if settings.qbittorrent else []),
+        *([Transmission(settings.transmission, login)] if settings.transmission else []),
+        *([Command(settings.command, name)] if settings.command else [])]
     out = Path(os.environ.get("RUNTIME_DIRECTORY", f"/run/wgns/{name}").split(":")[0])
     fw = Forwarder(name, settings.gateway, clients, out)
 

@@ -43,6 +43,10 @@ class GatewayError(WgnsError):
         super().__init__(f"gateway {gateway} refused: result {code}, {why}")
 
 
+class NoMapping(WgnsError):
+    """A success that maps nothing: external port 0 or a lifetime of 0."""
+
+
 class BadReply(ValueError):
     """Not an answer to what was asked: ignored, as the RFC says."""
 
@@ -96,6 +100,9 @@ def parse_address(data: bytes, gateway: str) -> tuple[int, str]:
 def parse_map(data: bytes, protocol: str, gateway: str) -> Mapping:
     _, epoch = _header(data, PROTOCOLS[protocol], 16, gateway)
     internal, external, lifetime = struct.unpack("!HHI", data[8:16])
+    if external == 0 or lifetime == 0:
+        raise NoMapping(f"gateway {gateway} answered success for {protocol.upper()} but "
+                        f"mapped nothing (port {external}, lifetime {lifetime} s)")
     return Mapping(protocol, epoch, internal, external, lifetime)
 
 

@@ -40,6 +40,9 @@ def check_gateway(value: str) -> str:
     addr = check_address(value, "--gateway")
     if addr.version != 4:
         raise WgnsError(f"--gateway {addr}: NAT-PMP gateways have IPv4 addresses")
+    if addr.is_unspecified or addr.is_loopback or addr.is_multicast or addr.is_reserved:
+        raise WgnsError(f"--gateway {addr}: not an address a gateway can have",
+                        hint="give the provider's gateway inside the tunnel, e.g. 10.2.0.1")
     return str(addr)
 
 
@@ -76,8 +79,26 @@ def check_url(value: str, what: str) -> str:
     return value
 
 
+def check_inside(url: str, what: str, own: list[str]) -> None:
+    """The client's API must be in the tunnel's namespace: on loopback or on
+    one of the tunnel's own addresses. Any other address is reached through
+    the tunnel, across the provider's network, and the calls (the login with
+    them, in clear text over http) would travel there."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return
+    addr = ipaddress.ip_address(host)
+    if not (addr.is_loopback or addr.is_unspecified or str(addr) in own):
+        raise WgnsError(f"{what}: {addr} is outside the tunnel's namespace; the calls and "
+                        "the login would go through the tunnel to the provider's network",
+                        hint="the client runs confined: give http://127.0.0.1:PORT")
+
+
 def check_command(value: str) -> str:
-    if not value.strip() or CONTROL.search(value) or len(value) > MAX_COMMAND:
+    if len(value) > MAX_COMMAND:
+        raise WgnsError(f"--exec: {len(value)} characters, more than {MAX_COMMAND}",
+                        hint="put the commands in a script and give its path")
+    if not value.strip() or CONTROL.search(value):
         raise WgnsError("--exec: give one line of shell, without control characters")
     return value
 

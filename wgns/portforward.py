@@ -4,9 +4,11 @@ off for a tunnel, and read back what its unit publishes for `status` and
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,8 @@ def readable_by_all(path: str) -> bool:
 def read_login(path: str) -> tuple[str, str]:
     """The --credentials file: 'username=' and 'password=' lines, in a file
     only its owner may read (as ssh wants of a key)."""
+    if not path:
+        raise WgnsError("--credentials: give the path of a file")
     try:
         st = os.stat(path)
     except OSError as e:
@@ -80,17 +84,22 @@ def enable(name: str, root: str, sd: Systemd | None, python: str, gateway: str |
     tunnel runs. Running it again replaces the settings."""
     report = Report()
     require_tunnel(root, name)
+    addresses = list(parse_wgquick(read_owned(root, conf_path(name)) or "", conf_path(name),
+                                   name).addresses)
     if gateway is None:
-        text = read_owned(root, conf_path(name)) or ""
-        gateway = portconf.default_gateway(
-            list(parse_wgquick(text, conf_path(name), name).addresses))
+        gateway = portconf.default_gateway(addresses)
     settings = Settings(
         gateway=portconf.check_gateway(gateway),
-        qbittorrent=portconf.check_url(qbittorrent, "--qbittorrent") if qbittorrent else None,
+        qbittorrent=portconf.check_url(qbittorrent, "--qbittorrent")
+        if qbittorrent is not None else None,
         transmission=portconf.check_url(transmission, "--transmission")
-        if transmission else None,
+        if transmission is not None else None,
         command=portconf.check_command(command) if command is not None else None)
-    login = read_login(credentials) if credentials else None
+    for url, what in ((settings.qbittorrent, "--qbittorrent"),
+                      (settings.transmission, "--transmission")):
+        if url:
+            portconf.check_inside(url, what, [str(a.ip) for a in addresses])
+    login = read_login(credentials) if credentials is not None else None
     if login and not (settings.qbittorrent or settings.transmission):
         raise WgnsError("--credentials is for --qbittorrent or --transmission; "
                         "give one of them")
@@ -125,7 +134,10 @@ def disable(name: str, root: str, sd: Systemd | None) -> Report:
     report = Report()
     require_tunnel(root, name)
     has_unit = read_owned(root, f"{UNIT_DIR}/{forward_unit(name)}") is not None
-    if not has_unit and settings_of(root, name) is None:
+    # Whatever of it is left, read or not (a forward.conf that no longer
+    # parses must not keep it from being turned off).
+    left = [p for p in _paths(name)[:2] if read_owned(root, p) is not None]
+    if not has_unit and not left and not under(root, _paths(name)[3]).is_symlink():
         raise WgnsError(f"port forwarding is not on for tunnel {name}")
     under(root, f"{UNIT_DIR}/{tunnel_unit(name)}.wants/x")
     if sd is not None and has_unit:
@@ -142,27 +154,59 @@ def disable(name: str, root: str, sd: Systemd | None) -> Report:
 
 def state(name: str, sd: Systemd | None, root: str = "/") -> dict[str, Any] | None:
     """What status and check show: None when port forwarding is off."""
-    settings = settings_of(root, name)
-    if settings is None:
+    try:
+        settings = settings_of(root, name)
+        problem = None
+    except WgnsError as e:
+        settings, problem = None, _text(str(e))
+    if settings is None and problem is None:
         return None
     unit = forward_unit(name)
     out: dict[str, Any] = {"unit": unit, "state": sd.active_state(unit) if sd else "unknown",
-                           "gateway": settings.gateway, "port": None, "renewed_age": None,
-                           "external_address": None, "error": None, "clients": []}
-    try:
-        published = json.loads(read_text(f"{RUN_DIR}/{name}/forward.json", 65536))
-    except (OSError, ValueError):
-        published = None
-    if isinstance(published, dict) and out["state"] == "active":
-        import time
-        renewed = published.get("renewed")
-        out.update({k: published.get(k) for k in ("port", "external_address", "error",
-                                                   "clients", "warning")})
-        out["renewed_age"] = int(time.time() - renewed) if isinstance(
-            renewed, (int, float)) else None
-    elif out["state"] != "active":
+                           "gateway": settings.gateway if settings else None, "port": None,
+                           "renewed_age": None, "external_address": None, "error": problem,
+                           "warning": None, "clients": []}
+    if out["state"] == "active" and problem is None:
+        out.update(_published(name))
+    elif problem is None:
         out["error"] = f"{unit} is {out['state']}"
     return out
+
+
+def _text(value: Any) -> str | None:
+    """A published string as one printable line, or None: the unit is not
+    privileged, and it repeats what gateways and clients answered."""
+    if not isinstance(value, str):
+        return None
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value[:300])
+
+
+def _published(name: str) -> dict[str, Any]:
+    """forward.json, its values checked one by one (never a traceback, a
+    terminal escape or a followed link in what status prints)."""
+    try:
+        data = json.loads(read_text(f"{RUN_DIR}/{name}/forward.json", 65536, follow=False))
+    except (WgnsError, ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    port, renewed, address = data.get("port"), data.get("renewed"), data.get("external_address")
+    age = None
+    if isinstance(renewed, (int, float)) and not isinstance(renewed, bool):
+        age = time.time() - renewed
+    try:
+        address = str(ipaddress.IPv4Address(address))
+    except ValueError:
+        address = None
+    clients = data.get("clients")
+    clients = clients if isinstance(clients, list) else []
+    return {"port": port if type(port) is int and 0 < port < 65536 else None,
+            "renewed_age": max(0, int(age)) if age is not None and -3600 < age < 1e9 else None,
+            "external_address": address, "error": _text(data.get("error")),
+            "warning": _text(data.get("warning")),
+            "clients": [{"client": _text(c.get("client")) or "client",
+                         "synced": c.get("synced") is True, "error": _text(c.get("error"))}
+                        for c in clients[:8] if isinstance(c, dict)]}
 
 
 def format_text(st: dict[str, Any]) -> list[str]:
@@ -173,7 +217,7 @@ def format_text(st: dict[str, Any]) -> list[str]:
                  + (f", public address {st['external_address']}"
                     if st.get("external_address") else "")]
     else:
-        lines = [f"  forwarded port: none yet (NAT-PMP via {st['gateway']})"]
+        lines = [f"  forwarded port: none yet (NAT-PMP via {st['gateway'] or '?'})"]
     if st["error"]:
         lines.append(f"    error: {st['error']}")
     if st.get("warning"):
