@@ -201,13 +201,14 @@ def missed_at_boot(sd: Systemd, name: str) -> list[str]:
             and sd.active_state(u) in ("inactive", "failed")]
 
 
-def start_missed_at_boot(sd: Systemd, name: str) -> list[str]:
+def start_missed_at_boot(sd: Systemd, name: str) -> list[str] | None:
     """Under the writers' lock, so that an unconfine cannot slip in between
-    the check that a unit is confined and its start."""
+    the check that a unit is confined and its start. None when the lock was
+    busy (a wgns command runs): the check is still to do."""
     from .safeio import dir_lock
     with dir_lock("/", timeout=5) as held:
         if not held:
-            return []  # a wgns command is running: next round
+            return None
         units = missed_at_boot(sd, name)
         lines = start_confined(sd, name, units, "enabled, and missed at boot")
     if units:
@@ -243,7 +244,9 @@ def look(name: str, boot_check: bool) -> tuple[list[str], bool]:
             lines = reresolve(load(name))
             if lines:
                 count(name, "endpoint_moved", len(lines))
-            return lines + (start_missed_at_boot(sd, name) if boot_check else []), True
+            started = start_missed_at_boot(sd, name) if boot_check else []
+            # Healthy, and the boot check done (not skipped for a busy lock).
+            return lines + (started or []), started is not None
         restarts, last = _backoff(name)
         wait = backoff_wait(restarts) - (time.time() - last)
         if wait > 0:

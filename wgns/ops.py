@@ -162,7 +162,9 @@ def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
             + ("the previous configuration was put back" if reinstall
                else "nothing was installed"),
             hint=f"see 'journalctl -u {unit}'")
-    sd.restart(watch_unit(name))  # a re-install's watcher runs the new copy
+    # Queued, not waited for: the watcher's first look takes the writers'
+    # lock, which this command holds. A re-install's watcher runs the new copy.
+    sd.restart(watch_unit(name), wait=False)
     report.say(f"{unit} is active; confine a service with: wgns confine UNIT"
                + ("" if name == "wg" else f" --name {name}"))
     return report
