@@ -275,3 +275,47 @@ def test_credentials_readable_by_others_are_refused(tmp_path):
     assert "chmod 600" in str(e.value) and "hunter2" not in str(e.value)
     os.chmod(f, 0o600)
     assert read_login(str(f)) == ("admin", "hunter2hunter2")
+
+
+class RfcGateway(Gateway):
+    """A gateway as RFC 6886 (and miniupnpd) has it: a mapping is keyed by
+    (protocol, internal port), forwards to that internal port, and a port
+    held by one mapping is not handed to another."""
+
+    def __init__(self):
+        super().__init__()
+        self.maps: dict[tuple[int, int], int] = {}
+        self.next = 50051
+
+    def exchange(self, packet, timeout):
+        self.sent.append(packet)
+        if packet == ADDRESS_REQUEST:
+            return struct.pack("!BBHI", 0, 128, 0, self.epoch) + bytes([203, 0, 113, 5])
+        _, op, _, internal, suggested, lifetime = struct.unpack("!BBHHHI", packet)
+        key = (op, internal)
+        if lifetime == 0:
+            self.maps.pop(key, None)
+            return struct.pack("!BBHIHHI", 0, 128 + op, 0, self.epoch, internal, 0, 0)
+        if key not in self.maps:
+            taken = {p for (o, _), p in self.maps.items() if o == op}
+            port = suggested if suggested and suggested not in taken else self.next
+            while port in taken:
+                port += 1
+            self.maps[key] = port
+            self.next = port + 1
+        return struct.pack("!BBHIHHI", 0, 128 + op, 0, self.epoch, internal, self.maps[key],
+                           min(lifetime, 60))
+
+
+def test_an_rfc_gateway_ends_up_forwarding_the_port_to_the_same_port(tmp_path):
+    gw = RfcGateway()
+    fw, _ = forwarder(tmp_path, gw)
+    fw.step()
+    port = fw.port
+    assert port is not None
+    # UDP and TCP each map exactly port -> port, and nothing else is left.
+    assert gw.maps == {(1, port): port, (2, port): port}
+    gw.sent.clear()
+    gw.now += 45
+    fw.step()                       # a renewal keeps it, without the dance
+    assert fw.port == port and len([p for p in gw.sent if len(p) == 12]) == 2

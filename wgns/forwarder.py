@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -23,6 +22,7 @@ from .clients import TIMEOUT as CLIENT_CALL
 from .clients import ClientError, LoginRejected
 from .errors import WgnsError
 from .natpmp import GatewayError, NoMapping
+from .natpmp_io import Transport, write_atomic
 
 CLIENT_RETRY_FIRST, CLIENT_RETRY_MAX, LOGIN_WAIT = 2.0, 60.0, 3600.0
 REFUSED_WAIT = 30.0      # a gateway that says no is asked again after 30 s
@@ -38,47 +38,6 @@ class Client(Protocol):
 
 class NoAnswer(WgnsError):
     pass
-
-
-class Transport:
-    """A UDP socket connected to the gateway's port 5351: the kernel drops
-    datagrams from anyone else, as the RFC asks."""
-
-    def __init__(self, gateway: str) -> None:
-        self.gateway = gateway
-        self.sock: socket.socket | None = None
-
-    def exchange(self, packet: bytes, timeout: float) -> bytes | None:
-        deadline = time.monotonic() + timeout
-        try:
-            if self.sock is None:
-                self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                self.sock.connect((self.gateway, natpmp.PORT))
-            self.sock.send(packet)
-            self.sock.settimeout(timeout)
-            return self.sock.recv(64)
-        except socket.timeout:
-            return None
-        except OSError:   # ICMP unreachable, no route (the link is down): a lost try
-            if self.sock is not None:
-                self.sock.close()
-                self.sock = None
-            time.sleep(max(0.0, deadline - time.monotonic()))
-            return None
-
-    def send(self, packet: bytes) -> None:
-        if self.sock is not None:
-            self.sock.send(packet)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 class Forwarder:
@@ -132,6 +91,15 @@ class Forwarder:
                      "it lost its mappings; mapping again")
         return m
 
+    def _drop(self, protocol: str, internal: int) -> None:
+        """Delete a mapping (lifetime 0); its answer maps nothing."""
+        try:
+            self._ask(natpmp.map_request(protocol, internal, 0, 0),
+                      lambda r: natpmp.parse_map(r, protocol, self.gateway, deleting=True),
+                      most=3)
+        except (NoAnswer, GatewayError):
+            pass
+
     def map_once(self) -> float:
         """Map (or renew) UDP and TCP on one port; returns the seconds until
         the next renewal."""
@@ -140,7 +108,14 @@ class Forwarder:
         if udp.external != udp.internal:
             # Gateways forward to the internal port (the RFC) or to the same
             # port (ProtonVPN): ask once more with both the same.
-            udp = self._map("udp", udp.external, udp.external)
+            first = udp
+            udp = self._map("udp", first.external, first.external)
+            if udp.external != first.external:
+                # An RFC gateway (miniupnpd) keeps that port for the first
+                # mapping: give both back, then ask for it again.
+                self._drop("udp", first.internal)
+                self._drop("udp", udp.internal)
+                udp = self._map("udp", first.external, first.external)
         tcp = self._map("tcp", udp.external, udp.external)
         self.warning = None
         if tcp.external != udp.external:

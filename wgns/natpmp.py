@@ -97,10 +97,12 @@ def parse_address(data: bytes, gateway: str) -> tuple[int, str]:
     return epoch, str(ipaddress.IPv4Address(data[8:12]))
 
 
-def parse_map(data: bytes, protocol: str, gateway: str) -> Mapping:
+def parse_map(data: bytes, protocol: str, gateway: str, deleting: bool = False) -> Mapping:
+    """A mapping's answer; with DELETING, the answer to a lifetime-0 request
+    (which maps nothing, as it should)."""
     _, epoch = _header(data, PROTOCOLS[protocol], 16, gateway)
     internal, external, lifetime = struct.unpack("!HHI", data[8:16])
-    if external == 0 or lifetime == 0:
+    if not deleting and (external == 0 or lifetime == 0):
         raise NoMapping(f"gateway {gateway} answered success for {protocol.upper()} but "
                         f"mapped nothing (port {external}, lifetime {lifetime} s)")
     return Mapping(protocol, epoch, internal, external, lifetime)
