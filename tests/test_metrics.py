@@ -1,6 +1,6 @@
 """Metrics: the Prometheus text `render` makes of status dicts (exact text,
-escaping, the restarts file however broken), the atomic textfile and the
-watcher's `update`."""
+escaping, the restarts file however broken), the atomic textfile, the
+watcher's `update` and `wgns status --prometheus`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import stat
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from wgns import metrics
+from wgns.cli import app
 from wgns.errors import WgnsError
 
 from .conftest import PRIV, PUB
@@ -297,3 +299,48 @@ def test_remove_takes_only_its_own_file(tmp_path, gathered):
     assert metrics.remove("wg", str(tmp_path)) is True
     assert metrics.remove("wg", str(tmp_path)) is False
     assert sorted(p.name for p in tmp_path.iterdir()) == ["node.prom"]
+
+
+# -- wgns status --prometheus -------------------------------------------------
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+class FakeSystemd:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+@pytest.fixture
+def live(monkeypatch, gathered):
+    """`wgns status` on a 'live system' with tunnels wg and tr: root, systemd
+    and what status reads (netlink, /etc) replaced at their boundary."""
+    import wgns.ops
+    import wgns.systemd
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(wgns.systemd, "Systemd", FakeSystemd)
+    monkeypatch.setattr(wgns.ops, "installed_tunnels", lambda root: ["tr", "wg"])
+    monkeypatch.setattr(wgns.ops, "require_tunnel", lambda root, name: None)
+    return gathered
+
+
+def test_status_prometheus_prints_the_text_format(live):
+    r = invoke("status", "--prometheus")
+    assert r.exit_code == 0, r.output
+    assert r.output == metrics.render([tunnel("tr"), tunnel("wg")], run_dir="/nonexistent")
+    assert [name for name, _ in live] == ["tr", "wg"]
+    r = invoke("status", "--prometheus", "--name", "wg")
+    assert r.exit_code == 0 and 'tunnel="tr"' not in r.output and 'tunnel="wg"' in r.output
+    assert PRIV not in r.output
+
+
+def test_status_json_and_prometheus_exclude_each_other(live):
+    for args in (("--json", "--prometheus"), ("--prometheus", "--json", "--name", "wg")):
+        r = invoke("status", *args)
+        assert r.exit_code == 2
+        assert r.output == "wgns: error: --json and --prometheus exclude each other\n"
+    assert live == []

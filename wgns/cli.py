@@ -219,10 +219,15 @@ def status(
     name: Optional[str] = typer.Option(
         None, "--name", help="Only this tunnel (default: every installed tunnel)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    prometheus: bool = typer.Option(
+        False, "--prometheus", help="The Prometheus text format (the watcher's metrics)."),
 ) -> None:
     """Show tunnels: state, namespace, peers, handshakes, transfer, DNS, confined units."""
     from . import ops
     from .install import require_root
+    if as_json and prometheus:
+        typer.echo("wgns: error: --json and --prometheus exclude each other", err=True)
+        raise typer.Exit(2)
     try:
         require_root(None)
         names = [name] if name else ops.installed_tunnels("/")
@@ -234,6 +239,9 @@ def status(
             result = [st.gather(n, sd) for n in names]
         if as_json:
             typer.echo(json.dumps({"tunnels": result}, indent=2))
+        elif prometheus:
+            from .metrics import render
+            typer.echo(render(result), nl=False)
         elif not result:
             typer.echo("no tunnels installed; add one with: wgns install --conf FILE")
         else:
