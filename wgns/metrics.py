@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, WgnsError
-from .render import MARKER
+from .names import printable, setting
+from .render import MARKER, UNIT_DIR, File, Plan
 
 if TYPE_CHECKING:
     from .systemd import Systemd
@@ -26,6 +29,10 @@ DEFAULT_DIR = "/var/lib/prometheus/node-exporter"
 RUN_DIR = "/run/wgns"
 REASONS = ("link_gone", "netns_gone", "endpoint_moved", "backoff")
 UNIT_STATES = ("active", "activating", "deactivating", "reloading", "inactive", "failed")
+DROPIN_NAME = "90-wgns-metrics.conf"
+# What the watcher's sandbox hides or replaces (ProtectHome=, PrivateTmp=,
+# the API file systems): a metrics directory there would never be written.
+HIDDEN = ("/home", "/root", "/run/user", "/tmp", "/var/tmp", "/proc", "/sys", "/dev")
 
 G, C = "gauge", "counter"
 FAMILIES = {  # name: (type, help)
@@ -191,3 +198,101 @@ def remove(name: str, directory: str) -> bool:
         return False
     os.unlink(path)
     return True
+
+
+# -- wgns install --metrics-dir ------------------------------------------------
+
+def dropin_dir(name: str) -> str:
+    return f"{UNIT_DIR}/wgns-watch@{name}.service.d"
+
+
+def dropin_path(name: str) -> str:
+    return f"{dropin_dir(name)}/{DROPIN_NAME}"
+
+
+def check_dir(value: str, root: str, python: str) -> str:
+    """--metrics-dir: an absolute, normalised path of an existing directory
+    (below ROOT), reached without a symbolic link, that root without
+    capabilities (the watcher) may write in (checked on the live system; an
+    image's owners may be set later), outside what its sandbox hides,
+    holding none of wgns's own files (its configuration, the units, the
+    package, the interpreter PYTHON). Quotes and backslashes are refused:
+    systemd's ReadWritePaths= cannot carry them exactly."""
+    from .render import CONF_DIR, helper_path
+    keep_out = [CONF_DIR, UNIT_DIR, os.path.dirname(helper_path()), os.path.dirname(python)]
+    what = f"--metrics-dir {printable(value, 'path')}"
+    setting(value, "--metrics-dir")  # no control characters
+    if '"' in value or "\\" in value:
+        raise WgnsError(f"{what} holds a quote or a backslash; systemd cannot take it "
+                        "back exactly", hint="pick a directory without them")
+    if not value.startswith("/") or os.path.normpath(value) != value or value.startswith("//"):
+        raise WgnsError(f"{what} must be an absolute path without '.', '..' or a "
+                        "trailing '/'")
+    if value == "/" or any(value == h or value.startswith(h + "/") for h in HIDDEN):
+        raise WgnsError(f"{what}: the watcher's sandbox cannot write there",
+                        hint=f"use a directory of its own, e.g. {DEFAULT_DIR}")
+    inside = [k for k in keep_out if k == value or k.startswith(value + "/")]
+    if inside:
+        raise WgnsError(f"{what} holds {inside[0]}: the watcher would be allowed to "
+                        f"write there", hint=f"use a directory of its own, e.g. {DEFAULT_DIR}")
+    real_root = os.path.realpath(root)
+    full = os.path.join(real_root, value.lstrip("/"))
+    try:
+        st = os.lstat(full)
+    except OSError as e:
+        raise WgnsError(f"{what}: {e.strerror}", hint="create it first") from None
+    if stat.S_ISLNK(st.st_mode) or os.path.realpath(full) != full:
+        raise WgnsError(f"{what} is or goes through a symbolic link",
+                        hint="give the real path of the directory")
+    if not stat.S_ISDIR(st.st_mode):
+        raise WgnsError(f"{what} is not a directory")
+    if root == "/" and (st.st_uid != 0 or not st.st_mode & 0o200):
+        raise WgnsError(f"{what} is not owned and writable by root (the watcher runs "
+                        "without capabilities to override file modes)",
+                        hint=f"chown root {value}; chmod u+w {value}")
+    return value
+
+
+def _word(value: str) -> str:
+    """A path as one word of ReadWritePaths= or Environment=: `%` escaped,
+    quoted when it holds a space (quotes and backslashes are refused)."""
+    text = setting(value, "--metrics-dir")
+    return f'"{text}"' if " " in text else text
+
+
+def render_dropin(name: str, directory: str) -> Plan:
+    """The watcher's drop-in: where its metrics go, and leave to write there."""
+    from . import __version__
+    text = (f"{MARKER} {__version__}: where wgns-watch@{name}.service writes the metrics "
+            f"of tunnel {name}. Do not edit; wgns install --metrics-dir changes it, "
+            "wgns uninstall removes it.\n"
+            "[Service]\n"
+            f"ReadWritePaths={_word('-' + directory)}\n"
+            f"Environment={_word('WGNS_METRICS_DIR=' + directory)}\n")
+    return {dropin_path(name): File(text, 0o644)}
+
+
+def configured_dir(root: str, name: str) -> str:
+    """Where the watcher of tunnel NAME writes: its drop-in's directory, or DEFAULT_DIR."""
+    from .install import read_owned
+    text = read_owned(root, dropin_path(name)) or ""
+    m = re.search(r'^Environment="?WGNS_METRICS_DIR=(.*?)"?$', text, flags=re.M)
+    return m.group(1).replace("%%", "%") if m else DEFAULT_DIR
+
+
+def moved(name: str, before: str, after: str, live: bool) -> str:
+    """After an install that set --metrics-dir: the tunnel's file in the
+    directory used before goes (on the live system), and where it is now."""
+    if live and before != after:
+        remove(name, before)
+    return f"the watcher writes the metrics of tunnel {name} to {prom_path(after, name)}"
+
+
+def forget(root: str, name: str, live: bool) -> None:
+    """For uninstall: the drop-in, and on the live system the tunnel's .prom
+    files (in the configured directory and in DEFAULT_DIR)."""
+    from .install import remove_owned
+    directories = {configured_dir(root, name), DEFAULT_DIR}
+    remove_owned(root, [dropin_path(name)], prune=[dropin_dir(name)])
+    for d in sorted(directories) if live else []:
+        remove(name, d)

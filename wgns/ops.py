@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from . import metrics
 from .config import Tunnel, check_name
 from .errors import ConflictError, SystemdError, WgnsError
 from .install import locked, lookup, read_owned, refuse_conflicts, remove_owned, under, write_plan
@@ -112,11 +113,13 @@ def _unit_file_exists(root: str, unit: str) -> bool:
 
 @serialised
 def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
-            start: bool = True) -> Report:
+            start: bool = True, metrics_dir: str | None = None) -> Report:
     report = Report(warnings=list(tunnel.warnings))
     name, unit = tunnel.name, tunnel_unit(tunnel.name)
     reinstall = read_owned(root, conf_path(name)) is not None
     plan = render_tunnel(tunnel, python, _host_nsswitch(root))
+    if metrics_dir is not None:  # checked by metrics.check_dir
+        plan.update(metrics.render_dropin(name, metrics_dir))
     from .config import MAX_CONF_BYTES
     stored = plan[conf_path(name)]
     if isinstance(stored, File) and len(stored.text.encode()) > MAX_CONF_BYTES:
@@ -315,7 +318,8 @@ def _remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> 
     exposed = [base for base, _ in exposures(root, name)]
     forwarding = [forward_unit(name)] if read_owned(
         root, f"{UNIT_DIR}/{forward_unit(name)}") is not None else []
-    for d in (f"{CONF_DIR}/{name}/x", *WANTS_DIRS, *(dropin_path(u) for u in confined)):
+    for d in (f"{CONF_DIR}/{name}/x", *WANTS_DIRS, *(dropin_path(u) for u in confined),
+              metrics.dropin_path(name)):
         under(root, d)  # a symlinked directory: refuse before stopping anything
     if sd is not None:
         # The watcher first, so it cannot restart what is being removed.
@@ -340,6 +344,7 @@ def _remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> 
     prune = [f"{UNIT_DIR}/{u}.d" for u in confined] + [
         f"{CONF_DIR}/{name}", CONF_DIR, f"{UNIT_DIR}/{unit}.wants", *WANTS_DIRS]
     remove_owned(root, paths, prune)
+    metrics.forget(root, name, live=sd is not None)
     if sd is not None:
         from .restore import clear_all
         clear_all(name)
