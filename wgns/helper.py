@@ -35,6 +35,11 @@ def run(command: str, action: str, name: str) -> None:
         from wgns import heal
         for line in heal.watch(name):
             print(line, flush=True)
+        # TEMPORARY (metrics branch): the watcher rewrite calls this itself.
+        from wgns import metrics
+        from wgns.systemd import Systemd
+        with Systemd() as sd:
+            metrics.update(name, sd, os.environ.get("WGNS_METRICS_DIR", metrics.DEFAULT_DIR))
     elif command == "forward":
         from wgns import forwarder
         forwarder.main(name)
