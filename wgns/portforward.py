@@ -12,7 +12,7 @@ from typing import Any
 
 from . import portconf
 from .config import parse_wgquick
-from .errors import SystemdError, WgnsError
+from .errors import ConfigError, SystemdError, WgnsError
 from .install import read_owned, remove_owned, under, write_plan
 from .ops import Report, require_tunnel, serialised
 from .portconf import Settings
@@ -151,7 +151,7 @@ def state(name: str, sd: Systemd | None, root: str = "/") -> dict[str, Any] | No
                            "external_address": None, "error": None, "clients": []}
     try:
         published = json.loads(read_text(f"{RUN_DIR}/{name}/forward.json", 65536))
-    except (OSError, ValueError):
+    except (ConfigError, ValueError):  # not published (yet, or any more), or garbage
         published = None
     if isinstance(published, dict) and out["state"] == "active":
         import time
