@@ -220,6 +220,15 @@ def test_the_restarts_file_is_read_only_when_it_is_a_plain_file(tmp_path):
     assert metrics.restarts("absent", str(tmp_path)) == dict.fromkeys(metrics.REASONS, 0)
 
 
+def test_the_restarts_file_is_found_in_run_dir_at_call_time(tmp_path, monkeypatch):
+    """The default is looked up when called (tests and the watcher's
+    callers never read another /run/wgns than the one meant)."""
+    monkeypatch.setattr(metrics, "RUN_DIR", str(tmp_path))
+    (tmp_path / "wg.restarts").write_text('{"netns_gone": 4}')
+    assert metrics.restarts("wg")["netns_gone"] == 4
+    assert 'reason="netns_gone"} 4\n' in metrics.render([tunnel()])
+
+
 # -- the textfile --------------------------------------------------------------
 
 def test_write_textfile_is_atomic_and_world_readable(tmp_path):

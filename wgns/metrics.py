@@ -16,7 +16,7 @@ import re
 import secrets
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
 from .errors import ConfigError, WgnsError
 from .names import printable, setting
@@ -35,6 +35,7 @@ DROPIN_NAME = "90-wgns-metrics.conf"
 HIDDEN = ("/home", "/root", "/run/user", "/tmp", "/var/tmp", "/proc", "/sys", "/dev")
 
 G, C = "gauge", "counter"
+Samples = Dict[str, List[Tuple[Dict[str, Any], float]]]
 FAMILIES = {  # name: (type, help)
     "wgns_tunnel_up": (G, "1 when the tunnel's unit is active and its WireGuard link exists."),
     "wgns_tunnel_info": (G, "The tunnel's WireGuard implementation (none while down)."),
@@ -71,24 +72,24 @@ def _count(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
-def restarts(name: str, run_dir: str = RUN_DIR) -> dict[str, int]:
+def restarts(name: str, run_dir: str | None = None) -> dict[str, int]:
     """The watcher's restarts of tunnel NAME by reason, from
     RUN_DIR/NAME.restarts (a JSON object {reason: count}). An absent,
     unreadable or malformed file, or a count that is not a whole number,
     counts as zero."""
     from .safeio import read_text
     try:
-        data = json.loads(read_text(f"{run_dir}/{name}.restarts", 65536, follow=False))
+        data = json.loads(read_text(f"{run_dir or RUN_DIR}/{name}.restarts", 65536,
+                                    follow=False))
     except (ConfigError, ValueError):
-        data = {}
-    if not isinstance(data, dict):
-        data = {}
+        data = None
+    data = data if isinstance(data, dict) else {}
     return {r: _count(data.get(r)) for r in REASONS}
 
 
-def _samples(st: dict[str, Any], run_dir: str) -> dict[str, list[tuple[dict[str, Any], float]]]:
+def _samples(st: dict[str, Any], run_dir: str | None) -> Samples:
     """{family: [(labels without tunnel, value)]} for one tunnel."""
-    out: dict[str, list[tuple[dict[str, Any], float]]] = {f: [] for f in FAMILIES}
+    out: Samples = {f: [] for f in FAMILIES}
     up = st.get("state") == "active" and st.get("interface") is not None
     out["wgns_tunnel_up"].append(({}, 1 if up else 0))
     out["wgns_tunnel_info"].append(({"implementation": st.get("implementation") or "none"}, 1))
@@ -116,7 +117,7 @@ def _samples(st: dict[str, Any], run_dir: str) -> dict[str, list[tuple[dict[str,
     return out
 
 
-def render(tunnels: list[dict[str, Any]], run_dir: str = RUN_DIR) -> str:
+def render(tunnels: list[dict[str, Any]], run_dir: str | None = None) -> str:
     """The Prometheus text exposition format (version 0.0.4) of the tunnels'
     status dicts (status.gather), each series labelled tunnel="NAME"; the
     watcher's restart counts come from RUN_DIR/NAME.restarts."""
