@@ -164,6 +164,7 @@ def metrics(rec: sc.Recorder, flavour: str) -> None:
     rec.check("metrics_setup", ok and sc.active(NODE) == "active" and forwarded.exists()
               and sc.active("sleeper.service") == "active", (ok, sc.active(NODE)))
     scraped(rec, keys)
+    rec.info("metrics_update_cpu_ms", update_cost())
     lifecycle(rec)
     moved(rec)
     p1 = sc.wgns("uninstall")
@@ -176,6 +177,36 @@ def metrics(rec: sc.Recorder, flavour: str) -> None:
               and not any(k[0].startswith("wgns_") for k in scrape()),
               (leftovers, changed[:8], p1.stderr, p2.stderr))
     provider.stop()
+
+
+COST = """
+import time
+from wgns import metrics
+from wgns.systemd import Systemd
+with Systemd() as sd:
+    metrics.update("wg", sd, "/run/wgns-cost")  # imports and first connections
+    t, w = time.process_time(), time.monotonic()
+    for _ in range(20):
+        metrics.update("wg", sd, "/run/wgns-cost")
+    cpu, wall = (time.process_time() - t) / 20, (time.monotonic() - w) / 20
+print(round(cpu * 1000, 1), round(wall * 1000, 1))
+"""
+
+
+def update_cost() -> dict:
+    """CPU and wall time of one metrics.update (gather, render, write) in a
+    process that has done one already, as a long-running watcher would pay
+    per look; the scrape itself costs wgns nothing."""
+    os.makedirs("/run/wgns-cost", exist_ok=True)
+    p = sc.run(sc.PYTHON, "-c", COST, quiet=True)
+    for f in os.listdir("/run/wgns-cost"):
+        os.unlink(f"/run/wgns-cost/{f}")
+    os.rmdir("/run/wgns-cost")
+    try:
+        cpu, wall = (float(x) for x in p.stdout.split())
+    except ValueError:
+        return {"error": (p.stdout + p.stderr)[-300:]}
+    return {"cpu_ms": cpu, "wall_ms": wall}
 
 
 def scraped(rec: sc.Recorder, keys: dict) -> None:
