@@ -130,3 +130,29 @@ def test_forward(system, flavour, check):
         return
     assert check in rep.checks, f"{check} was not reported; " + machine.format_report(rep)
     assert rep.checks[check]["ok"], rep.checks[check]["detail"]
+
+
+# Metrics: Debian's real prometheus-node-exporter scraping the watcher's
+# textfiles, compared with status --json and --prometheus, as the tunnel
+# goes down and comes back: on the newest libraries with systemd 252 and on
+# Debian 13's own packages (node-exporter 1.5 and Debian 13's).
+METRICS_TARGETS = [("debian12", "pypi"), ("debian13", "system")]
+
+
+def _metrics_checks() -> tuple:
+    from .harness import metrics  # guest-side module; its imports resolve via scenario
+    return metrics.METRICS_CHECKS
+
+
+@pytest.mark.parametrize("system,flavour,check", [
+    (s, f, c) for s, f in METRICS_TARGETS
+    for c in ("scenario_ran_to_the_end",) + _metrics_checks()])
+def test_metrics(system, flavour, check):
+    rep = report(system, flavour, "metrics")
+    if check == "scenario_ran_to_the_end":
+        assert rep.finished, machine.format_report(rep)
+        assert set(rep.checks) <= set(_metrics_checks()), sorted(
+            set(rep.checks) - set(_metrics_checks()))
+        return
+    assert check in rep.checks, f"{check} was not reported; " + machine.format_report(rep)
+    assert rep.checks[check]["ok"], rep.checks[check]["detail"]

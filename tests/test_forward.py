@@ -7,11 +7,15 @@ import os
 import struct
 
 import pytest
+from typer.testing import CliRunner
 
-from wgns import natpmp, portconf
+from wgns import natpmp, portconf, portforward
+from wgns.cli import app
 from wgns.clients import ClientError
 from wgns.errors import WgnsError
 from wgns.forwarder import Forwarder
+
+from .conftest import DATA
 
 GW = "10.2.0.1"
 
@@ -319,3 +323,29 @@ def test_an_rfc_gateway_ends_up_forwarding_the_port_to_the_same_port(tmp_path):
     gw.now += 45
     fw.step()                       # a renewal keeps it, without the dance
     assert fw.port == port and len([p for p in gw.sent if len(p) == 12]) == 2
+
+
+class _Units:
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+    def active_state(self, unit):
+        return self.state
+
+
+@pytest.mark.parametrize("unit_state", ["active", "inactive"])
+def test_state_without_a_published_file_is_no_port_not_an_error(root, tmp_path, monkeypatch,
+                                                              unit_state):
+    """What `status` (and the watcher's metrics) read while the tunnel is
+    stopped, or before the unit first publishes: no port, never a failure."""
+    for args in (["install", "--conf", str(DATA / "protonvpn.conf")], ["port-forward"]):
+        r = CliRunner().invoke(app, [*args, "--root", str(root)])
+        assert r.exit_code == 0, r.output
+    monkeypatch.setattr(portforward, "RUN_DIR", str(tmp_path / "run"))
+    st = portforward.state("wg", _Units(unit_state), root=str(root))
+    assert st is not None and st["port"] is None
+    assert st["error"] == (None if unit_state == "active" else
+                           "wgns-wg-forward.service is inactive")
+    (tmp_path / "run/wg").mkdir(parents=True)
+    (tmp_path / "run/wg/forward.json").write_text("{garbage")
+    assert portforward.state("wg", _Units(unit_state), root=str(root))["port"] is None

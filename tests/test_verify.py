@@ -1,7 +1,8 @@
 """`systemd-analyze verify` of every unit wgns renders: the tunnel, the
 namespace and watch templates (as instances), a confined unit with its
-drop-in, an expose pair and a port forwarding unit; for a hyphenated tunnel name and an instance
-unit. systemd parses each file and every warning fails the test."""
+drop-in, an expose pair, a port forwarding unit and the watcher's metrics
+drop-in; for a hyphenated tunnel name and an instance unit. systemd parses
+each file and every warning fails the test."""
 
 import os
 import shutil
@@ -37,7 +38,10 @@ def test_every_rendered_unit_verifies_without_a_warning(tmp_path, name):
     units.mkdir(parents=True)
     for unit in ("app.service", "worker@a-b.service"):
         (units / unit).write_text("[Service]\nExecStart=/bin/sleep infinity\n")
-    invoke("install", "--conf", DATA / "protonvpn.conf", "--name", name, "--root", root)
+    odd = root / "srv/wgns metrics 100%h $HOME"  # the watcher's metrics drop-in
+    odd.mkdir(parents=True)
+    invoke("install", "--conf", DATA / "protonvpn.conf", "--name", name, "--root", root,
+           "--metrics-dir", "/" + str(odd.relative_to(root)))
     invoke("confine", "app", "worker@a-b", "--name", name, "--root", root)
     invoke("expose", "app", "8080", "--listen", "[::1]:8081", "--name", name, "--root", root)
     login = tmp_path / "login"

@@ -103,3 +103,28 @@ def test_the_boot_check_runs_until_healthy_and_again_after_a_namespace_change(ns
     ip("netns", "add", NAME)
     w.once()
     assert seen[-1] is True
+
+
+def test_metrics_are_written_after_changes_and_otherwise_every_two_minutes(tmp_path,
+                                                                          monkeypatch):
+    from wgns import metrics, systemd
+    calls = []
+    monkeypatch.setattr(metrics, "update", lambda name, sd, d: calls.append(d) or True)
+
+    class NoBus:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+    monkeypatch.setattr(systemd, "Systemd", NoBus)
+    t = [0.0]
+    m = watcher.Metrics("wg", str(tmp_path), clock=lambda: t[0])
+    m(False)                 # the first one, whatever it is
+    m(False)
+    m(True)                  # a change: at once
+    t[0] += watcher.METRICS_EVERY
+    m(False)
+    assert calls == [str(tmp_path)] * 3
+    watcher.Metrics("wg", str(tmp_path / "missing"), clock=lambda: t[0])(True)
+    assert len(calls) == 3   # no node-exporter directory: nothing written

@@ -125,11 +125,14 @@ def install(
         None, "--dns", metavar="IP", help="DNS server for confined units (repeatable)."),
     mtu: Optional[str] = typer.Option(None, "--mtu", metavar="BYTES", help="Tunnel MTU."),
     no_start: bool = typer.Option(False, "--no-start", help="Install but do not start."),
+    metrics_dir: Optional[str] = typer.Option(
+        None, "--metrics-dir", metavar="DIR", help="Where the watcher writes wgns-NAME.prom "
+        "for node-exporter (default: /var/lib/prometheus/node-exporter when it exists)."),
     root: Optional[str] = typer.Option(
         None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
 ) -> None:
     """Install a tunnel from a wg-quick file (--conf) or from options, and start it."""
-    from . import config, ops
+    from . import config, metrics, ops
     try:
         if conf is None and not any((address, private_key_file, peer, endpoint)):
             conf = _wg_quick_file(config.check_name(name), root)
@@ -157,7 +160,13 @@ def install(
                 _number(keepalive, "--keepalive", 0, 65535), list(dns or []),
                 _number(mtu, "--mtu", 1280, 65535))
         sd = _systemd(root)
-        _emit(ops.install(tunnel, root or "/", ops.python_path(), sd, start=not no_start))
+        if metrics_dir is not None:
+            metrics_dir = metrics.check_dir(metrics_dir, root or "/", ops.python_path())
+        before = metrics.configured_dir(root or "/", tunnel.name)
+        _emit(ops.install(tunnel, root or "/", ops.python_path(), sd, start=not no_start,
+                          metrics_dir=metrics_dir))
+        if metrics_dir is not None:
+            typer.echo(one_line(metrics.moved(tunnel.name, before, metrics_dir, sd is not None)))
     except (WgnsError, OSError) as e:
         _fail(e)
 
@@ -219,10 +228,15 @@ def status(
     name: Optional[str] = typer.Option(
         None, "--name", help="Only this tunnel (default: every installed tunnel)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    prometheus: bool = typer.Option(
+        False, "--prometheus", help="The Prometheus text format (the watcher's metrics)."),
 ) -> None:
     """Show tunnels: state, namespace, peers, handshakes, transfer, DNS, confined units."""
     from . import ops
     from .install import require_root
+    if as_json and prometheus:
+        typer.echo("wgns: error: --json and --prometheus exclude each other", err=True)
+        raise typer.Exit(2)
     try:
         require_root(None)
         names = [name] if name else ops.installed_tunnels("/")
@@ -234,6 +248,9 @@ def status(
             result = [st.gather(n, sd) for n in names]
         if as_json:
             typer.echo(json.dumps({"tunnels": result}, indent=2))
+        elif prometheus:
+            from .metrics import render
+            typer.echo(render(result), nl=False)
         elif not result:
             typer.echo("no tunnels installed; add one with: wgns install --conf FILE")
         else:

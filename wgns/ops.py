@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from . import metrics
 from .config import Tunnel, check_name
 from .errors import ConflictError, SystemdError, WgnsError
 from .install import locked, lookup, read_owned, refuse_conflicts, remove_owned, under, write_plan
@@ -109,11 +110,13 @@ def _unit_file_exists(root: str, unit: str) -> bool:
 
 @serialised
 def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
-            start: bool = True) -> Report:
+            start: bool = True, metrics_dir: str | None = None) -> Report:
     report = Report(warnings=list(tunnel.warnings))
     name, unit = tunnel.name, tunnel_unit(tunnel.name)
     reinstall = read_owned(root, conf_path(name)) is not None
     plan = render_tunnel(tunnel, python, _host_nsswitch(root))
+    if metrics_dir is not None:  # checked by metrics.check_dir
+        plan.update(metrics.render_dropin(name, metrics_dir))
     from .config import MAX_CONF_BYTES
     stored = plan[conf_path(name)]
     if isinstance(stored, File) and len(stored.text.encode()) > MAX_CONF_BYTES:

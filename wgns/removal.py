@@ -4,6 +4,7 @@ re-install replaces. CLI side, called from ops.py."""
 
 from __future__ import annotations
 
+from . import metrics
 from .errors import SystemdError
 from .install import read_owned, remove_owned, under
 from .ops import WANTS_DIRS, Report, confined_units, installed_tunnels
@@ -43,7 +44,8 @@ def remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> N
     exposed = [base for base, _ in exposures(root, name)]
     forwarding = [forward_unit(name)] if read_owned(
         root, f"{UNIT_DIR}/{forward_unit(name)}") is not None else []
-    for d in (f"{CONF_DIR}/{name}/x", *WANTS_DIRS, *(dropin_path(u) for u in confined)):
+    for d in (f"{CONF_DIR}/{name}/x", *WANTS_DIRS, *(dropin_path(u) for u in confined),
+              metrics.dropin_path(name)):
         under(root, d)  # a symlinked directory: refuse before stopping anything
     if sd is not None:
         # The watcher first, so it cannot restart what is being removed.
@@ -69,6 +71,7 @@ def remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> N
     prune = [f"{UNIT_DIR}/{u}.d" for u in confined] + [
         f"{CONF_DIR}/{name}", CONF_DIR, f"{UNIT_DIR}/{unit}.wants", *WANTS_DIRS]
     remove_owned(root, paths, prune)
+    metrics.forget(root, name, live=sd is not None)
     if sd is not None:
         from .restore import clear_all
         clear_all(name)
