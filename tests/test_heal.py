@@ -187,3 +187,16 @@ def test_stale_uapi_socket_falls_through_to_the_kernel(tmp_path, monkeypatch):
     monkeypatch.setattr(netns, "exists", lambda name: True)
     monkeypatch.setattr(netns, "run_in", lambda name, fn: kernel)
     assert wireguard.device_info("wg") is kernel
+
+
+@pytest.mark.parametrize("state,jobs,expected", [
+    ("activating", [], None), ("deactivating", [], None), ("active", ["stop"], None),
+    ("failed", ["start"], None), ("failed", [], False), ("inactive", [], False)])
+def test_a_tunnel_starting_or_stopping_asks_for_another_look_soon(world, state, jobs,
+                                                                 expected):
+    """At boot the tunnel fails and is retried (activating, auto-restart):
+    the watcher must look again soon, or its boot check waits a period."""
+    sd = FakeSystemd({"wg.service": state})
+    sd._jobs = {"wg.service": jobs}
+    world["use"](sd)
+    assert heal.look("wg", boot_check=True) == ([], expected)

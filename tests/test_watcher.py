@@ -128,3 +128,13 @@ def test_metrics_are_written_after_changes_and_otherwise_every_two_minutes(tmp_p
     assert calls == [str(tmp_path)] * 3
     watcher.Metrics("wg", str(tmp_path / "missing"), clock=lambda: t[0])(True)
     assert len(calls) == 3   # no node-exporter directory: nothing written
+
+
+def test_a_tunnel_in_transition_is_looked_at_again_soon(ns):
+    for healthy, soon in ((None, True), (False, False)):
+        w = Watcher(NAME, lambda name, boot, h=healthy: ([], h), log=lambda s: None)
+        w.once()              # the namespace appeared: an event
+        w.next_look = 0       # the next look has no event behind it
+        w.once()
+        left = w.next_look - time.monotonic()
+        assert (left <= watcher.FOLLOW_UP) == soon, (healthy, left)

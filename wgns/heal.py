@@ -223,11 +223,12 @@ def watch(name: str) -> list[str]:
     return look(name, boot_check=True)[0]
 
 
-def look(name: str, boot_check: bool) -> tuple[list[str], bool]:
+def look(name: str, boot_check: bool) -> tuple[list[str], bool | None]:
     """One look: what it did, and whether the tunnel was seen active and
-    healthy. The boot check (confined units that missed their start) costs
-    a D-Bus call or three per confined unit: the watcher asks for it only
-    until the tunnel was seen healthy after its namespace changed."""
+    healthy (None: it is starting or stopping, worth another look soon).
+    The boot check (confined units that missed their start) costs a D-Bus
+    call or three per confined unit: the watcher asks for it only until the
+    tunnel was seen healthy after its namespace changed."""
     from .link import load
     from .ops import confined_units
     from .render import tunnel_unit
@@ -236,7 +237,11 @@ def look(name: str, boot_check: bool) -> tuple[list[str], bool]:
     unit = tunnel_unit(name)
     with Systemd() as sd:
         if not _settled_active(sd, unit):
-            return [], False  # stopped (respected), or starting/stopping: not ours
+            # Stopped (respected), or starting/stopping (failing and being
+            # retried, at boot): not ours to touch, but the latter soon settles.
+            moving = sd.active_state(unit) != "inactive" and (
+                sd.active_state(unit) != "failed" or bool(sd.jobs(unit)))
+            return [], None if moving else False
         problem = link_problem(name)
         if problem is None:
             if _backoff(name)[0]:

@@ -72,7 +72,7 @@ def drain(sock: socket.socket) -> int:
 
 
 class Watcher:
-    def __init__(self, name: str, look: Callable[[str, bool], tuple[list[str], bool]],
+    def __init__(self, name: str, look: Callable[[str, bool], tuple[list[str], bool | None]],
                  log: Callable[[str], None] = lambda s: print(s, flush=True),
                  clock: Callable[[], float] = time.monotonic,
                  after: Callable[[bool], None] = lambda urgent: None) -> None:
@@ -130,8 +130,11 @@ class Watcher:
             # link, then sets it up): one more look shortly after an event
             # sees where it ended. What a restart changes wakes it up by
             # itself; otherwise the next look is a period away.
+            # A tunnel starting or stopping (retried after a failure at
+            # boot) is looked at again soon too, until it settles.
             self.follow_up = reason
-            self.next_look = self.clock() + (FOLLOW_UP if reason else PERIOD)
+            moving = healthy is None
+            self.next_look = self.clock() + (FOLLOW_UP if reason or moving else PERIOD)
 
     def run(self, ready: Callable[[], None] = lambda: None) -> None:
         self.once()   # the first look (at boot: confined units that missed their start)
