@@ -170,6 +170,34 @@ def wgo_rss_kib() -> int:
     return total
 
 
+def watchers(n: int, seconds: float = 60) -> dict:
+    """The watchers of tunnels t0..t(n-1) over an idle minute: CPU per
+    tunnel-hour (their processes' utime + stime; this container's systemd
+    keeps no CPU accounting) and resident memory in all."""
+    pids = [sc.main_pid(f"wgns-watch@t{i}.service") for i in range(n)]
+
+    def cpu() -> float:
+        total = 0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+    time.sleep(5)      # past the first looks and their follow-ups
+    before = cpu()
+    time.sleep(seconds)
+    per_hour = (cpu() - before) * 3600 / seconds / n
+    rss = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss += int(line.split()[1])
+    return {"watcher_cpu_s_per_tunnel_hour": per_hour, "watcher_rss_kib_total": rss,
+            "watchers": n, "metrics_dir": os.path.isdir("/var/lib/prometheus/node-exporter")}
+
+
 def bench(rec: sc.Recorder, flavour: str) -> None:
     sc.install_wgns(flavour, rec)
     provider = prov.Provider()
@@ -295,12 +323,14 @@ def bench(rec: sc.Recorder, flavour: str) -> None:
                              "--peer", provider.pub, "--endpoint", f"{prov.PROV_LAN4}:{prov.PORT}",
                              "--allowed-ips", "10.66.0.0/24", "--dns", prov.SERVER4,
                              "--keepalive", "25"])
+        if i + 1 in (1, 20):
+            tunnels.setdefault(i + 1, {}).update(watchers(i + 1))
         if i + 1 in (10, 20):
             status_s, status_kib = measure([sc.WGNS, "status"])
-            tunnels[i + 1] = {"install_last_s": wall, "install_kib": kib,
+            tunnels.setdefault(i + 1, {}).update({"install_last_s": wall, "install_kib": kib,
                               "total_s": time.perf_counter() - t0,
                               "wireguard_go_rss_kib": wgo_rss_kib(),
-                              "status_s": status_s, "status_kib": status_kib}
+                              "status_s": status_s, "status_kib": status_kib})
     rec.info("tunnels", tunnels)
     rec.info("machine", {"cpus": os.cpu_count(),
                          "cpu": next((ln.split(":", 1)[1].strip() for ln in
