@@ -312,7 +312,7 @@ def bench(rec: sc.Recorder, flavour: str) -> None:
     rec.info("throughput_mb_s", tput)
 
     # 5. tunnels side by side
-    tunnels = {}
+    tunnels: dict[int, dict] = {}
     t0 = time.perf_counter()
     for i, (tpriv, _) in enumerate(tunnel_keys):
         keyfile = Path(f"/root/t{i}.key")
