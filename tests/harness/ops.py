@@ -60,15 +60,14 @@ def watcher_cost(rec: sc.Recorder, seconds: float = 60) -> None:
               (per_hour, rss))
 
 
-METRICS_DIR = "/var/lib/prometheus/node-exporter"
-
-
 def ops(rec: sc.Recorder, flavour: str) -> None:
     # The watcher's own cost is measured here without its metrics file (the
     # metrics scenario measures what a metrics update costs): this guest
     # has node-exporter's directory only because the test host installs it.
-    if os.path.isdir(METRICS_DIR):
-        os.rename(METRICS_DIR, METRICS_DIR + ".off")
+    # A runtime drop-in (gone with the guest) points the watcher elsewhere.
+    dropin = Path("/run/systemd/system/wgns-watch@.service.d/50-no-metrics.conf")
+    dropin.parent.mkdir(parents=True, exist_ok=True)
+    dropin.write_text("[Service]\nEnvironment=WGNS_METRICS_DIR=/nonexistent\n")
     sc.install_wgns(flavour, rec)
     provider = prov.Provider()
     client_priv, client_pub = prov.genkey()
