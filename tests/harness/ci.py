@@ -10,6 +10,8 @@ a case is meaningless here (e.g. root ignores file modes) stay plain skips.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Mapping
 from typing import NoReturn
 
@@ -26,3 +28,19 @@ def tier_unavailable(reason: str) -> NoReturn:
     if under_ci():
         pytest.fail(f"{reason} (CI=true: a tier that cannot run fails the run)", pytrace=False)
     pytest.skip(reason)
+
+
+def can_make_links() -> tuple[bool, str]:
+    """Whether this process may make network links (root with
+    CAP_NET_ADMIN: not in an unprivileged container), tried with a veth
+    pair in a throwaway network namespace; and why not."""
+    if os.geteuid() != 0:
+        return False, "needs root (network namespaces and links)"
+    if shutil.which("ip") is None or shutil.which("unshare") is None:
+        return False, "needs ip and unshare (Debian packages iproute2, util-linux)"
+    p = subprocess.run(["unshare", "-n", "ip", "link", "add", "wgnsp0", "type", "veth",
+                        "peer", "name", "wgnsp1"], capture_output=True, text=True)
+    if p.returncode != 0:
+        return False, ("cannot create network links here (no CAP_NET_ADMIN: an unprivileged "
+                       f"container?): {p.stderr.strip()[:200]}")
+    return True, ""

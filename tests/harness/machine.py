@@ -72,6 +72,13 @@ def check_host() -> None:
                if shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin") is None]
     if missing:
         raise Unavailable("missing Debian packages: " + " ".join(missing))
+    try:
+        from .ci import can_make_links
+    except ImportError:  # run as a script: this directory is on sys.path
+        from ci import can_make_links  # type: ignore[no-redef]
+    links, why = can_make_links()
+    if not links:
+        raise Unavailable(why)
     if not os.path.exists("/dev/net/tun"):
         raise Unavailable("/dev/net/tun is missing: wireguard-go cannot run")
 
