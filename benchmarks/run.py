@@ -82,7 +82,7 @@ def table(info: dict) -> str:
         if "watcher_cpu_s_per_tunnel_hour" in t:
             rss = t["watcher_rss_kib_total"] / 1024
             out.append(f"| {n} | {t['watcher_cpu_s_per_tunnel_hour']:.2f} | {rss:.0f} | "
-                       f"{rss / n:.0f} | {'yes' if t['metrics_dir'] else 'no'} |")
+                       f"{rss / int(n):.0f} | {'yes' if t['metrics_dir'] else 'no'} |")
     out.append("")
     tp = info["throughput_mb_s"]
     out.append(f"| data path ({len(tp['confined'])} runs of 64 MiB each) | median MB/s "
