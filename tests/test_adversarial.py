@@ -986,7 +986,7 @@ def _interrupting(real, n: int, exc: type[BaseException]):
     return fake
 
 
-@pytest.mark.parametrize("n", [1, 4, 9])
+@pytest.mark.parametrize("n", [1, 4, 8])
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, SystemExit])
 @pytest.mark.parametrize("func", ["replace", "fsync"])
 @pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "reinstall"])
