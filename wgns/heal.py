@@ -239,8 +239,8 @@ def look(name: str, boot_check: bool) -> tuple[list[str], bool | None]:
         if not _settled_active(sd, unit):
             # Stopped (respected), or starting/stopping (failing and being
             # retried, at boot): not ours to touch, but the latter soon settles.
-            moving = sd.active_state(unit) != "inactive" and (
-                sd.active_state(unit) != "failed" or bool(sd.jobs(unit)))
+            state = sd.active_state(unit)
+            moving = state != "inactive" and (state != "failed" or bool(sd.jobs(unit)))
             return [], None if moving else False
         problem = link_problem(name)
         if problem is None:
