@@ -172,28 +172,16 @@ def wgo_rss_kib() -> int:
 
 def watchers(n: int, seconds: float = 60) -> dict:
     """The watchers of tunnels t0..t(n-1) over an idle minute: CPU per
-    tunnel-hour (their processes' utime + stime; this container's systemd
-    keeps no CPU accounting) and resident memory in all."""
+    tunnel-hour and resident memory in all."""
     pids = [sc.main_pid(f"wgns-watch@t{i}.service") for i in range(n)]
 
     def cpu() -> float:
-        total = 0
-        for pid in pids:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += int(fields[11]) + int(fields[12])
-        return total / os.sysconf("SC_CLK_TCK")
+        return sum(max(0.0, sc.process_cost(pid)[0]) for pid in pids)
     time.sleep(5)      # past the first looks and their follow-ups
     before = cpu()
     time.sleep(seconds)
     per_hour = (cpu() - before) * 3600 / seconds / n
-    rss = 0
-    for pid in pids:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                rss += int(line.split()[1])
+    rss = sum(sc.process_cost(pid)[1] for pid in pids)
     return {"watcher_cpu_s_per_tunnel_hour": per_hour, "watcher_rss_kib_total": rss,
             "watchers": n, "metrics_dir": os.path.isdir("/var/lib/prometheus/node-exporter")}
 

@@ -165,20 +165,9 @@ def run_steps(rec: sc.Recorder, provider: prov.Provider, before: dict, keys: dic
 
     # -- secrets: keys and client passwords never shown ---------------------------
     secrets = [fw.QBT_PASSWORD, fw.TR_PASSWORD] + [k[0] for k in keys.values()]
-    places = {"journal": sc.run("journalctl", "-b", "-o", "cat", quiet=True).stdout,
-              "cli output": outputs,
-              "unit": sc.run("systemctl", "show", "wgns-wg-forward.service",
-                             "wgns-tr-forward.service", quiet=True).stdout}
-    for path in glob.glob("/etc/systemd/system/**", recursive=True):
-        if os.path.isfile(path):
-            places[path] = Path(path).read_text(errors="replace")
-    for proc in glob.glob("/proc/[0-9]*"):
-        for what in ("cmdline", "environ"):
-            try:
-                places[f"{proc}/{what}"] = Path(f"{proc}/{what}").read_bytes().decode(
-                    errors="replace")
-            except OSError:
-                pass
+    places = sc.exposure_places(outputs)
+    places["unit"] = sc.run("systemctl", "show", "wgns-wg-forward.service",
+                            "wgns-tr-forward.service", quiet=True).stdout
     leaks = [w for w, text in places.items() if any(s in text for s in secrets)]
     modes = {p: oct(os.stat(p).st_mode & 0o777) for p in glob.glob("/etc/wgns/*/forward.*")}
     rec.check("pf_keys_and_passwords_hidden", not leaks and len(places) > 10

@@ -35,25 +35,13 @@ def traffic_ok(instance: str = "ops") -> bool:
 
 
 def watcher_cost(rec: sc.Recorder, seconds: float = 60) -> None:
-    """The watcher's CPU time (its process's utime + stime: the container's
-    systemd keeps no CPU accounting) over an idle minute, per tunnel-hour,
-    and its resident memory."""
+    """The watcher's CPU time over an idle minute, per tunnel-hour, and its
+    resident memory."""
     pid = sc.main_pid("wgns-watch@wg.service")
-
-    def cpu_seconds() -> float:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return -1.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    before = cpu_seconds()
+    before, _ = sc.process_cost(pid)
     time.sleep(seconds)
-    after = cpu_seconds()
+    after, rss = sc.process_cost(pid)
     per_hour = (after - before) * 3600 / seconds if before >= 0 and after >= 0 else None
-    rss = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines() if pid != "0" else []:
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
     rec.info("watcher_cpu_seconds_per_tunnel_hour", per_hour)
     rec.info("watcher_rss_kib", rss)
     rec.check("watcher_cpu_under_2s_per_hour", per_hour is not None and per_hour < 2.0,

@@ -183,6 +183,36 @@ def record_security(rec: Recorder, key: str, units: list[str]) -> None:
         rec.info(key, f"{type(e).__name__}: {e}")
 
 
+def exposure_places(outputs: str) -> dict[str, str]:
+    """Everywhere a secret must never show: the journal, the CLI's output,
+    every unit file, every process's argv and environment."""
+    places = {"journal": run("journalctl", "-b", "-o", "cat", quiet=True).stdout,
+              "cli output": outputs}
+    for path in glob.glob("/etc/systemd/system/**", recursive=True):
+        if os.path.isfile(path):
+            places[path] = Path(path).read_text(errors="replace")
+    for proc in glob.glob("/proc/[0-9]*"):
+        for what in ("cmdline", "environ"):
+            try:
+                places[f"{proc}/{what}"] = Path(f"{proc}/{what}").read_bytes().decode(
+                    errors="replace")
+            except OSError:
+                pass
+    return places
+
+
+def process_cost(pid: str) -> tuple[float, int]:
+    """A process's CPU seconds so far (utime + stime: the container's
+    systemd keeps no CPU accounting) and its resident KiB; (-1, 0) when gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return -1.0, 0
+    rss = next((int(ln.split()[1]) for ln in status.splitlines() if ln.startswith("VmRSS:")), 0)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), rss
+
+
 def snapshot() -> dict[str, str]:
     """What wgns could leave behind: files under /etc, namespaces, links,
     wireguard-go sockets, loaded units."""
@@ -498,18 +528,7 @@ def core(rec: Recorder, flavour: str) -> None:
     rec.step("Keys never appear in units, command lines, environments, logs, output")
     secrets = [client_priv, psk]
     secrets += [bytes(__import__("base64").b64decode(s)).hex() for s in list(secrets)]
-    places = {"journal": run("journalctl", "-b", "-o", "cat", quiet=True).stdout,
-              "cli output": outputs}
-    for path in glob.glob("/etc/systemd/system/**", recursive=True):
-        if os.path.isfile(path):
-            places[path] = Path(path).read_text(errors="replace")
-    for proc in glob.glob("/proc/[0-9]*"):
-        for what in ("cmdline", "environ"):
-            try:
-                places[f"{proc}/{what}"] = Path(f"{proc}/{what}").read_bytes().decode(
-                    errors="replace")
-            except OSError:
-                pass
+    places = exposure_places(outputs)
     leaks = [where for where, text in places.items() if any(s in text for s in secrets)]
     rec.check("keys_never_exposed", not leaks and len(places) > 10, leaks[:5])
 
