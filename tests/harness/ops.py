@@ -82,6 +82,9 @@ def ops(rec: sc.Recorder, flavour: str) -> None:
     ok = sc.wgns("install", "--conf", "/root/provider.conf").returncode == 0
     ok = ok and sc.wgns("confine", "web", "sleeper", "probe@ops").returncode == 0
     sc.systemctl("start", "web.service", "sleeper.service")
+    # install queues the watcher's restart without waiting for it; its
+    # first look (Type=notify) can take a few seconds on a loaded machine.
+    sc.settle("wgns-watch@wg.service", timeout=30)
     rec.check("ops_install", ok and sc.active("wgns-watch@wg.service") == "active",
               sc.active("wgns-watch@wg.service"))
 
