@@ -43,6 +43,8 @@ def tunnel(name: str = "wg", **over) -> dict:
                      {"unit": "b.service", "state": "active"},
                      {"unit": "c.service", "state": "failed"}],
         "exposed": [{"unit": "a.service", "port": 8080, "listen": "127.0.0.1:8080"}],
+        "reached": [{"target": "db.lan:5432", "proto": "tcp", "at": "127.0.0.1:5432"},
+                    {"target": "[::1]:53", "proto": "udp", "at": "127.0.0.1:53"}],
         "port_forward": {"port": 50051, "renewed_age": 7, "gateway": "10.2.0.1",
                          "error": None, "clients": []},
     }
@@ -93,6 +95,10 @@ wgns_confined_units{tunnel="tr",state="failed"} 0
 # TYPE wgns_exposed_ports gauge
 wgns_exposed_ports{tunnel="wg"} 1
 wgns_exposed_ports{tunnel="tr"} 0
+# HELP wgns_reached_ports Services outside that confined units reach (wgns reach).
+# TYPE wgns_reached_ports gauge
+wgns_reached_ports{tunnel="wg"} 2
+wgns_reached_ports{tunnel="tr"} 0
 # HELP wgns_forwarded_port The port forwarded over NAT-PMP (0: none yet), when on.
 # TYPE wgns_forwarded_port gauge
 wgns_forwarded_port{tunnel="wg"} 50051
@@ -115,7 +121,7 @@ wgns_watcher_restarts_total{tunnel="tr",reason="backoff"} 0
 def down(name: str) -> dict:
     """A stopped tunnel: no namespace, no device, peers from its config."""
     return tunnel(name, state="inactive", namespace=None, interface=None, implementation=None,
-                  peers=[], confined=[], exposed=[], port_forward=None)
+                  peers=[], confined=[], exposed=[], reached=[], port_forward=None)
 
 
 def test_render_exact_text(tmp_path):

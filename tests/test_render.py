@@ -95,3 +95,25 @@ def test_install_from_options_then_confine(nsswitch, tmp_path):
                                  "--root", str(nsswitch)])
     assert r.exit_code == 0, r.output
     check_golden("install-options-confine", nsswitch)
+
+
+def test_bridges(nsswitch, monkeypatch):
+    """TCP and UDP exposes and reaches. Whether the relay runs as a dynamic
+    user depends on who can read this copy of wgns: a dynamic user here."""
+    from wgns import bridge, expose
+    for module in (bridge, expose):
+        monkeypatch.setattr(module, "dynamic_user_can_run", lambda python: True)
+    units = nsswitch / "etc/systemd/system"
+    units.mkdir(parents=True)
+    (units / "game.service").write_text("[Service]\n")
+    for args in (["install", "--conf", str(DATA / "protonvpn.conf"), "--name", "p-1"],
+                 ["confine", "game", "--name", "p-1"],
+                 ["expose", "game", "27015", "--udp", "--listen", "0.0.0.0:27015",
+                  "--name", "p-1"],
+                 ["expose", "game", "8080", "--name", "p-1"],
+                 ["reach", "db_1.lan:5432", "--name", "p-1"],
+                 ["reach", "[fd00::5]:9696", "--at", "127.0.0.2:9696", "--name", "p-1"],
+                 ["reach", "192.168.1.2:53", "--udp", "--at", "127.0.0.53:53", "--name", "p-1"]):
+        r = CliRunner().invoke(app, [*args, "--root", str(nsswitch)])
+        assert r.exit_code == 0, r.output
+    check_golden("bridges", nsswitch)

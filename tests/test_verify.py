@@ -1,8 +1,9 @@
 """`systemd-analyze verify` of every unit wgns renders: the tunnel, the
 namespace and watch templates (as instances), a confined unit with its
-drop-in, an expose pair, a port forwarding unit and the watcher's metrics
-drop-in; for a hyphenated tunnel name and an instance unit. systemd parses
-each file and every warning fails the test."""
+drop-in, TCP and UDP expose pairs, TCP and UDP reach pairs, a port
+forwarding unit and the watcher's metrics drop-in; for a hyphenated tunnel
+name and an instance unit. systemd parses each file and every warning fails
+the test."""
 
 import os
 import shutil
@@ -44,6 +45,10 @@ def test_every_rendered_unit_verifies_without_a_warning(tmp_path, name):
            "--metrics-dir", "/" + str(odd.relative_to(root)))
     invoke("confine", "app", "worker@a-b", "--name", name, "--root", root)
     invoke("expose", "app", "8080", "--listen", "[::1]:8081", "--name", name, "--root", root)
+    invoke("expose", "app", "5353", "--udp", "--listen", "0.0.0.0:5353", "--name", name,
+           "--root", root)
+    invoke("reach", "db_1.lan:5432", "--name", name, "--root", root)
+    invoke("reach", "[::1]:53", "--udp", "--at", "127.0.0.2:53", "--name", name, "--root", root)
     login = tmp_path / "login"
     login.write_text("username=admin\npassword=x y%h$z\n")
     login.chmod(0o600)
@@ -52,7 +57,10 @@ def test_every_rendered_unit_verifies_without_a_warning(tmp_path, name):
     to_verify = [f"{name}.service", f"netns@{name}.service", f"wgns-watch@{name}.service",
                  "app.service", "worker@a-b.service",
                  f"wgns-{name}-expose-8081.socket", f"wgns-{name}-expose-8081.service",
-                 f"wgns-{name}-forward.service"]
+                 f"wgns-{name}-forward.service",
+                 f"wgns-{name}-expose-udp-5353.socket", f"wgns-{name}-expose-udp-5353.service",
+                 f"wgns-{name}-reach-5432.socket", f"wgns-{name}-reach-5432.service",
+                 f"wgns-{name}-reach-udp-53.socket", f"wgns-{name}-reach-udp-53.service"]
     env = dict(os.environ, SYSTEMD_UNIT_PATH=f"{units}:", SYSTEMD_LOG_LEVEL="notice")
     p = subprocess.run([ANALYZE, "verify", "--man=no", *to_verify], env=env,
                        capture_output=True, text=True)

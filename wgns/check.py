@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import netns, wireguard
+from . import check_bridges, netns, wireguard
 from .config import Tunnel
 from .systemd import Systemd
 
@@ -196,8 +196,11 @@ def run_checks(tunnel: Tunnel, python: str, helper: str,
     checks.append(Check("drop-ins", not bad,
                         "; ".join(f"{u} lacks {', '.join(g)}" for u, g in bad.items())
                         or f"{len(gaps)} confined unit(s) complete"))
+    checks.append(Check("host-addresses", *check_bridges.host_addresses(name)))
     checks.append(_handshake_check(name, max_age))
     with Systemd() as sd:
+        checks.append(Check("bridges", *check_bridges.bridges(
+            name, sd, sd.active_state(f"{name}.service") == "active")))
         forward = _forward_check(name, sd)
     if forward:
         checks.append(forward)

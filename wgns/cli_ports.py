@@ -1,5 +1,6 @@
 """The commands about ports: expose and unexpose (into the namespace from
-the host) and port-forward (from the provider's gateway). Registered on
+the host), reach and unreach (from the namespace to the host or the LAN)
+and port-forward (from the provider's gateway). Registered on
 cli.app; the same conventions as cli.py."""
 
 from __future__ import annotations
@@ -15,22 +16,24 @@ from .errors import WgnsError
 @app.command()
 def expose(
     unit: str = typer.Argument(..., help="A confined service."),
-    port: str = typer.Argument(..., help="The TCP port it listens on inside the tunnel."),
+    port: str = typer.Argument(..., help="The port it listens on inside the tunnel."),
     listen: Optional[str] = typer.Option(
         None, "--listen", metavar="ADDR:PORT",
         help="Where the host listens (default 127.0.0.1:PORT; 0.0.0.0:PORT for the LAN)."),
+    udp: bool = typer.Option(False, "--udp", help="A UDP port (relayed by wgns's relay)."),
     name: str = typer.Option("wg", "--name", help=NAME_HELP),
     root: Optional[str] = typer.Option(
         None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
 ) -> None:
-    """Make a TCP port of a confined service reachable from the host (no veth, no NAT)."""
+    """Make a port of a confined service reachable from the host (no veth, no NAT)."""
     try:
         sd = _systemd(root)
         from .expose import expose as do_expose
+        from .ops import python_path
         if listen == "":
             raise typer.BadParameter("--listen needs ADDRESS:PORT")
         _emit(do_expose(unit, _number(port, "PORT", 1, 65535) or 0, listen, name,
-                        root or "/", sd))
+                        root or "/", sd, udp, python_path()))
     except (WgnsError, OSError) as e:
         _fail(e)
 
@@ -39,6 +42,7 @@ def expose(
 def unexpose(
     unit: str = typer.Argument(..., help="A confined service."),
     port: str = typer.Argument(..., help="The port given to 'wgns expose'."),
+    udp: bool = typer.Option(False, "--udp", help="The UDP port, not the TCP one."),
     name: str = typer.Option("wg", "--name", help=NAME_HELP),
     root: Optional[str] = typer.Option(
         None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
@@ -48,7 +52,48 @@ def unexpose(
         sd = _systemd(root)
         from .expose import unexpose as do_unexpose
         _emit(do_unexpose(unit, _number(port, "PORT", 1, 65535) or 0, name,
-                          root or "/", sd))
+                          root or "/", sd, udp))
+    except (WgnsError, OSError) as e:
+        _fail(e)
+
+
+@app.command()
+def reach(
+    target: str = typer.Argument(..., metavar="HOST:PORT",
+                                 help="A service outside: an address or a name the host "
+                                 "resolves, e.g. 127.0.0.1:5432, nas.lan:445, [::1]:9696."),
+    at: Optional[str] = typer.Option(
+        None, "--at", metavar="ADDR:PORT",
+        help="Where confined units connect, a loopback address inside the namespace "
+        "(default 127.0.0.1:PORT)."),
+    udp: bool = typer.Option(False, "--udp", help="UDP (relayed by wgns's relay), not TCP."),
+    name: str = typer.Option("wg", "--name", help=NAME_HELP),
+    root: Optional[str] = typer.Option(
+        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
+) -> None:
+    """Let confined units reach one service on the host or the LAN (no route, no veth)."""
+    try:
+        sd = _systemd(root)
+        from .bridge import reach as do_reach
+        from .ops import python_path
+        _emit(do_reach(target, at, udp, name, root or "/", sd, python_path()))
+    except (WgnsError, OSError) as e:
+        _fail(e)
+
+
+@app.command()
+def unreach(
+    target: str = typer.Argument(..., metavar="HOST:PORT", help="As given to 'wgns reach'."),
+    udp: bool = typer.Option(False, "--udp", help="The UDP bridge, not the TCP one."),
+    name: str = typer.Option("wg", "--name", help=NAME_HELP),
+    root: Optional[str] = typer.Option(
+        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
+) -> None:
+    """Stop reaching HOST:PORT from the tunnel and remove its units."""
+    try:
+        sd = _systemd(root)
+        from .bridge import unreach as do_unreach
+        _emit(do_unreach(target, udp, name, root or "/", sd))
     except (WgnsError, OSError) as e:
         _fail(e)
 

@@ -4,6 +4,7 @@
     link up|down NAME    NAME.service: bring the tunnel up or down
     watch NAME           wgns-watch@NAME.service: heal the tunnel (watcher.py, heal.py)
     forward NAME         wgns-NAME-forward.service: NAT-PMP port forwarding
+    relay NAME HOST PORT the UDP relay of `wgns expose --udp` and `wgns reach --udp`
     probe NAME           the transient unit of `wgns check` (check.py)
 
 The units name this file by its absolute path, and it puts the directory
@@ -17,11 +18,15 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-USAGE = "usage: helper.py netns|link up|down NAME | watch|forward|probe NAME"
+USAGE = ("usage: helper.py netns|link up|down NAME | watch|forward|probe NAME"
+         " | relay NAME HOST PORT")
 
 
-def run(command: str, action: str, name: str) -> None:
-    if command == "netns":
+def run(command: str, action: str, name: str, rest: list[str]) -> None:
+    if command == "relay":
+        from wgns import relay
+        relay.main(name, *rest)
+    elif command == "netns":
         from wgns import netns
         (netns.up if action == "up" else netns.down)(name)
     elif command == "link":
@@ -46,7 +51,10 @@ def run(command: str, action: str, name: str) -> None:
 
 def main(argv: list[str]) -> int:
     command, args = (argv[0], argv[1:]) if argv else ("", [])
-    if command in ("netns", "link") and len(args) == 2 and args[0] in ("up", "down"):
+    rest: list[str] = []
+    if command == "relay" and len(args) == 3:
+        action, name, rest = command, args[0], args[1:]
+    elif command in ("netns", "link") and len(args) == 2 and args[0] in ("up", "down"):
         action, name = args
     elif command in ("watch", "forward", "probe") and len(args) == 1:
         action, name = command, args[0]
@@ -59,7 +67,7 @@ def main(argv: list[str]) -> int:
         f"wgns: {name} {command}"
     try:
         check_name(name)
-        run(command, action, name)
+        run(command, action, name, rest)
     except WgnsError as e:
         print(f"{what}: {e}", file=sys.stderr)
         return 1

@@ -45,6 +45,7 @@ FAMILIES = {  # name: (type, help)
     "wgns_peer_transmit_bytes_total": (C, "Bytes sent to the peer."),
     "wgns_confined_units": (G, "Units confined to the tunnel, by systemd active state."),
     "wgns_exposed_ports": (G, "Ports of confined units exposed on the host (wgns expose)."),
+    "wgns_reached_ports": (G, "Services outside that confined units reach (wgns reach)."),
     "wgns_forwarded_port": (G, "The port forwarded over NAT-PMP (0: none yet), when on."),
     "wgns_port_forward_renewed_age_seconds": (G, "Seconds since the port was last renewed."),
     "wgns_watcher_restarts_total": (C, "Restarts of the tunnel by the watcher, by reason."),
@@ -106,6 +107,7 @@ def _samples(st: dict[str, Any], run_dir: str | None) -> Samples:
     for s in (*UNIT_STATES, *sorted(set(states) - set(UNIT_STATES))):
         out["wgns_confined_units"].append(({"state": s}, states.count(s)))
     out["wgns_exposed_ports"].append(({}, len(st.get("exposed") or [])))
+    out["wgns_reached_ports"].append(({}, len(st.get("reached") or [])))
     forward = st.get("port_forward")
     if forward:
         out["wgns_forwarded_port"].append(({}, _count(forward.get("port"))))

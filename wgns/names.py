@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from typing import Union
 
 from .errors import WgnsError
@@ -93,6 +94,51 @@ def check_address(value: str, what: str) -> IPAddress:
         return ipaddress.ip_address(value)
     except ValueError:
         raise NameError_(f"{what} {shown} is not an IP address") from None
+
+
+# A DNS name as getaddrinfo() takes it: RFC 1123 labels ('_' allowed, as in
+# container and service names), never starting with '-' (it could read as
+# an option), 253 characters at most.
+LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+HOSTNAME_RE = re.compile(rf"{LABEL}(?:\.{LABEL})*\.?", flags=re.ASCII)
+
+
+def check_host(value: str, what: str) -> str:
+    """An IP address without a zone ID, or a host name to be resolved where
+    it is used. A name that the C library would read as an address
+    ('0x7f.1', '1.2.3') is refused: it would not mean what it shows."""
+    if HOSTNAME_RE.fullmatch(value) and len(value) <= 253:
+        try:
+            socket.inet_aton(value)
+        except OSError:
+            return value
+    if not ADDRESS_CHARS.fullmatch(value):
+        raise NameError_(f"{what}: {printable(value, 'value')} is neither an IP address "
+                         "nor a host name",
+                         hint="zone IDs ('%' suffixes) are not supported" if "%" in value
+                         else "a name uses letters, digits, '-', '_' and dots")
+    return str(check_address(value, what))
+
+
+def split_host_port(value: str, what: str) -> tuple[str, int]:
+    """HOST:PORT or [IPv6]:PORT, HOST an address (no zone ID) or a name."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise NameError_(f"{what} {printable(value, 'value')} is not HOST:PORT",
+                         hint="for example 127.0.0.1:5432, db.lan:5432 or [::1]:5432")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if ":" in host and not bracketed:
+        raise NameError_(f"{what} {printable(value, 'value')}: write an IPv6 address "
+                         "in brackets, as [::1]:5432")
+    host = check_address(host[1:-1], what).compressed if bracketed else check_host(host, what)
+    if bracketed and ipaddress.ip_address(host).version != 6:
+        raise NameError_(f"{what} {printable(value, 'value')}: only IPv6 addresses "
+                         "go in brackets")
+    return host, check_port(port, what)
+
+
+def join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def check_port(value: str, what: str) -> int:

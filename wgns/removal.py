@@ -38,10 +38,12 @@ def drop_legacy_watcher(root: str, name: str, sd: Systemd | None) -> None:
 
 def remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> None:
     unit = tunnel_unit(name)
-    from .expose import _expose_paths, exposures
+    from .bridge import reaches, unit_paths
+    from .expose import exposures
     from .portforward import _paths as forward_paths
     confined = list(confined_units(root, name))
-    exposed = [base for base, _ in exposures(root, name)]
+    exposed = [base for base, _ in exposures(root, name)] + [
+        base for base, _ in reaches(root, name)]
     forwarding = [forward_unit(name)] if read_owned(
         root, f"{UNIT_DIR}/{forward_unit(name)}") is not None else []
     for d in (f"{CONF_DIR}/{name}/x", *WANTS_DIRS, *(dropin_path(u) for u in confined),
@@ -63,7 +65,7 @@ def remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> N
         f"{CONF_DIR}/{name}/nsswitch.conf",
     ]
     for base in exposed:
-        paths += _expose_paths(base, name)
+        paths += unit_paths(base, name)
     paths += forward_paths(name)
     if installed_tunnels(root) == [name]:
         paths += [f"{UNIT_DIR}/{NETNS_UNIT}", f"{UNIT_DIR}/{LEGACY_WATCH_TIMER}"] + [

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from . import netns, wireguard
+from .bridge import reaches
 from .expose import exposures
 from .link import load
 from .ops import confined_units
@@ -73,9 +74,12 @@ def gather(name: str, sd: Systemd | None) -> dict[str, Any]:
                         for p in tunnel.peers]
     for u in confined_units("/", name):
         out["confined"].append({"unit": u, "state": sd.active_state(u) if sd else "unknown"})
-    out["exposed"] = [{"unit": info[0], "port": info[1], "listen": info[3],
+    out["exposed"] = [{"unit": info[0], "port": info[1], "listen": info[3], "proto": info[4],
                        "state": sd.active_state(f"{base}.socket") if sd else "unknown"}
                       for base, info in exposures("/", name)]
+    out["reached"] = [{"target": r.target, "proto": r.proto, "at": r.at,
+                       "state": sd.active_state(f"{base}.socket") if sd else "unknown"}
+                      for base, r in reaches("/", name)]
     from .portforward import state as forward_state
     out["port_forward"] = forward_state(name, sd)
     return out
@@ -125,7 +129,11 @@ def format_text(st: dict[str, Any]) -> str:
     else:
         lines.append("  confined: none")
     for e in st["exposed"]:
-        lines.append(f"  exposed: {e['listen']} -> {e['unit']} port {e['port']} ({e['state']})")
+        lines.append(f"  exposed: {e['listen']} -> {e['unit']} port {e['port']}/{e['proto']} "
+                     f"({e['state']})")
+    for r in st.get("reached") or []:
+        lines.append(f"  reaches: {r['at']} inside -> {r['target']}/{r['proto']} on the host "
+                     f"side ({r['state']})")
     if st.get("port_forward"):
         from .portforward import format_text as forward_text
         lines += forward_text(st["port_forward"])

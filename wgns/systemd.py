@@ -157,3 +157,20 @@ class Systemd:
             self._manager.Manager.ResetFailedUnit(unit.encode())
         except DBusBaseError:
             pass  # not loaded or not failed: nothing to reset
+
+    def sockets_in_namespace(self, netns_path: str) -> list[str]:
+        """The loaded socket units whose sockets are made in the network
+        namespace at NETNS_PATH (NetworkNamespacePath=)."""
+        from pystemd.dbusexc import DBusBaseError
+        found = []
+        units = self._call("list socket units", self._manager.Manager.ListUnitsByPatterns,
+                           [], [b"*.socket"])
+        for entry in units:
+            unit = _decode(entry[0])
+            try:
+                path = _decode(self._unit(unit).Socket.NetworkNamespacePath)
+            except (DBusBaseError, AttributeError):
+                continue
+            if path == netns_path:
+                found.append(unit)
+        return found

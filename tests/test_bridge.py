@@ -1,0 +1,340 @@
+"""The bridges: `wgns reach`/`unreach`, `wgns expose --udp`, and the UDP
+relay they run. The relay is driven over real loopback sockets (a target
+echo server, clients, the listener a socket unit would hand it); the CLI
+is driven against a root directory, hostile values included."""
+
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from wgns import relay
+from wgns.cli import app
+from wgns.render_bridge import reach_info
+
+from .conftest import DATA
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def tree(root: Path) -> dict:
+    return {str(p): (os.readlink(p) if p.is_symlink() else p.read_bytes() if p.is_file()
+                     else "dir") for p in sorted(root.rglob("*"))}
+
+
+def one_error(r, code=1) -> str:
+    assert r.exit_code == code, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wgns: error: "), r.output
+    return lines[0]
+
+
+# -- the relay -----------------------------------------------------------------
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+class Echo:
+    """A UDP echo server on loopback that prefixes what it returns."""
+
+    def __init__(self, family=socket.AF_INET, host="127.0.0.1"):
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.port = self.sock.getsockname()[1]
+        self.seen = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except OSError:
+                return
+            self.seen.append(addr)
+            self.sock.sendto(b"echo:" + data, addr)
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def echo():
+    e = Echo()
+    yield e
+    e.close()
+
+
+def listener(host="127.0.0.1", family=socket.AF_INET):
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.bind((host, 0))
+    return s
+
+
+def client(family=socket.AF_INET):
+    c = socket.socket(family, socket.SOCK_DGRAM)
+    c.settimeout(2)
+    return c
+
+
+def pump(r, times=20):
+    for _ in range(times):
+        r.step(0.05)
+
+
+def test_datagrams_reach_the_target_and_replies_come_back_to_each_client(echo):
+    lst = listener()
+    r = relay.Relay(lst, "127.0.0.1", echo.port)
+    a, b = client(), client()
+    a.sendto(b"one", lst.getsockname())
+    b.sendto(b"two", lst.getsockname())
+    pump(r)
+    assert a.recvfrom(100) == (b"echo:one", lst.getsockname())
+    assert b.recvfrom(100) == (b"echo:two", lst.getsockname())
+    assert len(r.flows) == 2 and len(set(echo.seen)) == 2  # a socket per client
+
+
+def test_a_name_is_resolved_by_the_relay(echo):
+    lst = listener()
+    r = relay.Relay(lst, "localhost", echo.port)
+    a = client()
+    a.sendto(b"x", lst.getsockname())
+    pump(r)
+    assert a.recv(100) == b"echo:x"
+
+
+def test_idle_flows_expire_and_the_relay_exits_after_a_quiet_while(echo):
+    clock = Clock()
+    lst = listener()
+    r = relay.Relay(lst, "127.0.0.1", echo.port, clock=clock)
+    a = client()
+    a.sendto(b"x", lst.getsockname())
+    pump(r)
+    assert a.recv(100) == b"echo:x" and len(r.flows) == 1
+    clock.t += relay.FLOW_IDLE - 1
+    r.step(0)
+    assert len(r.flows) == 1 and not r.done()
+    clock.t += 1
+    r.step(0)
+    assert not r.flows and not r.done()
+    clock.t += relay.EXIT_IDLE
+    assert r.done()
+
+
+def test_the_oldest_flow_makes_room_beyond_the_limit(echo, monkeypatch):
+    monkeypatch.setattr(relay, "MAX_FLOWS", 3)
+    lst = listener()
+    r = relay.Relay(lst, "127.0.0.1", echo.port)
+    clients = [client() for _ in range(4)]
+    for i, c in enumerate(clients):
+        c.sendto(b"%d" % i, lst.getsockname())
+        pump(r, 5)
+    assert len(r.flows) == 3
+    assert clients[0].getsockname() not in r.flows
+    assert clients[3].recv(100) == b"echo:3"
+
+
+def test_a_target_that_is_down_loses_datagrams_without_harm():
+    dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()
+    lst = listener()
+    r = relay.Relay(lst, "127.0.0.1", port)
+    a = client()
+    for _ in range(3):
+        a.sendto(b"x", lst.getsockname())
+        pump(r, 3)
+    assert len(r.flows) == 1  # the ICMP error did not take the flow or the relay down
+
+
+def test_an_unknown_name_loses_datagrams_and_counts_them():
+    lst = listener()
+    r = relay.Relay(lst, "no-such-host.invalid", 9)
+    a = client()
+    a.sendto(b"x", lst.getsockname())
+    pump(r, 3)
+    assert r.dropped == 1 and not r.flows
+
+
+def test_a_wildcard_listener_answers_from_the_address_it_was_sent_to(echo):
+    lst = listener("0.0.0.0")
+    port = lst.getsockname()[1]
+    r = relay.Relay(lst, "127.0.0.1", echo.port)
+    a = client()
+    a.bind(("127.0.0.1", 0))
+    a.sendto(b"x", ("127.0.0.2", port))
+    pump(r)
+    data, source = a.recvfrom(100)
+    assert data == b"echo:x" and source == ("127.0.0.2", port)
+
+
+def test_ipv6_on_both_sides():
+    e = Echo(socket.AF_INET6, "::1")
+    try:
+        lst = listener("::", socket.AF_INET6)
+        r = relay.Relay(lst, "::1", e.port)
+        a = client(socket.AF_INET6)
+        a.sendto(b"v6", ("::1", lst.getsockname()[1]))
+        pump(r)
+        data, source = a.recvfrom(100)
+        assert data == b"echo:v6" and source[:2] == ("::1", lst.getsockname()[1])
+    finally:
+        e.close()
+
+
+def test_without_a_socket_from_systemd_it_refuses(monkeypatch):
+    monkeypatch.delenv("LISTEN_PID", raising=False)
+    with pytest.raises(OSError, match="no socket from systemd"):
+        relay.inherited_socket()
+
+
+# -- the CLI -------------------------------------------------------------------
+
+@pytest.fixture
+def installed(root):
+    assert invoke("install", "--conf", DATA / "protonvpn.conf", "--root", root).exit_code == 0
+    assert invoke("confine", "app", "--root", root).exit_code == 0
+    return root
+
+
+UNITS = "etc/systemd/system"
+
+
+def test_reach_writes_a_pair_and_unreach_takes_it_back(installed):
+    before = tree(installed)
+    r = invoke("reach", "db.lan:5432", "--root", installed)
+    assert r.exit_code == 0, r.output
+    sock = installed / UNITS / "wgns-wg-reach-5432.socket"
+    assert "NetworkNamespacePath=/run/netns/wg\nListenStream=127.0.0.1:5432\n" in sock.read_text()
+    svc = (installed / UNITS / "wgns-wg-reach-5432.service").read_text()
+    assert "NetworkNamespacePath" not in svc.replace("# ", "")  # the proxy is in the host's
+    assert "--exit-idle-time=5min db.lan:5432\n" in svc and "IPAddressDeny" not in svc
+    assert (installed / UNITS / "wg.service.wants/wgns-wg-reach-5432.socket").is_symlink()
+    r = invoke("unreach", "db.lan:5432", "--root", installed)
+    assert r.exit_code == 0, r.output
+    assert tree(installed) == before
+
+
+def test_a_literal_target_is_fenced_to_that_address(installed):
+    assert invoke("reach", "[fd00::5]:9696", "--root", installed).exit_code == 0
+    svc = (installed / UNITS / "wgns-wg-reach-9696.service").read_text()
+    assert "IPAddressDeny=any\nIPAddressAllow=fd00::5\n" in svc
+    assert "systemd-socket-proxyd --exit-idle-time=5min \"[fd00::5]:9696\"\n" in svc
+
+
+def test_udp_reach_and_expose_run_the_relay_in_the_right_namespace(installed):
+    assert invoke("reach", "10.1.1.1:53", "--udp", "--at", "127.0.0.53:53",
+                  "--root", installed).exit_code == 0
+    assert invoke("expose", "app", "27015", "--udp", "--root", installed).exit_code == 0
+    reach = (installed / UNITS / "wgns-wg-reach-udp-53.service").read_text()
+    expose = (installed / UNITS / "wgns-wg-expose-udp-27015.service").read_text()
+    assert "relay wg 10.1.1.1 53\n" in reach and "\nNetworkNamespacePath" not in reach
+    assert "relay wg 127.0.0.1 27015\n" in expose
+    assert "\nNetworkNamespacePath=/run/netns/wg\n" in expose
+    assert "ListenDatagram=127.0.0.53:53" in (
+        installed / UNITS / "wgns-wg-reach-udp-53.socket").read_text()
+    assert "ListenDatagram=127.0.0.1:27015" in (
+        installed / UNITS / "wgns-wg-expose-udp-27015.socket").read_text()
+    # TCP and UDP of one port are two exposes; unexpose takes the one asked for
+    assert invoke("expose", "app", "27015", "--root", installed).exit_code == 0
+    assert invoke("unexpose", "app", "27015", "--udp", "--root", installed).exit_code == 0
+    assert not (installed / UNITS / "wgns-wg-expose-udp-27015.socket").exists()
+    assert (installed / UNITS / "wgns-wg-expose-27015.socket").exists()
+
+
+@pytest.mark.parametrize("target", [
+    "db.lan", "db.lan:", ":5432", "db.lan:0", "db.lan:65536", "db.lan:+1", "db.lan:٣",
+    "-oProxy:22", "0x7f.1:80", "1.2.3:80", "[127.0.0.1]:80", "::1:53", "[fe80::1%eth0]:53",
+    "fe80::1%eth0:53", "db%h.lan:5", "db\n.lan:5", "db.lan\nExecStart=/bin/sh:5",
+    "a b:5", "0.0.0.0:80", "[::]:80", "224.0.0.1:5353", "255.255.255.255:9",
+    "x" * 300 + ":5", "db..lan:5", "a-.lan:5", "ä.lan:5",
+    "kOE8djlEXW0ULFbMoyqfOVxKwgRjn2lZr4t6S7khzF8=:1"])
+def test_hostile_targets_are_refused_and_change_nothing(installed, target):
+    before = tree(installed)
+    line = one_error(invoke("reach", "--root", installed, "--", target))
+    assert "kOE8djlEXW0ULFbM" not in line
+    assert tree(installed) == before
+
+
+@pytest.mark.parametrize("at", ["0.0.0.0:5432", "10.2.0.2:5432", "[::]:5432", "127.0.0.1",
+                                "localhost:5432", "[::1%lo]:5", "127.0.0.1:0", ""])
+def test_at_must_be_loopback_inside(installed, at):
+    before = tree(installed)
+    one_error(invoke("reach", "db.lan:5432", "--at", at, "--root", installed))
+    assert tree(installed) == before
+
+
+def test_one_port_inside_reaches_one_target(installed):
+    assert invoke("reach", "db.lan:5432", "--root", installed).exit_code == 0
+    before = tree(installed)
+    line = one_error(invoke("reach", "other.lan:5432", "--root", installed))
+    assert "already reaches db.lan:5432" in line
+    assert tree(installed) == before
+    # the same port for UDP is another bridge
+    assert invoke("reach", "db.lan:5432", "--udp", "--root", installed).exit_code == 0
+
+
+def test_unreach_of_what_is_not_reached_says_so(installed):
+    assert "does not reach" in one_error(invoke("unreach", "db.lan:5432", "--root", installed))
+    assert invoke("reach", "db.lan:5432", "--root", installed).exit_code == 0
+    one_error(invoke("unreach", "db.lan:5432", "--udp", "--root", installed))
+
+
+def test_reach_needs_an_installed_tunnel(root):
+    before = tree(root)
+    one_error(invoke("reach", "db.lan:5432", "--name", "nope", "--root", root))
+    assert tree(root) == before
+
+
+def test_uninstall_takes_bridges_away(installed):
+    assert invoke("reach", "db.lan:5432", "--root", installed).exit_code == 0
+    assert invoke("expose", "app", "5353", "--udp", "--root", installed).exit_code == 0
+    assert invoke("unconfine", "app", "--root", installed).exit_code == 1  # exposed
+    assert invoke("unexpose", "app", "5353", "--udp", "--root", installed).exit_code == 0
+    assert invoke("unconfine", "app", "--root", installed).exit_code == 0
+    assert invoke("uninstall", "--root", installed).exit_code == 0
+    assert not list((installed / UNITS).glob("wgns-*"))
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(host=st.one_of(st.text(min_size=1, max_size=40),
+                      st.from_regex(r"[a-z0-9._:\[\]%-]{1,30}", fullmatch=True)),
+       port=st.integers(-5, 70000))
+def test_any_target_is_refused_in_one_line_or_reads_back_exactly(installed, host, port):
+    """Whatever HOST:PORT is given: one error line and no change, or a
+    pair whose header declares exactly that target, one line each."""
+    before = tree(installed)
+    target = f"{host}:{port}"
+    if "\x00" in target:  # no command line can carry a NUL
+        return
+    r = invoke("reach", "--root", installed, "--", target)
+    if r.exit_code != 0:
+        one_error(r, r.exit_code)
+        assert tree(installed) == before
+        return
+    socks = list((installed / UNITS).glob("wgns-wg-reach-*.socket"))
+    assert len(socks) == 1
+    text = socks[0].read_text()
+    info = reach_info(text)
+    shown = info.target.rpartition(":")[0].strip("[]")
+    assert info.target.endswith(f":{port}") and info.proto == "tcp"
+    assert shown in (host, host.lower()) or ":" in host  # IPv6 is written compressed
+    for line in text.splitlines():
+        assert "\r" not in line and "%" not in line.replace("%%", "")
+    assert invoke("unreach", info.target, "--root", installed).exit_code == 0
+    assert tree(installed) == before

@@ -1,0 +1,87 @@
+"""What `wgns check` says about the ways between a tunnel's namespace and
+the host: the declared bridges (exposes and reaches), each listening while
+the tunnel runs, and nothing undeclared: no other socket unit made inside
+the namespace, and none of the host's own addresses routed anywhere but
+into the tunnel from inside. CLI side, called from check.py."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any
+
+from . import netns
+from .systemd import Systemd
+
+
+def _declared(name: str) -> list[tuple[str, str]]:
+    """[(socket unit, how status shows it)] of the tunnel's bridges."""
+    from .bridge import reaches
+    from .expose import exposures
+    out = [(f"{base}.socket", f"expose {info[3]}->{info[0]}:{info[1]}/{info[4]}")
+           for base, info in exposures("/", name)]
+    out += [(f"{base}.socket", f"reach {r.at}->{r.target}/{r.proto}")
+            for base, r in reaches("/", name)]
+    return out
+
+
+def bridges(name: str, sd: Systemd, tunnel_active: bool) -> tuple[bool, str]:
+    """(ok, detail): every declared bridge listens while the tunnel runs, and
+    no socket unit that wgns did not write listens inside the namespace."""
+    declared = _declared(name)
+    states = {unit: sd.active_state(unit) for unit, _ in declared}
+    down = [f"{shown} ({states[unit]})" for unit, shown in declared
+            if tunnel_active and states[unit] != "active"]
+    inside = set(sd.sockets_in_namespace(netns.path(name)))
+    undeclared = sorted(inside - {unit for unit, _ in declared})
+    parts = []
+    if undeclared:
+        parts.append(f"UNDECLARED socket units inside the namespace: {', '.join(undeclared)}")
+    if down:
+        parts.append(f"not listening: {', '.join(down)}")
+    if declared:
+        parts.append("declared: " + ", ".join(shown for _, shown in declared))
+    else:
+        parts.append("none declared")
+    return not undeclared and not down, "; ".join(parts)
+
+
+def _host_addresses() -> list[str]:
+    """The host namespace's own addresses, but loopback (the namespace has
+    its own)."""
+    from pyroute2 import IPRoute
+    with IPRoute() as ipr:
+        found = {a.get_attr("IFA_ADDRESS") or a.get_attr("IFA_LOCAL") for a in ipr.get_addr()}
+    return sorted(a for a in found if a and not ipaddress.ip_address(a).is_loopback)
+
+
+def _routes_to(addresses: list[str]) -> dict[str, Any]:
+    """{address: the link a packet to it would leave by, or None}, asked of
+    the kernel from inside the namespace (every table and rule)."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+    out: dict[str, Any] = {}
+    with IPRoute() as ipr:
+        names = {lk["index"]: lk.get_attr("IFLA_IFNAME") for lk in ipr.get_links()}
+        for a in addresses:
+            family = socket.AF_INET6 if ":" in a else socket.AF_INET
+            try:
+                route = ipr.route("get", dst=a, family=family)
+            except NetlinkError:
+                out[a] = None  # unreachable from inside: fine
+                continue
+            out[a] = names.get(route[0].get_attr("RTA_OIF"), "?") if route else None
+    return out
+
+
+def host_addresses(name: str) -> tuple[bool, str]:
+    """(ok, detail): from inside, each of the host's addresses is either
+    unreachable or behind the tunnel (the provider's side), never on a link
+    to the host."""
+    addresses = _host_addresses()
+    routes = netns.run_in(name, lambda: _routes_to(addresses))
+    direct = [f"{a} via {dev}" for a, dev in routes.items() if dev not in (None, name)]
+    if direct:
+        return False, f"reachable from inside without a bridge: {', '.join(direct)}"
+    return True, (f"none of the host's {len(addresses)} address(es) is reachable from "
+                  "inside except through declared bridges")

@@ -1,0 +1,201 @@
+"""The UDP relay behind `wgns expose --udp` and `wgns reach --udp`
+(`helper.py relay NAME HOST PORT`). Unit side.
+
+systemd hands it the listening datagram socket (socket activation, fd 3),
+made in one namespace; the relay runs in the other. Each client address
+gets its own connected socket towards HOST:PORT, so replies find their way
+back to the client that asked. A flow idle for FLOW_IDLE seconds is
+dropped; with no flow left for EXIT_IDLE seconds the relay exits, and the
+socket unit starts it again on the next datagram. A listener on a wildcard
+address answers from the address each datagram was sent to (IP_PKTINFO),
+as a client on a host with several addresses expects.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+import struct
+import sys
+import time
+from collections import OrderedDict
+from typing import Callable, Optional
+
+FLOW_IDLE = 60.0
+EXIT_IDLE = 120.0
+MAX_FLOWS = 512  # the oldest flow makes room for a new one beyond this
+RESOLVE_EVERY = 30.0  # a name is looked up again after this long
+BATCH = 64  # datagrams taken from one socket before looking at the others
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux's value; Python 3.11 lacks the name
+SD_LISTEN_FDS_START = 3
+
+Address = tuple  # a socket address, as Python gives it
+
+
+class Flow:
+    __slots__ = ("client", "sock", "last", "local")
+
+    def __init__(self, client: Address, sock: socket.socket, now: float,
+                 local: Optional[bytes]) -> None:
+        self.client, self.sock, self.last, self.local = client, sock, now, local
+
+
+class Relay:
+    def __init__(self, listener: socket.socket, host: str, port: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.listener, self.host, self.port, self.clock = listener, host, port, clock
+        self.flows: OrderedDict[Address, Flow] = OrderedDict()
+        self.sel = selectors.DefaultSelector()
+        listener.setblocking(False)
+        self.sel.register(listener, selectors.EVENT_READ, None)
+        self.family = listener.family
+        self.wildcard = listener.getsockname()[0] in ("0.0.0.0", "::")
+        if self.wildcard:
+            if self.family == socket.AF_INET:
+                listener.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            else:
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        self._target: Optional[tuple[int, Address]] = None
+        self._resolved_at = -RESOLVE_EVERY
+        self.idle_since = clock()
+        self.dropped = 0
+
+    def target(self) -> tuple[int, Address]:
+        """(family, address) of HOST:PORT; a name is looked up again every
+        RESOLVE_EVERY seconds, so a moved host is followed."""
+        now = self.clock()
+        if self._target is None or now - self._resolved_at >= RESOLVE_EVERY:
+            info = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
+            self._target, self._resolved_at = (info[0][0], info[0][4]), now
+        return self._target
+
+    def _open(self, client: Address, local: Optional[bytes]) -> Flow:
+        if len(self.flows) >= MAX_FLOWS:
+            self._close(next(iter(self.flows.values())))
+        family, address = self.target()
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.connect(address)
+        except OSError:
+            sock.close()
+            raise
+        flow = Flow(client, sock, self.clock(), local)
+        self.flows[client] = flow
+        self.sel.register(sock, selectors.EVENT_READ, flow)
+        return flow
+
+    def _close(self, flow: Flow) -> None:
+        self.sel.unregister(flow.sock)
+        flow.sock.close()
+        del self.flows[flow.client]
+        if not self.flows:
+            self.idle_since = self.clock()
+
+    def _receive(self) -> Optional[tuple[bytes, Address, Optional[bytes]]]:
+        """One datagram from a client, with the local address it was sent
+        to when the listener is a wildcard."""
+        try:
+            if not self.wildcard:
+                data, client = self.listener.recvfrom(65535)
+                return data, client, None
+            data, ancillary, _, client = self.listener.recvmsg(65535, 256)
+        except (BlockingIOError, InterruptedError):
+            return None
+        local = None
+        for level, kind, payload in ancillary:
+            if (level, kind) == (socket.IPPROTO_IP, IP_PKTINFO) and len(payload) >= 12:
+                local = payload[8:12]  # in_pktinfo.ipi_addr: where it was sent
+            elif (level, kind) == (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO) \
+                    and len(payload) >= 16:
+                local = payload[:16]
+        return data, client, local
+
+    def from_clients(self) -> None:
+        for _ in range(BATCH):
+            try:
+                got = self._receive()
+            except OSError:  # an ICMP error queued on the listener: nothing to do
+                continue
+            if got is None:
+                return
+            data, client, local = got
+            flow = self.flows.get(client)
+            try:
+                if flow is None:
+                    flow = self._open(client, local)
+                flow.sock.send(data)
+            except OSError:  # the target unreachable or its name unknown: a datagram lost
+                self.dropped += 1
+                continue
+            flow.last = self.clock()
+            self.flows.move_to_end(client)
+
+    def from_target(self, flow: Flow) -> None:
+        for _ in range(BATCH):
+            try:
+                data = flow.sock.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # ICMP port unreachable from the target: keep the flow
+                return
+            try:
+                self._reply(data, flow)
+            except OSError:
+                self.dropped += 1
+            flow.last = self.clock()
+            self.flows.move_to_end(flow.client)
+
+    def _reply(self, data: bytes, flow: Flow) -> None:
+        if flow.local is None:
+            self.listener.sendto(data, flow.client)
+        elif self.family == socket.AF_INET:
+            info = struct.pack("=i4s4s", 0, flow.local, b"\0" * 4)
+            self.listener.sendmsg([data], [(socket.IPPROTO_IP, IP_PKTINFO, info)], 0,
+                                  flow.client)
+        else:
+            info = struct.pack("=16si", flow.local, 0)
+            self.listener.sendmsg([data], [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, info)],
+                                  0, flow.client)
+
+    def expire(self) -> None:
+        now = self.clock()
+        for flow in [f for f in self.flows.values() if now - f.last >= FLOW_IDLE]:
+            self._close(flow)
+
+    def step(self, timeout: float) -> None:
+        for key, _ in self.sel.select(timeout):
+            flow: Optional[Flow] = key.data
+            if flow is None:
+                self.from_clients()
+            elif self.flows.get(flow.client) is flow:  # not closed since the select
+                self.from_target(flow)
+        self.expire()
+
+    def done(self) -> bool:
+        return not self.flows and self.clock() - self.idle_since >= EXIT_IDLE
+
+    def run(self) -> None:
+        while not self.done():
+            self.step(timeout=min(FLOW_IDLE, EXIT_IDLE) / 4)
+
+
+def inherited_socket() -> socket.socket:
+    """The datagram socket systemd passed (LISTEN_FDS, LISTEN_PID)."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()) or \
+            os.environ.get("LISTEN_FDS") != "1":
+        raise OSError("no socket from systemd: run by its .socket unit only")
+    sock = socket.socket(fileno=SD_LISTEN_FDS_START)
+    if sock.type != socket.SOCK_DGRAM:
+        raise OSError("the socket systemd passed is not a datagram socket")
+    return sock
+
+
+def main(name: str, host: str, port: str) -> None:
+    from .names import check_host, check_port
+    relay = Relay(inherited_socket(), check_host(host, "HOST"), check_port(port, "PORT"))
+    relay.run()
+    if relay.dropped:
+        print(f"wgns: {name} relay to {host}:{port}: {relay.dropped} datagram(s) could "
+              "not be delivered", file=sys.stderr)
