@@ -15,7 +15,7 @@ import ipaddress
 
 from .errors import SystemdError, WgnsError
 from .install import lookup, read_owned, remove_owned, under, write_plan
-from .names import join_host_port, split_host_port
+from .names import join_host_port, printable, split_host_port
 from .ops import Report, require_tunnel, serialised
 from .render import UNIT_DIR, tunnel_unit
 from .render_bridge import Reach, reach_info, reach_unit, render_reach
@@ -33,14 +33,28 @@ def unit_paths(base: str, name: str) -> list[str]:
             f"{UNIT_DIR}/{tunnel_unit(name)}.wants/{base}.socket"]
 
 
+def _valid(base: str, info: Reach) -> bool:
+    """Whether a reach unit's header declares what wgns would have written
+    under that file name: a file renamed, or a header edited to claim
+    another tunnel or a non-loopback address, is not a declared reach."""
+    try:
+        host, port = split_host_port(info.target, "HOST:PORT")
+        _, at_port = parse_at(info.at)
+    except WgnsError:
+        return False
+    return (join_host_port(host, port) == info.target and info.proto in ("tcp", "udp")
+            and reach_unit(info.tunnel, at_port, info.proto) == base)
+
+
 def reaches(root: str, name: str | None = None) -> list[tuple[str, Reach]]:
     """[(unit base name, what it reaches)] of wgns's reach units."""
     out = []
     for p in sorted(under(root, UNIT_DIR).glob("wgns-*-reach-*.socket")):
         text = read_owned(root, f"{UNIT_DIR}/{p.name}")
         info = reach_info(text) if text else None
-        if info and (name is None or info.tunnel == name):
-            out.append((p.name[: -len(".socket")], info))
+        base = p.name[: -len(".socket")]
+        if info and _valid(base, info) and (name is None or info.tunnel == name):
+            out.append((base, info))
     return out
 
 
@@ -56,19 +70,25 @@ def start_bridge(report: Report, sd: Systemd | None, root: str, name: str, base:
     when it does not start, take its files back and say why."""
     if sd is None:
         return
-    sd.reload()
-    # The socket comes and goes with its tunnel (BindsTo=, and wanted by
-    # it): listening now would start a tunnel the admin stopped.
-    if sd.active_state(tunnel_unit(name)) != "active":
-        report.say(f"it listens once {tunnel_unit(name)} runs")
-        return
-    state = sd.start(f"{base}.socket")
+    try:
+        sd.reload()
+        # The socket comes and goes with its tunnel (BindsTo=, and wanted by
+        # it): listening now would start a tunnel the admin stopped. Mode
+        # "fail": a stop of the tunnel already queued is not overridden.
+        if sd.active_state(tunnel_unit(name)) != "active":
+            report.say(f"it listens once {tunnel_unit(name)} runs")
+            return
+        cause: Exception | None = None
+        state = sd.start(f"{base}.socket", mode="fail")
+    except (SystemdError, OSError) as e:
+        state, cause = "not started", e
     if state != "active":
-        remove_owned(root, unit_paths(base, name))
+        remove_owned(root, unit_paths(base, name),
+                     prune=[f"{UNIT_DIR}/{tunnel_unit(name)}.wants"])
         sd.reload()
         sd.reset_failed(f"{base}.socket")
-        raise SystemdError(f"{base}.socket did not start (state {state}); nothing was "
-                           "changed", hint=f"is {where} free? see "
+        raise SystemdError(f"{base}.socket did not start ({cause or f'state {state}'}); "
+                           "nothing was changed", hint=f"is {where} free? see "
                            f"'journalctl -u {base}.socket'")
 
 
@@ -89,6 +109,25 @@ def stop_bridges(report: Report, sd: Systemd | None, root: str, name: str,
             sd.reset_failed(f"{base}.socket")
 
 
+def refuse_exposed_port(root: str, name: str, port: int, proto: str) -> None:
+    """A reach's port inside may not be a port an expose carries to: the
+    reach's socket, started with the tunnel, would take it from the service
+    and the host's connections would go out to the reach's target."""
+    from .expose import exposures
+    for _, info in exposures(root, name):
+        if info[1] == port and info[4] == proto:
+            raise WgnsError(f"port {port}/{proto} inside tunnel {name} is {info[0]}'s, "
+                            f"exposed on {info[3]}", hint="pick another --at port")
+
+
+def refuse_reached_port(root: str, name: str, port: int, proto: str) -> None:
+    """The other way round: an expose towards a port a reach listens on."""
+    for _, info in reaches(root, name):
+        if int(info.at.rpartition(":")[2]) == port and info.proto == proto:
+            raise WgnsError(f"port {port}/{proto} inside tunnel {name} is taken by the reach "
+                            f"of {info.target}", hint=f"'wgns unreach {info.target}' first")
+
+
 def parse_target(target: str) -> tuple[str, int]:
     """HOST:PORT to reach: an address (no zone ID, not a wildcard or
     multicast one) or a name the host resolves."""
@@ -97,8 +136,15 @@ def parse_target(target: str) -> tuple[str, int]:
         addr = ipaddress.ip_address(host)
     except ValueError:
         return host, port
+    shown = printable(target)
+    if addr.version == 6 and addr.ipv4_mapped:  # type: ignore[union-attr]
+        raise WgnsError(f"HOST:PORT {shown}: write an IPv4-mapped address as IPv4 "
+                        f"({addr.ipv4_mapped}:{port})")  # type: ignore[union-attr]
+    if addr.version == 6 and addr.is_link_local:
+        raise WgnsError(f"HOST:PORT {shown}: a link-local IPv6 address needs a zone ID, "
+                        "which wgns does not take", hint="give a global or ULA address")
     if addr.is_unspecified or addr.is_multicast or str(addr) == "255.255.255.255":
-        raise WgnsError(f"HOST:PORT {target!r}: {addr} names no single host",
+        raise WgnsError(f"HOST:PORT {shown}: {addr} names no single host",
                         hint="give the host's own address or name")
     return host, port
 
@@ -112,7 +158,7 @@ def parse_at(at: str) -> tuple[str, int]:
     except ValueError:
         addr = None
     if addr is None or not addr.is_loopback:
-        raise WgnsError(f"--at {at!r} must be a loopback address and port, e.g. "
+        raise WgnsError(f"--at {printable(at)} must be a loopback address and port, e.g. "
                         "127.0.0.1:5432 or [::1]:5432",
                         hint="a socket on the tunnel's address would let the VPN's side "
                         "reach your host")
@@ -135,6 +181,7 @@ def reach(target: str, at: str | None, udp: bool, name: str, root: str,
             raise WgnsError(f"port {at_port}/{proto} inside tunnel {name} already reaches "
                             f"{info.target} (from {info.at})",
                             hint="pick another --at port, or 'wgns unreach' that one")
+    refuse_exposed_port(root, name, at_port, proto)
     write_plan(root, render_reach(host, port, proto, at, at_port, name, proxyd_path(root),
                                   python, dynamic_user_can_run(python)))
     report.say(f"tunnel {name}: {at} ({proto}, inside the namespace) reaches {target} "

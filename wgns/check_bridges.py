@@ -13,37 +13,46 @@ from typing import Any
 from . import netns
 from .systemd import Systemd
 
+RTN_LOCAL = 2  # a route to one of the namespace's own addresses
 
-def _declared(name: str) -> list[tuple[str, str]]:
-    """[(socket unit, how status shows it)] of the tunnel's bridges."""
+
+def _declared(name: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """[(socket unit, how status shows it)] of the tunnel's bridges, and
+    {reach socket unit: the loopback ADDR:PORT it declares inside}."""
     from .bridge import reaches
     from .expose import exposures
-    out = [(f"{base}.socket", f"expose {info[3]}->{info[0]}:{info[1]}/{info[4]}")
-           for base, info in exposures("/", name)]
-    out += [(f"{base}.socket", f"reach {r.at}->{r.target}/{r.proto}")
-            for base, r in reaches("/", name)]
-    return out
+    shown = [(f"{base}.socket", f"expose {info[3]}->{info[0]}:{info[1]}/{info[4]}")
+             for base, info in exposures("/", name)]
+    found = reaches("/", name)
+    shown += [(f"{base}.socket", f"reach {r.at}->{r.target}/{r.proto}") for base, r in found]
+    return shown, {f"{base}.socket": r.at for base, r in found}
 
 
 def bridges(name: str, sd: Systemd, tunnel_active: bool) -> tuple[bool, str]:
-    """(ok, detail): every declared bridge listens while the tunnel runs, and
-    no socket unit that wgns did not write listens inside the namespace."""
-    declared = _declared(name)
+    """(ok, detail): every declared bridge listens while the tunnel runs; a
+    reach's socket inside the namespace listens exactly where its header
+    declares (a loopback address); no other socket unit listens inside."""
+    declared, inside_declared = _declared(name)
     states = {unit: sd.active_state(unit) for unit, _ in declared}
     down = [f"{shown} ({states[unit]})" for unit, shown in declared
             if tunnel_active and states[unit] != "active"]
-    inside = set(sd.sockets_in_namespace(netns.path(name)))
-    undeclared = sorted(inside - {unit for unit, _ in declared})
+    inside = sd.sockets_in_namespace(netns.path(name))
+    undeclared = sorted(u for u in inside if u not in inside_declared)
+    moved = sorted(f"{u} listens on {', '.join(inside[u]) or 'nothing'}, declared "
+                   f"{inside_declared[u]}" for u in inside
+                   if u in inside_declared and inside[u] != [inside_declared[u]])
     parts = []
     if undeclared:
         parts.append(f"UNDECLARED socket units inside the namespace: {', '.join(undeclared)}")
+    if moved:
+        parts.append(f"CHANGED: {'; '.join(moved)}")
     if down:
         parts.append(f"not listening: {', '.join(down)}")
     if declared:
         parts.append("declared: " + ", ".join(shown for _, shown in declared))
     else:
         parts.append("none declared")
-    return not undeclared and not down, "; ".join(parts)
+    return not undeclared and not moved and not down, "; ".join(parts)
 
 
 def _host_addresses() -> list[str]:
@@ -51,7 +60,8 @@ def _host_addresses() -> list[str]:
     its own)."""
     from pyroute2 import IPRoute
     with IPRoute() as ipr:
-        found = {a.get_attr("IFA_ADDRESS") or a.get_attr("IFA_LOCAL") for a in ipr.get_addr()}
+        # IFA_LOCAL first: on a point-to-point link IFA_ADDRESS is the peer's
+        found = {a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS") for a in ipr.get_addr()}
     return sorted(a for a in found if a and not ipaddress.ip_address(a).is_loopback)
 
 
@@ -70,7 +80,12 @@ def _routes_to(addresses: list[str]) -> dict[str, Any]:
             except NetlinkError:
                 out[a] = None  # unreachable from inside: fine
                 continue
-            out[a] = names.get(route[0].get_attr("RTA_OIF"), "?") if route else None
+            if not route or route[0]["type"] == RTN_LOCAL:
+                # the namespace's own address (ProtonVPN gives every client
+                # 10.2.0.2: a host running it too has it as well)
+                out[a] = None
+            else:
+                out[a] = names.get(route[0].get_attr("RTA_OIF"), "?")
     return out
 
 

@@ -5,7 +5,13 @@ tunnel runs (BindsTo= it, wanted by it)."""
 
 from __future__ import annotations
 
-from .bridge import dynamic_user_can_run, proxyd_path, start_bridge, stop_bridges
+from .bridge import (
+    dynamic_user_can_run,
+    proxyd_path,
+    refuse_reached_port,
+    start_bridge,
+    stop_bridges,
+)
 from .errors import WgnsError
 from .install import read_owned, under, write_plan
 from .names import check_address, check_port
@@ -23,9 +29,20 @@ def exposures(root: str, name: str | None = None
     for p in sorted(under(root, UNIT_DIR).glob("wgns-*-expose-*.socket")):
         text = read_owned(root, f"{UNIT_DIR}/{p.name}")
         info = expose_info(text) if text else None
-        if info and (name is None or info[2] == name):
-            out.append((p.name[: -len(".socket")], info))
+        base = p.name[: -len(".socket")]
+        if info and base == _expected(info) and (name is None or info[2] == name):
+            out.append((base, info))
     return out
+
+
+def _expected(info: tuple[str, int, str, str, str]) -> str | None:
+    """The unit name wgns writes for what a header declares (a renamed file
+    or a header claiming another tunnel does not match)."""
+    try:
+        _, lport = parse_listen(info[3])
+    except WgnsError:
+        return None
+    return (expose_udp_unit if info[4] == "udp" else expose_unit)(info[2], lport)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -60,6 +77,7 @@ def expose(unit: str, port: int, listen: str | None, name: str, root: str,
     listen = f"{host}:{lport}"
     proto = "udp" if udp else "tcp"
     base = expose_udp_unit(name, lport) if udp else expose_unit(name, lport)
+    refuse_reached_port(root, name, port, proto)
     for other, info in exposures(root):
         if other == base or (info[3] == listen and info[4] == proto):
             raise WgnsError(f"{listen} ({proto}) already exposes port {info[1]} of {info[0]}",

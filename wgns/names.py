@@ -105,13 +105,17 @@ HOSTNAME_RE = re.compile(rf"{LABEL}(?:\.{LABEL})*\.?", flags=re.ASCII)
 
 def check_host(value: str, what: str) -> str:
     """An IP address without a zone ID, or a host name to be resolved where
-    it is used. A name that the C library would read as an address
-    ('0x7f.1', '1.2.3') is refused: it would not mean what it shows."""
+    it is used (lower-cased, without a trailing dot: one name, one way to
+    write it). A name that the C library would read as an address
+    ('0x7f.1', '1.2.3'), or whose last label is all digits ('1.2.3.4.'),
+    is refused: it would not mean what it shows."""
     if HOSTNAME_RE.fullmatch(value) and len(value) <= 253:
         try:
             socket.inet_aton(value)
         except OSError:
-            return value
+            name = value.rstrip(".").lower()
+            if not name.rsplit(".", 1)[-1].isdigit():
+                return name
     if not ADDRESS_CHARS.fullmatch(value):
         raise NameError_(f"{what}: {printable(value, 'value')} is neither an IP address "
                          "nor a host name",

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import selectors
 import socket
-import struct
 import sys
 import time
 from collections import OrderedDict
@@ -62,18 +61,27 @@ class Relay:
         self.dropped = 0
 
     def target(self) -> tuple[int, Address]:
-        """(family, address) of HOST:PORT; a name is looked up again every
-        RESOLVE_EVERY seconds, so a moved host is followed."""
+        """(family, address) of HOST:PORT. A name is looked up again every
+        RESOLVE_EVERY seconds, so a moved host is followed; a failed lookup
+        keeps the last good answer and is not retried before then (a
+        resolver that times out would stall every flow)."""
         now = self.clock()
-        if self._target is None or now - self._resolved_at >= RESOLVE_EVERY:
-            info = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
-            self._target, self._resolved_at = (info[0][0], info[0][4]), now
+        if now - self._resolved_at >= RESOLVE_EVERY:
+            self._resolved_at = now
+            try:
+                info = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
+                self._target = (info[0][0], info[0][4])
+            except OSError:
+                if self._target is None:
+                    raise
+        if self._target is None:
+            raise OSError(f"{self.host} did not resolve")
         return self._target
 
     def _open(self, client: Address, local: Optional[bytes]) -> Flow:
+        family, address = self.target()  # before making room: it may fail
         if len(self.flows) >= MAX_FLOWS:
             self._close(next(iter(self.flows.values())))
-        family, address = self.target()
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
@@ -106,10 +114,16 @@ class Relay:
         local = None
         for level, kind, payload in ancillary:
             if (level, kind) == (socket.IPPROTO_IP, IP_PKTINFO) and len(payload) >= 12:
-                local = payload[8:12]  # in_pktinfo.ipi_addr: where it was sent
+                # in_pktinfo: ifindex, spec_dst (the local address a reply
+                # should come from: the interface's own for a broadcast),
+                # addr (where it was sent)
+                local = payload[:8]
             elif (level, kind) == (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO) \
-                    and len(payload) >= 16:
-                local = payload[:16]
+                    and len(payload) >= 20:
+                addr, ifindex = payload[:16], payload[16:20]
+                if addr[0] == 0xFF:  # sent to a multicast group: the kernel picks the source
+                    addr = bytes(16)
+                local = addr + ifindex
         return data, client, local
 
     def from_clients(self) -> None:
@@ -125,12 +139,22 @@ class Relay:
             try:
                 if flow is None:
                     flow = self._open(client, local)
-                flow.sock.send(data)
+                flow.local = local  # the client may have sent to another address
+                self._send(flow.sock, data)
             except OSError:  # the target unreachable or its name unknown: a datagram lost
                 self.dropped += 1
                 continue
             flow.last = self.clock()
             self.flows.move_to_end(client)
+
+    @staticmethod
+    def _send(sock: socket.socket, data: bytes) -> None:
+        """Send once more when the first try only reported an ICMP error an
+        earlier datagram had caused."""
+        try:
+            sock.send(data)
+        except ConnectionRefusedError:
+            sock.send(data)
 
     def from_target(self, flow: Flow) -> None:
         for _ in range(BATCH):
@@ -151,13 +175,12 @@ class Relay:
         if flow.local is None:
             self.listener.sendto(data, flow.client)
         elif self.family == socket.AF_INET:
-            info = struct.pack("=i4s4s", 0, flow.local, b"\0" * 4)
-            self.listener.sendmsg([data], [(socket.IPPROTO_IP, IP_PKTINFO, info)], 0,
-                                  flow.client)
+            info = flow.local[4:8] + flow.local[4:8]  # no ifindex: routed as usual
+            self.listener.sendmsg([data], [(socket.IPPROTO_IP, IP_PKTINFO,
+                                            bytes(4) + info)], 0, flow.client)
         else:
-            info = struct.pack("=16si", flow.local, 0)
-            self.listener.sendmsg([data], [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, info)],
-                                  0, flow.client)
+            self.listener.sendmsg([data], [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO,
+                                            flow.local)], 0, flow.client)
 
     def expire(self) -> None:
         now = self.clock()

@@ -78,7 +78,8 @@ def remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> N
         from .restore import clear_all
         clear_all(name)
         sd.reload()
-        for u in (unit, f"netns@{name}.service", f"wgns-watch@{name}.service", *forwarding):
+        for u in (unit, f"netns@{name}.service", f"wgns-watch@{name}.service", *forwarding,
+                  *(f"{b}.{kind}" for b in exposed for kind in ("socket", "service"))):
             sd.reset_failed(u)
     for u in confined:
         report.say(f"unconfined {u}" + ("" if sd is None else

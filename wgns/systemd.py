@@ -6,6 +6,7 @@ need it, and it is not importable on machines without libsystemd.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -102,9 +103,11 @@ class Systemd:
                 return _decode(obj.Unit.ActiveState)
             time.sleep(0.05)
 
-    def start(self, unit: str, timeout: float = 60) -> str:
+    def start(self, unit: str, timeout: float = 60, mode: str = "replace") -> str:
+        """Start UNIT and wait; mode "fail" refuses when that would cancel a
+        queued job (a stop of the unit it binds to, say)."""
         self._call(f"start {unit}", self._manager.Manager.StartUnit,
-                   unit.encode(), b"replace")
+                   unit.encode(), mode.encode())
         return self._wait(unit, timeout)
 
     def stop(self, unit: str, timeout: float = 60) -> str:
@@ -158,19 +161,29 @@ class Systemd:
         except DBusBaseError:
             pass  # not loaded or not failed: nothing to reset
 
-    def sockets_in_namespace(self, netns_path: str) -> list[str]:
-        """The loaded socket units whose sockets are made in the network
-        namespace at NETNS_PATH (NetworkNamespacePath=)."""
+    def sockets_in_namespace(self, netns_path: str) -> dict[str, list[str]]:
+        """{socket unit: where it listens} of the loaded socket units whose
+        sockets are made in the network namespace at NETNS_PATH, whatever
+        path their NetworkNamespacePath= names it by (/var/run/netns/...,
+        a bind mount of it)."""
         from pystemd.dbusexc import DBusBaseError
-        found = []
+        try:
+            want = os.stat(netns_path)
+        except OSError:
+            return {}
+        found = {}
         units = self._call("list socket units", self._manager.Manager.ListUnitsByPatterns,
                            [], [b"*.socket"])
         for entry in units:
             unit = _decode(entry[0])
             try:
-                path = _decode(self._unit(unit).Socket.NetworkNamespacePath)
-            except (DBusBaseError, AttributeError):
+                sock = self._unit(unit).Socket
+                path = _decode(sock.NetworkNamespacePath)
+                if not path:
+                    continue
+                st = os.stat(path)
+                if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino):
+                    found[unit] = [_decode(listen[1]) for listen in sock.Listen]
+            except (DBusBaseError, AttributeError, OSError):
                 continue
-            if path == netns_path:
-                found.append(unit)
         return found
