@@ -161,9 +161,10 @@ def live(rec: sc.Recorder) -> dict:
     """Declare the bridges and use them; returns what `lifecycle` needs."""
     rec.step("bridges: reach the host's services from inside, expose a UDP service")
     hosts = Path("/etc/hosts")
-    state = {"hosts": hosts.read_text(), "services": HostServices()}
+    services = HostServices()
+    state: dict = {"hosts": hosts.read_text(), "services": services}
     hosts.write_text(state["hosts"] + HOST_NAMES)
-    state["services"].start()
+    services.start()
     guest = Path(sc.GUEST)
     (guest / "bprobe.py").write_text(PROBE_SCRIPT)
     (guest / "echo.py").write_text(ECHO_SCRIPT)
@@ -200,6 +201,7 @@ def live(rec: sc.Recorder) -> dict:
     # the reply comes from the address the LAN sent to (the listener is 0.0.0.0)
     rec.check("expose_udp_from_lan", got == f"confined-udp:ping {prov.HOST_LAN4} 27016", got)
     p = sc.wgns("status", "--json")
+    listed: tuple[list, list]
     try:
         t = json.loads(p.stdout)["tunnels"][0]
         listed = (sorted((e["listen"], e["proto"], e["state"]) for e in t["exposed"]),
