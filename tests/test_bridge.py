@@ -321,8 +321,11 @@ def test_any_target_is_refused_in_one_line_or_reads_back_exactly(installed, host
     target = f"{host}:{port}"
     if "\x00" in target:  # no command line can carry a NUL
         return
-    for p in (installed / UNITS).glob("wgns-wg-reach-*"):  # a failed example's leftovers
+    for p in [*(installed / UNITS).glob("wgns-wg-reach-*"),  # a failed example's leftovers
+              *(installed / UNITS).glob("wg.service.wants/wgns-wg-reach-*")]:
         p.unlink()
+    if (installed / UNITS / "wg.service.wants").is_dir():
+        (installed / UNITS / "wg.service.wants").rmdir()
     before = tree(installed)
     r = invoke("reach", "--root", installed, "--", target)
     if r.exit_code != 0:
@@ -335,7 +338,8 @@ def test_any_target_is_refused_in_one_line_or_reads_back_exactly(installed, host
     info = reach_info(text)
     shown = info.target.rpartition(":")[0].strip("[]")
     assert info.target.endswith(f":{port}") and info.proto == "tcp"
-    assert shown in (host, host.lower()) or ":" in host  # IPv6 is written compressed
+    # a name lower-cased and without its trailing dot; IPv6 written compressed
+    assert shown == host.rstrip(".").lower() or ":" in host
     for line in text.splitlines():
         assert "\r" not in line and "%" not in line.replace("%%", "")
     assert invoke("unreach", info.target, "--root", installed).exit_code == 0
@@ -498,6 +502,12 @@ def test_check_bridges_names_what_is_undeclared_changed_or_down(installed, monke
     assert not ok and "UNDECLARED socket units inside the namespace: rogue.socket" in detail
     ok, detail = check_bridges.bridges("wg", FakeSystemd(inside={sock: ["0.0.0.0:5432"]}), True)
     assert not ok and "listens on 0.0.0.0:5432, declared 127.0.0.1:5432" in detail
+    assert invoke("reach", "[fd00::9]:53", "--udp", "--at", "[::1]:5353",
+                  "--root", installed).exit_code == 0
+    v6 = "wgns-wg-reach-udp-5353.socket"
+    ok, detail = check_bridges.bridges("wg", FakeSystemd(inside={
+        sock: ["127.0.0.1:5432"], v6: ["[0:0::1]:5353"]}), True)
+    assert ok, detail  # however systemd spells the address
     ok, detail = check_bridges.bridges("wg", FakeSystemd(states={sock: "failed"}), True)
     assert not ok and "not listening" in detail
     ok, _ = check_bridges.bridges("wg", FakeSystemd(states={sock: "inactive"}), False)

@@ -11,6 +11,7 @@ import socket
 from typing import Any
 
 from . import netns
+from .errors import WgnsError
 from .systemd import Systemd
 
 RTN_LOCAL = 2  # a route to one of the namespace's own addresses
@@ -28,6 +29,17 @@ def _declared(name: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
     return shown, {f"{base}.socket": r.at for base, r in found}
 
 
+def _endpoint(listen: str) -> object:
+    """ADDR:PORT as (address, port), however systemd writes it; what does
+    not parse stays as it is (and so differs from any declared address)."""
+    from .names import split_host_port
+    try:
+        host, port = split_host_port(listen, "listen")
+        return ipaddress.ip_address(host), port
+    except (WgnsError, ValueError):
+        return listen
+
+
 def bridges(name: str, sd: Systemd, tunnel_active: bool) -> tuple[bool, str]:
     """(ok, detail): every declared bridge listens while the tunnel runs; a
     reach's socket inside the namespace listens exactly where its header
@@ -40,7 +52,8 @@ def bridges(name: str, sd: Systemd, tunnel_active: bool) -> tuple[bool, str]:
     undeclared = sorted(u for u in inside if u not in inside_declared)
     moved = sorted(f"{u} listens on {', '.join(inside[u]) or 'nothing'}, declared "
                    f"{inside_declared[u]}" for u in inside
-                   if u in inside_declared and inside[u] != [inside_declared[u]])
+                   if u in inside_declared
+                   and [_endpoint(a) for a in inside[u]] != [_endpoint(inside_declared[u])])
     parts = []
     if undeclared:
         parts.append(f"UNDECLARED socket units inside the namespace: {', '.join(undeclared)}")
