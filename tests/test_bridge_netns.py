@@ -64,7 +64,7 @@ def lan():
 RELAY = """
 import socket, sys, threading
 from wgns import relay
-family = socket.AF_INET6 if sys.argv[1] == "6" else socket.AF_INET
+family = socket.AF_INET if sys.argv[1] == "4" else socket.AF_INET6
 echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 echo.bind(("127.0.0.1", 0))
 def serve():
@@ -108,6 +108,9 @@ print(" | ".join(out))
     # to all nodes the client sends from its link-local address: the
     # reply comes from the host's link-local address on that link
     ("6", ["ff02::1", "fd77::2"], ["fe80::", "fd77::2"]),
+    # IPv4 to a dual-stack [::] listener: the broadcast answered from the
+    # interface's address, not from the broadcast address it was sent to
+    ("46", ["10.77.0.255", "10.77.0.2"], ["10.77.0.2", "10.77.0.2"]),
 ])
 def test_the_relay_answers_broadcast_and_multicast_from_its_own_address(
         lan, version, dests, sources):

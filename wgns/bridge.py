@@ -12,6 +12,7 @@ tunnel runs, and taking back what was written when it does not start.
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from .errors import SystemdError, WgnsError
 from .install import lookup, read_owned, remove_owned, under, write_plan
@@ -44,6 +45,18 @@ def _valid(base: str, info: Reach) -> bool:
         return False
     return (join_host_port(host, port) == info.target and info.proto in ("tcp", "udp")
             and reach_unit(info.tunnel, at_port, info.proto) == base)
+
+
+def owned_bridges(root: str, name: str) -> list[str]:
+    """The base names of every bridge unit wgns wrote for tunnel NAME, by
+    file name alone (the exact pattern render writes), whatever the header
+    says: what uninstall must take away even when the header no longer
+    reads as a declared bridge (an older wgns's, or one edited)."""
+    pattern = re.compile(rf"wgns-{re.escape(name)}-(?:reach|expose)(?:-udp)?-[0-9]{{1,5}}")
+    return sorted({p.name.rsplit(".", 1)[0] for p in under(root, UNIT_DIR).glob(f"wgns-{name}-*")
+                   if pattern.fullmatch(p.name.rsplit(".", 1)[0])
+                   and p.name.endswith((".socket", ".service"))
+                   and read_owned(root, f"{UNIT_DIR}/{p.name}") is not None})
 
 
 def reaches(root: str, name: str | None = None) -> list[tuple[str, Reach]]:
@@ -85,8 +98,11 @@ def start_bridge(report: Report, sd: Systemd | None, root: str, name: str, base:
     if state != "active":
         remove_owned(root, unit_paths(base, name),
                      prune=[f"{UNIT_DIR}/{tunnel_unit(name)}.wants"])
-        sd.reload()
-        sd.reset_failed(f"{base}.socket")
+        try:
+            sd.reload()
+            sd.reset_failed(f"{base}.socket")
+        except (SystemdError, OSError):
+            pass  # the files are gone; the reason it did not start is what matters
         raise SystemdError(f"{base}.socket did not start ({cause or f'state {state}'}); "
                            "nothing was changed", hint=f"is {where} free? see "
                            f"'journalctl -u {base}.socket'")

@@ -110,12 +110,18 @@ def check_host(value: str, what: str) -> str:
     ('0x7f.1', '1.2.3'), or whose last label is all digits ('1.2.3.4.'),
     is refused: it would not mean what it shows."""
     if HOSTNAME_RE.fullmatch(value) and len(value) <= 253:
+        name = value.rstrip(".").lower()  # checked as it will be written: '0x7f.' is '0x7f'
         try:
-            socket.inet_aton(value)
+            socket.inet_aton(name)
         except OSError:
-            name = value.rstrip(".").lower()
             if not name.rsplit(".", 1)[-1].isdigit():
                 return name
+            raise NameError_(f"{what}: the name {printable(value, 'value')} ends in a label "
+                             "of digits only", hint="no top-level domain is numeric: "
+                             "write an address as a.b.c.d") from None
+        if name != value or not ADDRESS_CHARS.fullmatch(value):
+            raise NameError_(f"{what}: {printable(value, 'value')} reads as an IP address "
+                             "in another notation", hint="write the address as a.b.c.d")
     if not ADDRESS_CHARS.fullmatch(value):
         raise NameError_(f"{what}: {printable(value, 'value')} is neither an IP address "
                          "nor a host name",

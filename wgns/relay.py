@@ -51,12 +51,16 @@ class Relay:
         self.family = listener.family
         self.wildcard = listener.getsockname()[0] in ("0.0.0.0", "::")
         if self.wildcard:
-            if self.family == socket.AF_INET:
-                listener.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-            else:
+            # IPv4 datagrams, on an IPv6 socket too (dual stack): IP_PKTINFO
+            # names the address to answer from, the interface's own for a
+            # broadcast, where IPV6_PKTINFO would name the broadcast address
+            listener.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            if self.family == socket.AF_INET6:
                 listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
         self._target: Optional[tuple[int, Address]] = None
         self._resolved_at = -RESOLVE_EVERY
+        self._retry = RESOLVE_EVERY
+        self._failures = 0
         self.idle_since = clock()
         self.dropped = 0
 
@@ -66,13 +70,16 @@ class Relay:
         keeps the last good answer and is not retried before then (a
         resolver that times out would stall every flow)."""
         now = self.clock()
-        if now - self._resolved_at >= RESOLVE_EVERY:
+        if now - self._resolved_at >= self._retry:
             self._resolved_at = now
             try:
                 info = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
-                self._target = (info[0][0], info[0][4])
+                self._target, self._retry = (info[0][0], info[0][4]), RESOLVE_EVERY
             except OSError:
-                if self._target is None:
+                if self._target is None:  # never resolved (a resolver not up yet at
+                    # boot?): again after 1 s, doubling up to RESOLVE_EVERY
+                    self._failures += 1
+                    self._retry = min(RESOLVE_EVERY, 2.0 ** (self._failures - 1))
                     raise
         if self._target is None:
             raise OSError(f"{self.host} did not resolve")
@@ -111,19 +118,27 @@ class Relay:
             data, ancillary, _, client = self.listener.recvmsg(65535, 256)
         except (BlockingIOError, InterruptedError):
             return None
-        local = None
+        v4 = v6 = None
         for level, kind, payload in ancillary:
             if (level, kind) == (socket.IPPROTO_IP, IP_PKTINFO) and len(payload) >= 12:
                 # in_pktinfo: ifindex, spec_dst (the local address a reply
                 # should come from: the interface's own for a broadcast),
                 # addr (where it was sent)
-                local = payload[:8]
+                v4 = payload[4:8]
             elif (level, kind) == (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO) \
                     and len(payload) >= 20:
                 addr, ifindex = payload[:16], payload[16:20]
                 if addr[0] == 0xFF:  # sent to a multicast group: the kernel picks the source
                     addr = bytes(16)
-                local = addr + ifindex
+                v6 = addr + ifindex
+        # What _reply hands back: in_pktinfo's spec_dst for an IPv4 socket;
+        # in6_pktinfo for an IPv6 one, an IPv4 source mapped into it
+        if self.family == socket.AF_INET:
+            local = v4
+        elif v4 is not None:
+            local = bytes(10) + b"\xff\xff" + v4 + bytes(4)
+        else:
+            local = v6
         return data, client, local
 
     def from_clients(self) -> None:
@@ -174,10 +189,9 @@ class Relay:
     def _reply(self, data: bytes, flow: Flow) -> None:
         if flow.local is None:
             self.listener.sendto(data, flow.client)
-        elif self.family == socket.AF_INET:
-            info = flow.local[4:8] + flow.local[4:8]  # no ifindex: routed as usual
+        elif self.family == socket.AF_INET:  # no ifindex: routed as usual
             self.listener.sendmsg([data], [(socket.IPPROTO_IP, IP_PKTINFO,
-                                            bytes(4) + info)], 0, flow.client)
+                                            bytes(4) + flow.local * 2)], 0, flow.client)
         else:
             self.listener.sendmsg([data], [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO,
                                             flow.local)], 0, flow.client)

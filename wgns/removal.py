@@ -38,12 +38,10 @@ def drop_legacy_watcher(root: str, name: str, sd: Systemd | None) -> None:
 
 def remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> None:
     unit = tunnel_unit(name)
-    from .bridge import reaches, unit_paths
-    from .expose import exposures
+    from .bridge import owned_bridges, unit_paths
     from .portforward import _paths as forward_paths
     confined = list(confined_units(root, name))
-    exposed = [base for base, _ in exposures(root, name)] + [
-        base for base, _ in reaches(root, name)]
+    exposed = owned_bridges(root, name)  # exposes and reaches
     forwarding = [forward_unit(name)] if read_owned(
         root, f"{UNIT_DIR}/{forward_unit(name)}") is not None else []
     for d in (f"{CONF_DIR}/{name}/x", *WANTS_DIRS, *(dropin_path(u) for u in confined),
