@@ -27,3 +27,12 @@ def root(tmp_path):
     (r / "etc/systemd/system").mkdir(parents=True)
     (r / "etc/systemd/system/app.service").write_text("[Service]\nExecStart=/bin/true\n")
     return r
+
+
+def one_error(r, code=1) -> str:
+    """A CLI result that is exactly one error line, no traceback: the line."""
+    assert r.exit_code == code, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wgns: error: "), r.output
+    return lines[0]

@@ -17,7 +17,7 @@ from wgns import relay
 from wgns.cli import app
 from wgns.render_bridge import reach_info
 
-from .conftest import DATA
+from .conftest import DATA, one_error
 
 
 def invoke(*args):
@@ -29,12 +29,6 @@ def tree(root: Path) -> dict:
                      else "dir") for p in sorted(root.rglob("*"))}
 
 
-def one_error(r, code=1) -> str:
-    assert r.exit_code == code, r.output
-    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
-    lines = r.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("wgns: error: "), r.output
-    return lines[0]
 
 
 # -- the relay -----------------------------------------------------------------

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from wgns import heal, install
 from wgns.cli import app
 
-from .conftest import DATA
+from .conftest import DATA, one_error
 
 KEY = "kOE8djlEXW0ULFbMoyqfOVxKwgRjn2lZr4t6S7khzF8="  # no '+' or '/': wraps cleanly
 
@@ -31,12 +31,6 @@ def tree(root: Path) -> dict:
     return out
 
 
-def one_error(r, code=1) -> str:
-    assert r.exit_code == code, r.output
-    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
-    lines = r.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("wgns: error: "), r.output
-    return lines[0]
 
 
 @pytest.mark.parametrize("cut", [12, 20, 24, 30])

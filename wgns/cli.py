@@ -37,6 +37,13 @@ def _root_option(value: Optional[str]) -> Optional[str]:
     return value
 
 
+# The two options most commands take, declared once (typer reads them as
+# markers: one instance serves every command).
+NAME_OPTION = typer.Option("wg", "--name", help=NAME_HELP)
+ROOT_OPTION = typer.Option(None, "--root", metavar="DIR", help=ROOT_HELP,
+                           callback=_root_option)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"wgns {__version__}")
@@ -105,7 +112,7 @@ def _emit(report) -> None:  # type: ignore[no-untyped-def]
 def install(
     conf: Optional[str] = typer.Option(
         None, "--conf", metavar="FILE", help="A wg-quick file from your VPN provider."),
-    name: str = typer.Option("wg", "--name", help=NAME_HELP),
+    name: str = NAME_OPTION,
     address: Optional[List[str]] = typer.Option(
         None, "--address", metavar="CIDR", help="Tunnel address (repeat for IPv4 and IPv6)."),
     private_key_file: Optional[str] = typer.Option(
@@ -128,8 +135,7 @@ def install(
     metrics_dir: Optional[str] = typer.Option(
         None, "--metrics-dir", metavar="DIR", help="Where the watcher writes wgns-NAME.prom "
         "for node-exporter (default: /var/lib/prometheus/node-exporter when it exists)."),
-    root: Optional[str] = typer.Option(
-        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
+    root: Optional[str] = ROOT_OPTION,
 ) -> None:
     """Install a tunnel from a wg-quick file (--conf) or from options, and start it."""
     from . import config, metrics, ops
@@ -189,13 +195,12 @@ def _wg_quick_file(name: str, root: Optional[str]) -> str:
 @app.command()
 def confine(
     units: List[str] = typer.Argument(..., metavar="UNIT...", help="Services to confine."),
-    name: str = typer.Option("wg", "--name", help=NAME_HELP),
+    name: str = NAME_OPTION,
     force: bool = typer.Option(
         False, "--force", help="Confine a unit systemd does not know yet."),
     no_restart: bool = typer.Option(
         False, "--no-restart", help="Do not restart running units."),
-    root: Optional[str] = typer.Option(
-        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
+    root: Optional[str] = ROOT_OPTION,
 ) -> None:
     """Confine services to a tunnel (running ones are restarted into it)."""
     from . import ops
@@ -211,8 +216,7 @@ def unconfine(
     units: List[str] = typer.Argument(..., metavar="UNIT...", help="Services to release."),
     no_restart: bool = typer.Option(
         False, "--no-restart", help="Do not restart running units."),
-    root: Optional[str] = typer.Option(
-        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
+    root: Optional[str] = ROOT_OPTION,
 ) -> None:
     """Remove the confinement drop-in from services."""
     from . import ops
@@ -261,7 +265,7 @@ def status(
 
 @app.command()
 def check(
-    name: str = typer.Option("wg", "--name", help=NAME_HELP),
+    name: str = NAME_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     max_handshake_age: int = typer.Option(
         180, "--max-handshake-age", metavar="SECONDS",
@@ -292,9 +296,8 @@ def check(
 
 @app.command()
 def uninstall(
-    name: str = typer.Option("wg", "--name", help=NAME_HELP),
-    root: Optional[str] = typer.Option(
-        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
+    name: str = NAME_OPTION,
+    root: Optional[str] = ROOT_OPTION,
 ) -> None:
     """Stop a tunnel and remove everything wgns wrote for it."""
     from . import ops

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .cli import NAME_HELP, ROOT_HELP, _emit, _fail, _number, _root_option, _systemd, app
+from .cli import NAME_OPTION, ROOT_OPTION, _emit, _fail, _number, _systemd, app
 from .errors import WgnsError
 
 
@@ -21,9 +21,8 @@ def expose(
         None, "--listen", metavar="ADDR:PORT",
         help="Where the host listens (default 127.0.0.1:PORT; 0.0.0.0:PORT for the LAN)."),
     udp: bool = typer.Option(False, "--udp", help="A UDP port (relayed by wgns's relay)."),
-    name: str = typer.Option("wg", "--name", help=NAME_HELP),
-    root: Optional[str] = typer.Option(
-        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
+    name: str = NAME_OPTION,
+    root: Optional[str] = ROOT_OPTION,
 ) -> None:
     """Make a port of a confined service reachable from the host (no veth, no NAT)."""
     try:
@@ -43,9 +42,8 @@ def unexpose(
     unit: str = typer.Argument(..., help="A confined service."),
     port: str = typer.Argument(..., help="The port given to 'wgns expose'."),
     udp: bool = typer.Option(False, "--udp", help="The UDP port, not the TCP one."),
-    name: str = typer.Option("wg", "--name", help=NAME_HELP),
-    root: Optional[str] = typer.Option(
-        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
+    name: str = NAME_OPTION,
+    root: Optional[str] = ROOT_OPTION,
 ) -> None:
     """Stop exposing a port and remove its units."""
     try:
@@ -67,9 +65,8 @@ def reach(
         help="Where confined units connect, a loopback address inside the namespace "
         "(default 127.0.0.1:PORT)."),
     udp: bool = typer.Option(False, "--udp", help="UDP (relayed by wgns's relay), not TCP."),
-    name: str = typer.Option("wg", "--name", help=NAME_HELP),
-    root: Optional[str] = typer.Option(
-        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
+    name: str = NAME_OPTION,
+    root: Optional[str] = ROOT_OPTION,
 ) -> None:
     """Let confined units reach one service on the host or the LAN (no route, no veth)."""
     try:
@@ -85,9 +82,8 @@ def reach(
 def unreach(
     target: str = typer.Argument(..., metavar="HOST:PORT", help="As given to 'wgns reach'."),
     udp: bool = typer.Option(False, "--udp", help="The UDP bridge, not the TCP one."),
-    name: str = typer.Option("wg", "--name", help=NAME_HELP),
-    root: Optional[str] = typer.Option(
-        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
+    name: str = NAME_OPTION,
+    root: Optional[str] = ROOT_OPTION,
 ) -> None:
     """Stop reaching HOST:PORT from the tunnel and remove its units."""
     try:
@@ -100,7 +96,7 @@ def unreach(
 
 @app.command("port-forward")
 def port_forward(
-    name: str = typer.Option("wg", "--name", help=NAME_HELP),
+    name: str = NAME_OPTION,
     gateway: Optional[str] = typer.Option(
         None, "--gateway", metavar="IP",
         help="The provider's NAT-PMP gateway (default: the first address of the "
@@ -120,8 +116,7 @@ def port_forward(
         None, "--exec", metavar="CMD",
         help="Run CMD (sh -c) with WGNS_PORT and WGNS_TUNNEL set when the port changes."),
     off: bool = typer.Option(False, "--off", help="Turn port forwarding off."),
-    root: Optional[str] = typer.Option(
-        None, "--root", metavar="DIR", help=ROOT_HELP, callback=_root_option),
+    root: Optional[str] = ROOT_OPTION,
 ) -> None:
     """Get an incoming port from the provider (NAT-PMP) and keep a client on it."""
     try:
