@@ -320,15 +320,19 @@ def lifecycle(rec: sc.Recorder) -> None:
     sc.systemctl("stop", "wg.service")
     sc.settle("wg.service", "sleeper.service")
     # Nothing asks the watcher: the link and namespace going away wake it.
-    ran = sc.wait_for("the scrape shows wg down", lambda: value(
-        scrape(), "wgns_tunnel_up", tunnel="wg") == 0, 20) is not None
+    # A look while the tunnel is still stopping may already show it down
+    # with its device not yet gone; the watcher looks again until it settles.
+
+    def down(got: Series) -> bool:
+        return (value(got, "wgns_tunnel_up", tunnel="wg") == 0
+                and value(got, "wgns_tunnel_info", tunnel="wg", implementation="none") == 1
+                and value(got, "wgns_confined_units", tunnel="wg", state="active") == 0
+                and value(got, "wgns_forwarded_port", tunnel="wg") == 0
+                and value(got, "wgns_tunnel_up", tunnel="tr") == 1)
+
+    ran = sc.wait_for("the scrape shows wg down", lambda: down(scrape()), 20) is not None
     got = scrape()
-    rec.check("metrics_down_after_stop", ran
-              and value(got, "wgns_tunnel_up", tunnel="wg") == 0
-              and value(got, "wgns_tunnel_info", tunnel="wg", implementation="none") == 1
-              and value(got, "wgns_confined_units", tunnel="wg", state="active") == 0
-              and value(got, "wgns_forwarded_port", tunnel="wg") == 0
-              and value(got, "wgns_tunnel_up", tunnel="tr") == 1,
+    rec.check("metrics_down_after_stop", ran and down(got),
               {k: v for k, v in got.items() if dict(k[1]).get("tunnel") == "wg"})
     sc.systemctl("start", "wg.service", "sleeper.service")
     forwarded = Path("/run/wgns/wg/forwarded-port")
