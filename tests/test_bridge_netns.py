@@ -40,6 +40,14 @@ def inns(ns: str, code: str, *args: str, timeout: float = 20) -> str:
 @pytest.fixture
 def lan():
     """HOST (10.77.0.2/24, fd77::2/64) and LAN (10.77.0.1/24, fd77::1/64) on a veth."""
+    try:
+        yield from _lan()
+    finally:  # also when the set-up failed half-way
+        for ns in (LAN, HOST):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def _lan():
     for ns in (LAN, HOST):
         ip("netns", "add", ns)
         ip("-n", ns, "link", "set", "lo", "up")
@@ -57,8 +65,6 @@ def lan():
                 break
             time.sleep(0.1)
     yield
-    for ns in (LAN, HOST):
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 RELAY = """
@@ -138,6 +144,13 @@ print(ok, detail)
 
 @pytest.fixture
 def tunnel_ns():
+    try:
+        yield from _tunnel_ns()
+    finally:  # also when the set-up failed half-way
+        subprocess.run(["ip", "netns", "del", TUN], capture_output=True)
+
+
+def _tunnel_ns():
     ip("netns", "add", TUN)
     ip("-n", TUN, "link", "set", "lo", "up")
     # the tunnel's link is named as its namespace, as wgns names both
@@ -146,7 +159,6 @@ def tunnel_ns():
     ip("-n", TUN, "link", "set", TUN, "up")
     ip("-n", TUN, "route", "add", "default", "dev", TUN)
     yield
-    subprocess.run(["ip", "netns", "del", TUN], capture_output=True)
 
 
 def test_host_addresses_passes_a_shared_tunnel_address_and_fails_a_route_out(
