@@ -50,6 +50,11 @@ def readable_by_all(path: str) -> bool:
     return True
 
 
+def dynamic_user_can_run(python: str) -> bool:
+    """Whether a unit of this copy of wgns can run as a dynamic user."""
+    return readable_by_all(python) and readable_by_all(helper_path())
+
+
 def read_login(path: str) -> tuple[str, str]:
     """The --credentials file: 'username=' and 'password=' lines, in a file
     only its owner may read (as ssh wants of a key)."""
@@ -103,8 +108,7 @@ def enable(name: str, root: str, sd: Systemd | None, python: str, gateway: str |
     if login and not (settings.qbittorrent or settings.transmission):
         raise WgnsError("--credentials is for --qbittorrent or --transmission; "
                         "give one of them")
-    dynamic = readable_by_all(python) and readable_by_all(helper_path())
-    plan = render_forward(name, settings, login, python, dynamic)
+    plan = render_forward(name, settings, login, python, dynamic_user_can_run(python))
     write_plan(root, plan)
     if not login:
         remove_owned(root, [forward_login_path(name)])

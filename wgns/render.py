@@ -197,6 +197,14 @@ def forward_login_path(name: str) -> str:
     return f"{CONF_DIR}/{name}/forward.login"
 
 
+def user_setting(dynamic_user: bool) -> str:
+    """Who a unit running this copy of wgns runs as: a dynamic user when
+    one can read the copy, else root without capabilities (said why)."""
+    return ("DynamicUser=yes" if dynamic_user else
+            "# Root without capabilities: a dynamic user could not read this copy\n"
+            "# of wgns (its directory is private to root).")
+
+
 def render_forward(name: str, settings: Settings, login: tuple[str, str] | None,
                    python: str, dynamic_user: bool) -> Plan:
     """`wgns port-forward`: the settings, the login (0600, only when given),
@@ -205,9 +213,7 @@ def render_forward(name: str, settings: Settings, login: tuple[str, str] | None,
     root without any capability."""
     header = f"{MARKER} {__version__}: port forwarding of tunnel {name}."
     unit = forward_unit(name)
-    user = ("DynamicUser=yes" if dynamic_user else
-            "# Root without capabilities: a dynamic user could not read this copy\n"
-            "# of wgns (its directory is private to root).")
+    user = user_setting(dynamic_user)
     values = {"version": __version__, "name": name, "gateway": settings.gateway,
               "python": exec_word(python, "the interpreter's path", first=True),
               "helper": exec_word(helper_path(), "the wgns package's path"),

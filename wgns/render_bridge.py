@@ -46,18 +46,12 @@ def _fence(host: str) -> str:
            f"IPAddressDeny=any\nIPAddressAllow={host}"
 
 
-def _user(dynamic_user: bool) -> str:
-    return ("DynamicUser=yes" if dynamic_user else
-            "# Root without capabilities: a dynamic user could not read this copy\n"
-            "# of wgns (its directory is private to root).")
-
-
 def _relay(values: dict[str, str], python: str, target_host: str, target_port: int,
            dynamic_user: bool) -> str:
     values = {**values, "python": exec_word(python, "the interpreter's path", first=True),
               "helper": exec_word(render.helper_path(), "the wgns package's path"),
               "target_host": exec_word(target_host, "HOST"), "target_port": str(target_port),
-              "user": _user(dynamic_user),
+              "user": render.user_setting(dynamic_user),
               **render.sandbox_values(python, render.helper_path())}
     return _template("relay.service").substitute(values)
 
