@@ -46,7 +46,7 @@ s.settimeout(float(sys.argv[3]))
 s.sendto(bytes.fromhex(sys.argv[1]), (sys.argv[2], 5351))
 try:
     print(s.recv(100).hex())
-except TimeoutError:
+except socket.timeout:  # TimeoutError only from Python 3.10
     print("timeout")
 """
 ECHO = """

@@ -4,12 +4,16 @@ entry of debian/changelog, the man page, CHANGELOG.md and the README's .deb
 name, so the .deb and the Python package never disagree."""
 
 import re
-
-import tomllib
+import sys
 
 import wgns
 
 from .conftest import REPO
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the test extra brings tomli to older Pythons
+    import tomli as tomllib
 
 VERSION = wgns.__version__
 

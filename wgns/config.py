@@ -29,6 +29,9 @@ from .values import (  # noqa: F401  (Endpoint and the parsers are part of this 
 )
 
 MAX_CONF_BYTES = 256 * 1024
+# Whole base64 quanta, '=' padding only at the end (RFC 4648, as strict).
+BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?",
+                    flags=re.ASCII)
 
 # wg-quick keys that make no sense inside a namespace: warned about, ignored.
 IGNORED_KEYS = {
@@ -118,9 +121,13 @@ def check_name(name: str) -> str:
 
 def check_key(value: str, source: str, what: str, line: int | None = None) -> str:
     value = value.strip()
+    # What a2b_base64(strict_mode=True) (Python >= 3.11) checks, for every
+    # Python: the base64 alphabet only, padding only at the end.
+    if not BASE64.fullmatch(value):
+        raise ConfigError(source, f"{what} is not valid base64", line)
     try:
-        raw = binascii.a2b_base64(value.encode("ascii"), strict_mode=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raw = binascii.a2b_base64(value.encode("ascii"))
+    except (binascii.Error, ValueError):
         raise ConfigError(source, f"{what} is not valid base64", line) from None
     if len(raw) != 32 or len(value) != 44:
         raise ConfigError(
