@@ -44,8 +44,10 @@ class Clock:
 class Echo:
     """A UDP echo server on loopback that prefixes what it returns."""
 
-    def __init__(self, family=socket.AF_INET, host="127.0.0.1"):
+    def __init__(self, family=socket.AF_INET, host="127.0.0.1", dual=False):
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        if dual:  # IPv6 and IPv4 on one socket
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         self.sock.bind((host, 0))
         self.port = self.sock.getsockname()[1]
         self.seen = []
@@ -101,13 +103,19 @@ def test_datagrams_reach_the_target_and_replies_come_back_to_each_client(echo):
     assert len(r.flows) == 2 and len(set(echo.seen)) == 2  # a socket per client
 
 
-def test_a_name_is_resolved_by_the_relay(echo):
-    lst = listener()
-    r = relay.Relay(lst, "localhost", echo.port)
-    a = client()
-    a.sendto(b"x", lst.getsockname())
-    pump(r)
-    assert a.recv(100) == b"echo:x"
+def test_a_name_is_resolved_by_the_relay():
+    # "localhost" is 127.0.0.1 on some systems and ::1 first on others
+    # (Debian sid's /etc/hosts): the echo listens on both (dual stack).
+    echo = Echo(socket.AF_INET6, "::", dual=True)
+    try:
+        lst = listener()
+        r = relay.Relay(lst, "localhost", echo.port)
+        a = client()
+        a.sendto(b"x", lst.getsockname())
+        pump(r)
+        assert a.recv(100) == b"echo:x"
+    finally:
+        echo.close()
 
 
 def test_idle_flows_expire_and_the_relay_exits_after_a_quiet_while(echo):

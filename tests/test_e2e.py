@@ -1,6 +1,6 @@
-"""End to end on a real systemd: boot a container per (system, flavour), run
-the core scenario in it (fake provider, real wireguard-go, a DynamicUser
-probe), and turn each of its checks into a test.
+"""End to end on a real systemd: boot a container per entry of BOOTS, run
+its scenarios one after the other in it (fake provider, real wireguard-go,
+real clients), and turn each check they report into a test.
 
 Needs root, systemd-nspawn, wireguard-go, dnsmasq: `tests/setup-host` installs
 them. Skipped when they are missing, failed instead under CI (`CI=true`).
@@ -14,46 +14,107 @@ from .harness.scenario import CORE_CHECKS, DEB_CHECKS
 
 pytestmark = pytest.mark.container
 
-# Debian 12's own libraries run the core scenario through the .deb (the
-# route a Debian user takes); a venv over them (flavour "system") would run
-# the same checks on the same libraries again.
-TARGETS = [("debian12", "pypi"), ("debian13", "system"),
-           ("debian12", "deb"), ("debian13", "deb")]
+# The boots, (system, flavour): the scenarios each runs, in order. A
+# system is a guest (harness/systems.py); a flavour how wgns goes in:
+# `pypi` (pip into a venv, the newest libraries from PyPI), `system` (a
+# venv on the distribution's own libraries), `deb` (the .deb built on
+# this machine, on the distribution's own libraries). Scenarios share a
+# boot where that keeps the suite short; each reports when it ran to its
+# end, and one that breaks off does not stop the next.
+BOOTS = {
+    # Debian 11 (systemd 247, Python 3.9): pip, pystemd compiled in the guest
+    ("debian11", "pypi"): ("units", "core", "ops"),
+    # Debian 12 (systemd 252, Python 3.11): the newest libraries ...
+    ("debian12", "pypi"): ("units", "core"),
+    ("debian12", "pypi", "ops"): ("ops",),
+    ("debian12", "pypi", "hardening"): ("hardening",),
+    ("debian12", "pypi", "forward"): ("forward", "metrics"),
+    # ... and its own, through the .deb
+    ("debian12", "deb"): ("core",),
+    # Debian 13 (systemd 257, Python 3.13): its own libraries
+    ("debian13", "system"): ("units", "unittests", "core"),
+    ("debian13", "system", "ops"): ("ops",),
+    ("debian13", "system", "hardening"): ("hardening",),
+    ("debian13", "system", "forward"): ("forward", "metrics"),
+    # Debian 13 with systemd-resolved as the host's resolver, the .deb
+    ("debian13r", "deb"): ("resolved", "core"),
+    # sid (systemd 262, Python 3.14): the .deb on its own libraries; pip
+    ("sid", "deb"): ("units", "unittests", "core"),
+    ("sid", "pypi"): ("ops", "forward"),
+}
 
 
-def expected(flavour: str) -> tuple:
-    return CORE_CHECKS + (DEB_CHECKS if flavour == "deb" else ())
+def _checks(scenario: str, flavour: str) -> tuple:
+    """What a scenario reports (guest-side modules; their imports resolve
+    via the harness directory, which importing scenario puts on the path)."""
+    from .harness import bridges, distro, forward, hardening, metrics, ops
+    return {
+        "core": CORE_CHECKS + (DEB_CHECKS if flavour == "deb" else ()),
+        "ops": ops.OPS_CHECKS, "hardening": hardening.HARDENING_CHECKS,
+        "forward": forward.FORWARD_CHECKS, "metrics": metrics.METRICS_CHECKS,
+        "units": distro.UNITS_CHECKS, "unittests": distro.UNITTEST_CHECKS,
+        "resolved": distro.RESOLVED_CHECKS, "bridges": bridges.BRIDGE_CHECKS,
+    }[scenario]
+
+
+def boot_of(system: str, flavour: str, scenario: str) -> tuple:
+    return next(k for k, v in BOOTS.items() if k[:2] == (system, flavour) and scenario in v)
 
 
 def report(system: str, flavour: str, scenario: str = "core") -> machine.Report:
-    rep = machine.cached_report((system, flavour, scenario),
-                                lambda: machine.run_scenario(system, flavour, scenario))
+    """The report of the boot that ran SCENARIO on (SYSTEM, FLAVOUR): one
+    boot for the whole test session."""
+    key = boot_of(system, flavour, scenario)
+    plan = "+".join(BOOTS[key])
+    rep = machine.cached_report((system, flavour, plan),
+                                lambda: machine.run_scenario(system, flavour, plan))
     if isinstance(rep, machine.Unavailable):
         tier_unavailable(f"container tests cannot run here: {rep}")
     return rep
 
 
-@pytest.mark.parametrize("system,flavour", TARGETS)
-def test_scenario_ran_to_the_end(system, flavour):
-    rep = report(system, flavour)
-    assert rep.finished, machine.format_report(rep)
-    unexpected = set(rep.checks) - set(expected(flavour))
-    assert not unexpected, f"checks the test list does not know: {sorted(unexpected)}"
+def cases(scenario: str, with_end: bool = True) -> list:
+    """(system, flavour, check) for every boot that runs SCENARIO."""
+    out = []
+    for key, plan in BOOTS.items():
+        if scenario in plan:
+            checks = _checks(scenario, key[1])
+            out += [(key[0], key[1], c) for c in
+                    (("scenario_ran_to_the_end",) if with_end else ()) + checks]
+    return out
 
 
-@pytest.mark.parametrize("system,flavour,check", [
-    (s, f, c) for s, f in TARGETS for c in expected(f)])
-def test_core(system, flavour, check):
-    rep = report(system, flavour)
+def assert_check(system: str, flavour: str, scenario: str, check: str) -> None:
+    rep = report(system, flavour, scenario)
+    if check == "scenario_ran_to_the_end":
+        assert rep.ran(scenario), machine.format_report(rep)
+        known = {c for s in BOOTS[boot_of(system, flavour, scenario)]
+                 for c in _checks(s, flavour)} | {"scenario_ran_to_the_end"}
+        unexpected = set(rep.checks) - known
+        assert not unexpected, f"checks the test list does not know: {sorted(unexpected)}"
+        return
     assert check in rep.checks, f"{check} was not reported; " + machine.format_report(rep)
     assert rep.checks[check]["ok"], rep.checks[check]["detail"]
 
 
-@pytest.mark.parametrize("system,flavour", TARGETS)
+def test_scenarios_in_one_boot_report_different_checks():
+    """A check's name says which scenario reported it, in any boot."""
+    for key, plan in BOOTS.items():
+        names = [c for s in plan for c in _checks(s, key[1])]
+        assert len(names) == len(set(names)), (key, plan)
+
+
+@pytest.mark.parametrize("system,flavour,check", cases("core"))
+def test_core(system, flavour, check):
+    assert_check(system, flavour, "core", check)
+
+
+@pytest.mark.parametrize("system,flavour", [(s, f) for s, f, c in cases("core", False)
+                                            if c == CORE_CHECKS[0]])
 def test_private_mounts_regression_is_caught_where_it_can_be(system, flavour):
     """A namespace unit without PrivateMounts=no: broken on systemd >= 254
-    (Debian 13), where this tier must see it fail; systemd 252 (Debian 12)
-    cannot show the regression, which is why Debian 13 is in the matrix."""
+    (Debian 13, sid), where this tier must see it fail; systemd 247 and 252
+    cannot show the regression, which is why newer guests are in the matrix."""
     rep = report(system, flavour)
     binds = rep.info.get("broken_netns_unit_binds")
     assert binds is not None, machine.format_report(rep)
@@ -63,99 +124,61 @@ def test_private_mounts_regression_is_caught_where_it_can_be(system, flavour):
         f"{'bound' if binds else 'did not bind'} its namespace")
 
 
-# Operations (expose, check, self-healing): on the newest libraries and on
-# the oldest systemd, and on Debian 13's own packages and systemd 257.
-OPS_TARGETS = [("debian12", "pypi"), ("debian13", "system")]
-
-
-def _ops_checks() -> tuple:
-    from .harness import ops  # guest-side module; its imports resolve via scenario
-    return ops.OPS_CHECKS
-
-
-@pytest.mark.parametrize("system,flavour,check", [
-    (s, f, c) for s, f in OPS_TARGETS for c in ("scenario_ran_to_the_end",) + _ops_checks()])
+@pytest.mark.parametrize("system,flavour,check", cases("ops"))
 def test_ops(system, flavour, check):
-    rep = report(system, flavour, "ops")
-    if check == "scenario_ran_to_the_end":
-        assert rep.finished, machine.format_report(rep)
-        assert set(rep.checks) <= set(_ops_checks()), sorted(
-            set(rep.checks) - set(_ops_checks()))
-        return
-    assert check in rep.checks, f"{check} was not reported; " + machine.format_report(rep)
-    assert rep.checks[check]["ok"], rep.checks[check]["detail"]
+    assert_check(system, flavour, "ops", check)
 
 
-# Hardening (odd names, faults, races, sandboxing scores): on the newest
-# libraries with systemd 252, and on Debian 13's own packages with 257.
-HARDENING_TARGETS = [("debian12", "pypi"), ("debian13", "system")]
-
-
-def _hardening_checks() -> tuple:
-    from .harness import hardening  # guest-side module; its imports resolve via scenario
-    return hardening.HARDENING_CHECKS
-
-
-@pytest.mark.parametrize("system,flavour,check", [
-    (s, f, c) for s, f in HARDENING_TARGETS
-    for c in ("scenario_ran_to_the_end",) + _hardening_checks()])
+@pytest.mark.parametrize("system,flavour,check", cases("hardening"))
 def test_hardening(system, flavour, check):
-    rep = report(system, flavour, "hardening")
-    if check == "scenario_ran_to_the_end":
-        assert rep.finished, machine.format_report(rep)
-        assert set(rep.checks) <= set(_hardening_checks()), sorted(
-            set(rep.checks) - set(_hardening_checks()))
-        return
-    assert check in rep.checks, f"{check} was not reported; " + machine.format_report(rep)
-    assert rep.checks[check]["ok"], rep.checks[check]["detail"]
+    assert_check(system, flavour, "hardening", check)
 
 
-# Port forwarding with the real qBittorrent and Transmission from Debian, the
-# fake provider's NAT-PMP gateway forwarding for real: on the newest
-# libraries with systemd 252 and on Debian 13's own packages.
-FORWARD_TARGETS = [("debian12", "pypi"), ("debian13", "system")]
-
-
-def _forward_checks() -> tuple:
-    from .harness import forward  # guest-side module; its imports resolve via scenario
-    return forward.FORWARD_CHECKS
-
-
-@pytest.mark.parametrize("system,flavour,check", [
-    (s, f, c) for s, f in FORWARD_TARGETS
-    for c in ("scenario_ran_to_the_end",) + _forward_checks()])
+@pytest.mark.parametrize("system,flavour,check", cases("forward"))
 def test_forward(system, flavour, check):
-    rep = report(system, flavour, "forward")
-    if check == "scenario_ran_to_the_end":
-        assert rep.finished, machine.format_report(rep)
-        assert set(rep.checks) <= set(_forward_checks()), sorted(
-            set(rep.checks) - set(_forward_checks()))
-        return
-    assert check in rep.checks, f"{check} was not reported; " + machine.format_report(rep)
-    assert rep.checks[check]["ok"], rep.checks[check]["detail"]
+    assert_check(system, flavour, "forward", check)
 
 
-# Metrics: Debian's real prometheus-node-exporter scraping the watcher's
-# textfiles, compared with status --json and --prometheus, as the tunnel
-# goes down and comes back: on the newest libraries with systemd 252 and on
-# Debian 13's own packages (node-exporter 1.5 and Debian 13's).
-METRICS_TARGETS = [("debian12", "pypi"), ("debian13", "system")]
-
-
-def _metrics_checks() -> tuple:
-    from .harness import metrics  # guest-side module; its imports resolve via scenario
-    return metrics.METRICS_CHECKS
-
-
-@pytest.mark.parametrize("system,flavour,check", [
-    (s, f, c) for s, f in METRICS_TARGETS
-    for c in ("scenario_ran_to_the_end",) + _metrics_checks()])
+@pytest.mark.parametrize("system,flavour,check", cases("metrics"))
 def test_metrics(system, flavour, check):
-    rep = report(system, flavour, "metrics")
-    if check == "scenario_ran_to_the_end":
-        assert rep.finished, machine.format_report(rep)
-        assert set(rep.checks) <= set(_metrics_checks()), sorted(
-            set(rep.checks) - set(_metrics_checks()))
-        return
-    assert check in rep.checks, f"{check} was not reported; " + machine.format_report(rep)
-    assert rep.checks[check]["ok"], rep.checks[check]["detail"]
+    assert_check(system, flavour, "metrics", check)
+
+
+@pytest.mark.parametrize("system,flavour,check", cases("units"))
+def test_units(system, flavour, check):
+    assert_check(system, flavour, "units", check)
+
+
+@pytest.mark.parametrize("system,flavour,check", cases("unittests"))
+def test_unittests(system, flavour, check):
+    assert_check(system, flavour, "unittests", check)
+
+
+@pytest.mark.parametrize("system,flavour,check", cases("resolved"))
+def test_resolved(system, flavour, check):
+    assert_check(system, flavour, "resolved", check)
+
+
+# What each guest must be: the versions the support table (README) names.
+EXPECTED = {
+    "debian11": {"systemd": 247, "python": "3.9"},
+    "debian12": {"systemd": 252, "python": "3.11"},
+    "debian13": {"systemd": 257, "python": "3.13"},
+    "debian13r": {"systemd": 257, "python": "3.13"},
+    "sid": {"systemd": 258, "python": "3.14"},   # at least: sid moves
+}
+
+
+@pytest.mark.parametrize("system,flavour", sorted({k[:2] for k in BOOTS}))
+def test_the_guest_is_the_system_it_stands_for(system, flavour):
+    key = next(k for k in BOOTS if k[:2] == (system, flavour))
+    rep = report(system, flavour, BOOTS[key][0])
+    versions = rep.info.get("versions")
+    assert isinstance(versions, dict), machine.format_report(rep)
+    systemd = int(str(rep.info["systemd"]).split()[1])
+    want = EXPECTED[system]
+    if system == "sid":
+        assert systemd >= want["systemd"], rep.info["systemd"]
+    else:
+        assert systemd == want["systemd"], rep.info["systemd"]
+    assert versions["python"].startswith(want["python"] + "."), versions

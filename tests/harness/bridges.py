@@ -79,7 +79,7 @@ while True:
 UNITS = {
     "bprobe.service": "[Service]\nType=oneshot\nDynamicUser=yes\n"
                       "ExecStart=/usr/bin/python3 {guest}/bprobe.py '{probes}'\n"
-                      "StandardOutput=truncate:{out}/bridges.json\n",
+                      "StandardOutput=file:{out}/bridges.json\n",
     "udpecho.service": "[Service]\nDynamicUser=yes\nExecStart=/usr/bin/python3 {guest}/echo.py\n",
 }
 ROGUE = {
@@ -142,6 +142,7 @@ def udp_ask(host: str, port: int, netns: str | None = None) -> str:
 
 
 def bprobe() -> dict:
+    (sc.PROBE_OUT / "bridges.json").unlink(missing_ok=True)   # file: does not truncate
     sc.run("systemctl", "start", "bprobe.service")
     try:
         result = json.loads((sc.PROBE_OUT / "bridges.json").read_text())

@@ -30,9 +30,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+try:
+    from .systems import CACHE, SYSTEMS, System, Unavailable
+    from .systems import run as _run
+except ImportError:  # run as a script: this directory is on sys.path
+    from systems import CACHE, SYSTEMS, System, Unavailable  # type: ignore[no-redef]
+    from systems import run as _run  # type: ignore[no-redef]
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-CACHE = Path(os.environ.get("WGNS_TEST_CACHE", "/var/tmp/wgns-test-cache"))
 GUEST_DIR = "/opt/wgns-test"
 BOOT_TIMEOUT = int(os.environ.get("WGNS_BOOT_TIMEOUT", "600"))
 
@@ -45,10 +51,6 @@ HOST_TOOLS = {
 }
 
 
-class Unavailable(Exception):
-    """The harness cannot run here (not root, a tool missing): a skip."""
-
-
 @dataclass
 class Report:
     system: str
@@ -59,7 +61,12 @@ class Report:
     events: list[dict] = field(default_factory=list)  # the story, in order (story.py)
     console: str = ""
     seconds: float = 0.0
-    finished: bool = False
+    finished: bool = False     # every scenario of the boot ran to its end
+    done: list[str] = field(default_factory=list)  # the scenarios that did
+
+    def ran(self, scenario: str) -> bool:
+        """SCENARIO ran to its end (in a boot of one scenario or several)."""
+        return scenario in self.done or (self.finished and scenario == self.scenario)
 
     def failed(self) -> list[str]:
         return [n for n, c in self.checks.items() if not c["ok"]]
@@ -83,12 +90,6 @@ def check_host() -> None:
         raise Unavailable("/dev/net/tun is missing: wireguard-go cannot run")
 
 
-def _run(cmd: list[str]) -> None:
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stdout[-3000:]}")
-
-
 def _build_venv() -> Path:
     """A venv of the guest's interpreter, with what building wheels takes."""
     venv = CACHE / "build-venv"
@@ -100,6 +101,20 @@ def _build_venv() -> Path:
     return venv
 
 
+def copy_checkout(dest: Path, untracked: bool = False) -> None:
+    """The files git tracks in this checkout, with their working-tree
+    contents, as a clean clone would have them (for the .deb build); with
+    UNTRACKED also new files git does not ignore (for the unit tests inside
+    a guest, so they test the working tree as the host's do)."""
+    extra = ["--others", "--exclude-standard"] if untracked else []
+    files = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", *extra],
+                           check=True, stdout=subprocess.PIPE).stdout.decode().split("\0")
+    for f in filter(None, files):
+        if (REPO / f).exists():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, dest / f)
+
+
 def build_deb(dest: Path) -> Path:
     """Build the Debian package from the files git tracks in this checkout
     (with their working-tree contents), as `dpkg-buildpackage -us -uc -b`
@@ -109,12 +124,7 @@ def build_deb(dest: Path) -> Path:
                           "dh-python, pybuild-plugin-pyproject)")
     work = Path(tempfile.mkdtemp(prefix="deb-", dir=CACHE))
     src = work / "wgns"
-    files = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], check=True,
-                           stdout=subprocess.PIPE).stdout.decode().split("\0")
-    for f in filter(None, files):
-        if (REPO / f).exists():
-            (src / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, src / f)
+    copy_checkout(src)
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(work), "LC_ALL": "C.UTF-8"}
     t = time.monotonic()
     p = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=src, env=env,
@@ -128,93 +138,40 @@ def build_deb(dest: Path) -> Path:
     return dest / deb.name
 
 
-def wheelhouse(flavour: str) -> Path:
+def wheelhouse(flavour: str, system: System | None = None) -> Path:
     """Wheels to install wgns in the guest without a network: wgns from this
-    checkout, and for `pypi` its dependencies, cached by the dependency list."""
-    pyproject = (REPO / "pyproject.toml").read_bytes()
-    key = hashlib.sha256(pyproject + flavour.encode()).hexdigest()[:12]
-    deps = CACHE / f"wheels-{flavour}-{key}"
-    if flavour == "pypi" and not (deps / ".done").exists():
-        shutil.rmtree(deps, ignore_errors=True)
-        deps.mkdir(parents=True)
-        # Built with the guest's own interpreter so compiled wheels (pystemd) fit.
-        _run([str(_build_venv() / "bin" / "pip"), "wheel", "-q", "-w", str(deps),
-              "pyroute2", "typer", "pystemd"])
-        (deps / ".done").write_text("")
-    deps.mkdir(parents=True, exist_ok=True)
+    checkout, and for `pypi` its dependencies: the system's own wheelhouse
+    (downloaded by pip inside its root), or, for this machine's Python,
+    wheels built here, cached by the dependency list."""
     out = Path(tempfile.mkdtemp(prefix="wheels-", dir=CACHE))
     if flavour == "deb":
         build_deb(out)
         return out
-    for whl in deps.glob("*.whl"):
-        shutil.copy(whl, out)
+    if flavour == "pypi" and system is not None and system.wheels is not None:
+        deps = system.wheels
+    else:
+        pyproject = (REPO / "pyproject.toml").read_bytes()
+        key = hashlib.sha256(pyproject + flavour.encode()).hexdigest()[:12]
+        deps = CACHE / f"wheels-{flavour}-{key}"
+        if flavour == "pypi" and not (deps / ".done").exists():
+            shutil.rmtree(deps, ignore_errors=True)
+            deps.mkdir(parents=True)
+            # Built with the guest's own interpreter so compiled wheels (pystemd) fit.
+            _run([str(_build_venv() / "bin" / "pip"), "wheel", "-q", "-w", str(deps),
+                  "pyroute2", "typer", "pystemd"])
+            (deps / ".done").write_text("")
+        deps.mkdir(parents=True, exist_ok=True)
+    for f in deps.iterdir():
+        if f.name.endswith((".whl", ".tar.gz")):
+            shutil.copy(f, out)
     _run([str(_build_venv() / "bin" / "pip"), "wheel", "-q", "--no-deps",
           "--no-build-isolation", "-w", str(out), str(REPO)])
     return out
 
 
-@dataclass
-class System:
-    """A root file system a guest boots from."""
-    name: str
-    lower: str                 # read-only lower layer of the overlay
-    python: str = "/usr/bin/python3"
-
-
-def _debian12() -> System:
-    return System("debian12", "/")
-
-
-# What a Debian 13 guest needs: systemd, what the scenario and the fake
-# provider run, and wgns's dependencies from the distribution itself.
-DEBIAN13_PACKAGES = (
-    "systemd", "systemd-sysv", "dbus", "iproute2", "python3", "python3-venv",
-    "python3-pyroute2", "python3-typer", "python3-pystemd",
-    "wireguard-go", "wireguard-tools", "dnsmasq-base",
-    "qbittorrent-nox", "transmission-daemon", "prometheus-node-exporter",
-    "pipx",
-)
 # Daemons the Debian packages enable; a guest starts them only in the
 # scenario that needs them (systemctl unmask), so other boots stay quiet.
 QUIET_UNITS = ("transmission-daemon.service", "prometheus-node-exporter.service")
-
-
-def debian_mirror() -> str:
-    """The Debian mirror apt on this machine already uses."""
-    for path in Path("/etc/apt").rglob("*"):
-        if path.suffix not in (".list", ".sources") or not path.is_file():
-            continue
-        for line in path.read_text().splitlines():
-            words = line.replace("URIs:", "").split()
-            for w in words:
-                if w.startswith("http") and w.rstrip("/").endswith("/debian"):
-                    return w
-    return "http://deb.debian.org/debian"
-
-
-def _debootstrap(suite: str, packages: tuple[str, ...]) -> Path:
-    """A minimal root file system, cached by suite and package list."""
-    key = hashlib.sha256(" ".join((suite,) + packages).encode()).hexdigest()[:12]
-    root = CACHE / f"{suite}-{key}"
-    if (root / ".wgns-done").exists():
-        return root
-    if shutil.which("debootstrap", path="/usr/sbin:/usr/bin") is None:
-        raise Unavailable("debootstrap is not installed (Debian package debootstrap)")
-    tmp = CACHE / f"{suite}-{key}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    _run(["debootstrap", "--variant=minbase", "--include=" + ",".join(packages),
-          suite, str(tmp), debian_mirror()])
-    (tmp / ".wgns-done").write_text(" ".join(packages) + "\n")
-    shutil.rmtree(root, ignore_errors=True)
-    tmp.rename(root)
-    return root
-
-
-def _debian13() -> System:
-    return System("debian13", str(_debootstrap("trixie", DEBIAN13_PACKAGES)))
-
-
-SYSTEMS = {"debian12": _debian12, "debian13": _debian13}
 
 
 class Overlay:
@@ -268,7 +225,7 @@ def run_scenario(system_name: str, flavour: str, scenario: str,
     check_host()
     system = SYSTEMS[system_name]()
     report = Report(system_name, flavour, scenario)
-    wheels = wheelhouse(flavour)
+    wheels = wheelhouse(flavour, system)
     out = Path(tempfile.mkdtemp(prefix="out-", dir=CACHE))
     overlay = Overlay(system.lower, f"{system_name}-")
     start = time.monotonic()
@@ -279,6 +236,8 @@ def run_scenario(system_name: str, flavour: str, scenario: str,
         for f in HERE.glob("*.py"):
             shutil.copy(f, guest / f.name)
         shutil.copytree(wheels, guest / "wheels")
+        if "unittests" in scenario.split("+"):
+            copy_checkout(guest / "src", untracked=True)
         unit = root / "etc/systemd/system/wgns-scenario.service"
         unit.write_text(SCENARIO_UNIT.format(
             flavour=flavour, python=system.python, guest=GUEST_DIR, scenario=scenario,
@@ -303,7 +262,8 @@ def run_scenario(system_name: str, flavour: str, scenario: str,
             with boot_lock():
                 start = time.monotonic()   # the time waited for the lock is not the boot's
                 proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, timeout=BOOT_TIMEOUT)
+                                      stderr=subprocess.STDOUT, timeout=BOOT_TIMEOUT,
+                                      env={**os.environ, **system.nspawn_env})
             report.console = proc.stdout.decode(errors="replace")[-20000:]
         except subprocess.TimeoutExpired as e:
             report.console = (e.stdout or b"").decode(errors="replace")[-20000:]
@@ -314,7 +274,19 @@ def run_scenario(system_name: str, flavour: str, scenario: str,
         shutil.rmtree(wheels, ignore_errors=True)
     _read_report(out, report)
     shutil.rmtree(out, ignore_errors=True)
+    log_boot(report)
     return report
+
+
+def log_boot(report: Report) -> None:
+    """One line per boot in CACHE/boots.log (when, what, how long, how it
+    ended): where the suite's time goes, run after run."""
+    failed = len(report.failed())
+    line = (f"{time.strftime('%Y-%m-%d %H:%M:%S')} {report.system} {report.flavour} "
+            f"{report.scenario} {report.seconds:.0f}s "
+            f"{'finished' if report.finished else 'UNFINISHED'} {failed} failed\n")
+    with open(CACHE / "boots.log", "a") as f:
+        f.write(line)
 
 
 def _read_report(out: Path, report: Report) -> None:
@@ -328,6 +300,8 @@ def _read_report(out: Path, report: Report) -> None:
             report.events.append(rec)
             if rec.get("kind") == "check":
                 report.checks[rec["name"]] = rec
+            elif rec.get("kind") == "done" and "scenario" in rec:
+                report.done.append(rec["scenario"])
             elif rec.get("kind") == "done":
                 report.finished = True
     log = out / "scenario.log"

@@ -205,6 +205,27 @@ class Provider:
         sh("ip", "netns", "del", NS, check=False)
 
 
+def reset() -> None:
+    """Take away a provider and its processes, and the host's bait, that a
+    scenario which broke off left behind (the next scenario of the boot
+    starts new ones)."""
+    for bait in list(HostBait.running):
+        bait.stop()
+    for pidfile in [STATE / "dnsmasq.pid"]:
+        try:
+            os.kill(int(pidfile.read_text().split()[0]), 15)
+        except (OSError, ValueError, IndexError):
+            pass
+    pids = sh("ip", "netns", "pids", NS, check=False).stdout.split()
+    for pid in pids:
+        try:
+            os.kill(int(pid), 9)
+        except (OSError, ValueError):
+            pass
+    sh("ip", "link", "del", "vh", check=False)
+    sh("ip", "netns", "del", NS, check=False)
+
+
 def wait_tcp(host: str, port: int, netns: str | None = None, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     code = f"import socket; socket.create_connection(({host!r}, {port}), 1).close()"
@@ -217,14 +238,30 @@ def wait_tcp(host: str, port: int, netns: str | None = None, timeout: float = 10
         time.sleep(0.1)
 
 
+def serving(path: str) -> bool:
+    """Something real answers on the unix socket PATH (systemd-resolved's,
+    on a guest that runs it)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(path)
+        except OSError:
+            return False
+    return True
+
+
 class HostBait:
-    """Things on the host that a confined unit must never reach."""
+    """Things on the host that a confined unit must never reach. A
+    resolver socket that a real service already serves (systemd-resolved)
+    is left to it: the real one must be out of reach just the same."""
+
+    running: list[HostBait] = []   # every started one, for reset()
 
     def __init__(self) -> None:
         self.threads: list[threading.Thread] = []
         self.socks: list[socket.socket] = []
 
     def start(self) -> None:
+        HostBait.running.append(self)
         for addr in ("127.0.0.1", HOST_LAN4):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -233,6 +270,8 @@ class HostBait:
             self._serve(s)
         for path in RESOLVER_SOCKETS:
             os.makedirs(os.path.dirname(path), exist_ok=True)
+            if serving(path):
+                continue
             if os.path.exists(path):
                 os.unlink(path)
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -264,4 +303,13 @@ class HostBait:
 
     def stop(self) -> None:
         for s in self.socks:
+            # shutdown first: it wakes the thread in accept(), which would
+            # otherwise keep the socket (and its port) alive after close()
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             s.close()
+        self.socks = []
+        if self in HostBait.running:
+            HostBait.running.remove(self)

@@ -93,8 +93,10 @@ class Recorder:
     def event(self, kind: str, **fields: object) -> None:
         self._write({"kind": kind, **fields})
 
-    def done(self) -> None:
-        self._write({"kind": "done", "t": round(time.monotonic() - T0, 1)})
+    def done(self, scenario: str | None = None) -> None:
+        """One scenario of the boot ran to its end (SCENARIO), or all did."""
+        self._write({"kind": "done", "t": round(time.monotonic() - T0, 1),
+                     **({"scenario": scenario} if scenario else {})})
 
 
 # The running scenario's recorder: commands, probes and waits go into its story.
@@ -246,7 +248,9 @@ Description=wgns test probe %i
 Type=oneshot
 DynamicUser=yes
 ExecStart=/usr/bin/python3 {guest}/probe.py
-StandardOutput=truncate:{out}/%i.json
+# file: (truncate: needs systemd 248; Debian 11 has 247): probe() removes
+# the last output first.
+StandardOutput=file:{out}/%i.json
 """
 
 SLEEPER_UNIT = """[Unit]
@@ -260,8 +264,9 @@ ExecStart=/bin/sleep infinity
 
 def probe(instance: str) -> dict:
     unit = f"probe@{instance}.service"
-    p = run("systemctl", "start", unit)
     path = PROBE_OUT / f"{instance}.json"
+    path.unlink(missing_ok=True)
+    p = run("systemctl", "start", unit)
     try:
         result = json.loads(path.read_text())
     except (OSError, ValueError) as e:
@@ -702,22 +707,45 @@ def check_json(*extra: str) -> tuple[int, dict]:
 
 
 SCENARIOS = {"core": core, "demo": core}  # others register themselves (ops.py, ...)
+# Scenarios that live in a module of another name.
+MODULES = {"unittests": "distro", "units": "distro", "resolved": "distro"}
+
+
+def reset() -> None:
+    """Between two scenarios of one boot: what a scenario that broke off may
+    have left (the provider, the probe's output); each one starts from a
+    guest as a fresh boot has it."""
+    prov.reset()
+    run("systemctl", "reset-failed", quiet=True)
 
 
 def main(argv: list[str]) -> int:
+    """SCENARIO is one name or several joined by '+' (core+ops), run one
+    after the other in this boot, each reported done when it ran to its
+    end; one that breaks off does not keep the next from running."""
     global NARRATOR
     scenario, report = argv
     rec = NARRATOR = Recorder(report)
     flavour = os.environ.get("WGNS_FLAVOUR", "pypi")
-    if scenario not in SCENARIOS:  # a module of its own (bench.py) registers itself
-        importlib.import_module(scenario)
-        SCENARIOS.update(sys.modules["scenario"].SCENARIOS)
-    try:
-        SCENARIOS[scenario](rec, flavour)
-    except Exception as e:  # the scenario itself broke: report it, never hide it
-        import traceback
-        traceback.print_exc()
-        rec.check("scenario_ran_to_the_end", False, f"{type(e).__name__}: {e}")
+    names = scenario.split("+")
+    for name in names:
+        if name not in SCENARIOS:  # a module of its own (bench.py) registers itself
+            importlib.import_module(MODULES.get(name, name))
+            SCENARIOS.update(sys.modules["scenario"].SCENARIOS)
+    broke = False
+    for i, name in enumerate(names):
+        if i:
+            reset()
+        try:
+            SCENARIOS[name](rec, flavour)
+        except Exception as e:  # the scenario itself broke: report it, never hide it
+            import traceback
+            traceback.print_exc()
+            rec.check("scenario_ran_to_the_end", False, f"{name}: {type(e).__name__}: {e}")
+            broke = True
+            continue
+        rec.done(name)
+    if broke:
         return 1
     rec.done()
     return 0

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import elf, machine
+from . import elf, machine, systems
 from .machine import CACHE, GUEST_DIR, Report, Unavailable, _run
 
 VM_PACKAGES = (
@@ -208,7 +208,7 @@ def _read_back(img: Path, out: Path) -> None:
 def run_scenario(flavour: str, scenario: str = "core") -> Report:
     check_host()
     machine.check_host()
-    root = machine._debootstrap("bookworm", VM_PACKAGES)
+    root = systems.debootstrap("bookworm", VM_PACKAGES)
     kdir, version = kernel()
     rd = initrd(kdir, version)
     report = Report("vm-debian12", flavour, scenario)
