@@ -63,7 +63,11 @@ def unittests(rec: sc.Recorder, flavour: str) -> None:
     version = subprocess.run(["/usr/bin/python3", "-c", "import platform; "
                               "print(platform.python_version())"], text=True,
                              capture_output=True).stdout.strip()
-    rec.info("unit_tests", {"python": version, "summary": tail, "failed": failed[:20]})
+    lines = p.stdout.splitlines()
+    start = next((i for i, ln in enumerate(lines) if "warnings summary" in ln), len(lines))
+    warned = [ln for ln in lines[start + 1:start + 40] if ln.strip() and not ln.startswith("--")]
+    rec.info("unit_tests", {"python": version, "summary": tail, "failed": failed[:20],
+                            "warnings": warned})
     rec.check("unit_tests_pass", p.returncode == 0 and " passed" in tail,
               f"Python {version}: {tail}; {failed[:5]}")
 
@@ -167,6 +171,18 @@ def resolved(rec: sc.Recorder, flavour: str) -> None:
               sc.active("systemd-resolved.service") == "active" and stub
               and re.search(r"^hosts:.*\bresolve\b", nss, re.M) is not None,
               (sc.active("systemd-resolved.service"), resolv, stub))
+    # resolved gets an upstream of its own (a dnsmasq on the host's
+    # 127.0.0.2), so that a name it is asked for is a transaction it counts:
+    # the host's own lookup afterwards shows the count would move.
+    upstream = subprocess.Popen(
+        ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
+         "--listen-address=127.0.0.2", "--bind-interfaces", "--user=root",
+         "--address=/control.test/10.9.9.9"], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    conf = Path("/etc/systemd/resolved.conf.d/wgns-test.conf")
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text("[Resolve]\nDNS=127.0.0.2\nDomains=~.\n")
+    sc.systemctl("restart", "systemd-resolved.service")
     before = sc.snapshot()
     sc.wgns("install", "--conf", "/root/provider.conf")
     sc.wgns("confine", "probe@resolved")
@@ -174,14 +190,19 @@ def resolved(rec: sc.Recorder, flavour: str) -> None:
     asked_before = transactions()
     r = sc.probe("resolved")
     asked_after = transactions()
-    rec.info("resolved_transactions", [asked_before, asked_after])
+    host = sc.run("getent", "hosts", "control.test", quiet=True).stdout.split()
+    asked_by_host = transactions()
+    rec.info("resolved_transactions", [asked_before, asked_after, asked_by_host])
     rec.check("resolved_probe_dns_through_tunnel",
               (r.get("dns") or {}).get("addresses") == ["10.66.0.1", "fd66::1"]
               and sc.body(r, "http_name") == prov.TOKEN
               and "nameserver 10.66.0.1" in r.get("resolv_conf", "")
               and not sc.reached(r, "resolved_socket"), (r.get("dns"), r.get("http_name")))
     rec.check("resolved_asked_nothing", asked_before is not None
-              and asked_before == asked_after, [asked_before, asked_after])
+              and asked_before == asked_after and host[:1] == ["10.9.9.9"]
+              and asked_by_host is not None and asked_by_host > asked_after,
+              {"before the probe": asked_before, "after it": asked_after,
+               "after the host's own lookup": asked_by_host, "host got": host})
     code, checks = sc.check_json()
     rec.check("resolved_check_passes", code == 0 and bool(checks)
               and all(c["ok"] for c in checks.values()), checks)
@@ -189,6 +210,10 @@ def resolved(rec: sc.Recorder, flavour: str) -> None:
     changed = sc.diff(before, sc.snapshot())
     rec.check("resolved_uninstall_leaves_no_trace", p.returncode == 0 and not changed,
               changed[:10])
+    conf.unlink()
+    sc.systemctl("restart", "systemd-resolved.service")
+    upstream.terminate()
+    upstream.wait()
     provider.stop()
 
 

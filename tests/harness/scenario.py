@@ -174,6 +174,20 @@ def install_wgns(flavour: str, rec: Recorder) -> None:
                          stdout=subprocess.PIPE, check=True).stdout.split()
     rec.info("versions", dict(zip(["python", "pyroute2", "typer", "pystemd"], out)))
     rec.info("systemd", run("systemctl", "--version", quiet=True).stdout.split("\n")[0])
+    rec.info("packages", packages())
+
+
+# The guest's own packages a report names (sid moves: each run says what it saw).
+PACKAGES = ("systemd", "python3", "wireguard-go", "qbittorrent-nox", "transmission-daemon",
+            "prometheus-node-exporter", "python3-pyroute2", "python3-typer", "python3-pystemd")
+
+
+def packages() -> dict[str, str]:
+    """{package: version} of PACKAGES installed in this guest."""
+    p = run("dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev} ${Version}\n",
+            *PACKAGES, quiet=True)
+    return {w[0]: w[2] for w in (ln.split() for ln in p.stdout.splitlines())
+            if len(w) == 3 and w[1] == "ii"}
 
 
 def record_security(rec: Recorder, key: str, units: list[str]) -> None:

@@ -279,4 +279,5 @@ def run_scenario(flavour: str, scenario: str = "core") -> Report:
     shutil.rmtree(wheels, ignore_errors=True)
     report.info["vm_attempts"] = attempts
     report.seconds = time.monotonic() - start
+    machine.log_boot(report)
     return report
