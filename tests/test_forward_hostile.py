@@ -477,3 +477,43 @@ def test_a_rejected_login_is_not_tried_again_and_again(tmp_path, kind):
     with s, pytest.raises(Done):
         fw.run()
     assert len(logins) <= 2, len(logins)
+
+
+def qbittorrent_52(password, state):
+    """qBittorrent 5.2's Web API as its source answers: a login is 204
+    without a body and a cookie named QBT_SID_<port> (401 when wrong), and
+    an answer without data (setPreferences) is 204 too."""
+    def handler(c):
+        with c:
+            request = c.recv(65536).decode(errors="replace")
+            head, _, body = request.partition("\r\n\r\n")
+            if "auth/login" in head:
+                ok = f"password={password}" in body
+                c.sendall(b"HTTP/1.1 204 No Content\r\nSet-Cookie: QBT_SID_8080=abc; path=/\r\n"
+                          b"Content-Length: 0\r\n\r\n" if ok else
+                          http(b"", b"HTTP/1.1 401 Unauthorized"))
+            elif "QBT_SID_8080=abc" not in head:
+                c.sendall(http(b"", b"HTTP/1.1 403 Forbidden"))
+            elif "setPreferences" in head:
+                state["port"] = int(body.split("%3A+", 1)[1].split("%7D")[0])
+                c.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+            else:
+                c.sendall(http(b'{"listen_port": %d}' % state["port"]))
+    return handler
+
+
+def test_qbittorrent_52_logs_in_and_takes_the_port():
+    state = {"port": 6881}
+    s, url = serve(qbittorrent_52("right", state))
+    with s:
+        client = QBittorrent(url, ("admin", "right"))
+        assert client.port() == 6881
+        client.set_port(51413)
+        assert state["port"] == 51413 and client.port() == 51413
+
+
+def test_qbittorrent_52_wrong_login_is_rejected():
+    from wgns.clients import LoginRejected
+    s, url = serve(qbittorrent_52("right", {"port": 6881}))
+    with s, pytest.raises(LoginRejected):
+        QBittorrent(url, ("admin", "wrong")).port()

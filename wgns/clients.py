@@ -160,7 +160,9 @@ class QBittorrent(_Http):
         form = urllib.parse.urlencode({"username": self.login[0],
                                        "password": self.login[1]}).encode()
         status, _, body = self.call(f"{self.url}/api/v2/auth/login", form, self.headers)
-        if status != 200 or body.strip() != b"Ok.":
+        # 4.x and 5.0-5.1: 200 "Ok." (200 "Fails." for a wrong login);
+        # 5.2 and newer: 204 without a body (401 for a wrong login).
+        if not (status == 200 and body.strip() == b"Ok." or status == 204):
             raise LoginRejected(f"qBittorrent at {self.url} rejected the login from the "
                               f"credentials file (HTTP {status})")
 
@@ -171,7 +173,7 @@ class QBittorrent(_Http):
             if status == 403 and attempt == 1:
                 self._login()
                 continue
-            if status != 200:
+            if status not in (200, 204):   # 5.2 and newer: 204 for an answer without data
                 raise ClientError(f"qBittorrent at {self.url}: {path} answered HTTP {status}")
             return data
         raise AssertionError("unreachable")
