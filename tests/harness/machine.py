@@ -335,6 +335,11 @@ def format_report(report: Report) -> str:
     for k, v in report.info.items():
         if k != "log":
             lines.append(f"  info {k}: {v}")
+    steps = [e for e in report.events if e.get("kind") in ("step", "done")]
+    if steps:   # where the boot's time went, step by step
+        lines.append("  steps: " + "; ".join(
+            f"{a.get('title', a.get('scenario', 'end'))} {b['t'] - a['t']:.0f} s"
+            for a, b in zip(steps, steps[1:])))
     if not report.finished:
         lines.append("  scenario did not finish; last console lines:")
         lines += ["    " + ln for ln in report.console.splitlines()[-30:]]
