@@ -485,8 +485,14 @@ def qbittorrent_52(password, state):
     an answer without data (setPreferences) is 204 too."""
     def handler(c):
         with c:
-            request = c.recv(65536).decode(errors="replace")
-            head, _, body = request.partition("\r\n\r\n")
+            data = c.recv(65536)
+            while b"\r\n\r\n" not in data:   # headers and body may come apart
+                data += c.recv(65536)
+            head, _, body = data.decode(errors="replace").partition("\r\n\r\n")
+            length = next((int(ln.split(":", 1)[1]) for ln in head.split("\r\n")
+                           if ln.lower().startswith("content-length:")), 0)
+            while len(body.encode()) < length:
+                body += c.recv(65536).decode(errors="replace")
             if "auth/login" in head:
                 ok = f"password={password}" in body
                 c.sendall(b"HTTP/1.1 204 No Content\r\nSet-Cookie: QBT_SID_8080=abc; path=/\r\n"
