@@ -146,3 +146,45 @@ def test_a_tunnel_in_transition_is_looked_at_again_soon(ns):
         w.once()
         left = w.next_look - time.monotonic()
         assert (left <= watcher.FOLLOW_UP) == soon, (healthy, left)
+
+
+@pytest.fixture
+def two():
+    names = [f"{NAME}a", f"{NAME}b"]
+    for n in names:
+        ip("netns", "add", n)
+        ip("-n", n, "link", "add", n, "type", "veth", "peer", "name", f"{n}p")
+    try:
+        yield names
+    finally:
+        for n in names:
+            subprocess.run(["ip", "netns", "del", n], capture_output=True)
+
+
+def test_one_process_watches_every_tunnel_and_wakes_for_the_one_that_changed(two):
+    looks: list = []
+    installed = list(two)
+    fleet = watcher.Fleet(lambda: installed, lambda n: Watcher(
+        n, lambda name, boot: (looks.append(name), ([], True))[1], log=lambda s: None))
+    fleet.once()
+    assert sorted(looks) == sorted(two)           # a first look of each
+    looks.clear()
+    ip("-n", two[1], "link", "del", two[1])
+    started = time.monotonic()
+    fleet.once()
+    assert looks == [two[1]] and time.monotonic() - started < 1.0
+    looks.clear()
+    fleet.once()                                   # nothing happened: one wait
+    assert looks == []
+
+
+def test_the_fleet_follows_tunnels_installed_and_removed(two):
+    installed = [two[0]]
+    fleet = watcher.Fleet(lambda: installed, lambda n: Watcher(
+        n, lambda name, boot: ([], True), log=lambda s: None))
+    fleet.once()
+    assert list(fleet.watchers) == [two[0]]
+    sock = fleet.watchers[two[0]].sock
+    installed[:] = [two[1]]
+    fleet.once()
+    assert list(fleet.watchers) == [two[1]] and sock is not None and sock.fileno() == -1

@@ -119,6 +119,10 @@ class Watcher:
         reason = self._follow_namespace()
         if not reason and now < self.next_look:
             reason = self.wait(min(STAT_EVERY, self.next_look - now))
+        self.look_if_due(reason)
+
+    def look_if_due(self, reason: bool) -> None:
+        """Look now when something happened (REASON) or the next look is due."""
         if reason or self.clock() >= self.next_look:
             lines, healthy = self.look(self.name, self.boot_check)
             for line in lines:
@@ -136,11 +140,59 @@ class Watcher:
             moving = healthy is None
             self.next_look = self.clock() + (FOLLOW_UP if reason or moving else PERIOD)
 
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
     def run(self, ready: Callable[[], None] = lambda: None) -> None:
         self.once()   # the first look (at boot: confined units that missed their start)
         ready()
         while True:
             self.once()
+
+
+class Fleet:
+    """Every installed tunnel watched by one process: a Watcher each, their
+    event sockets waited on together, the list of tunnels looked at again
+    once a second (one directory listing). One interpreter for twenty
+    tunnels instead of twenty."""
+
+    def __init__(self, names: Callable[[], list[str]], make: Callable[[str], Watcher],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.names, self.make, self.clock = names, make, clock
+        self.watchers: dict[str, Watcher] = {}
+
+    def refresh(self) -> None:
+        want = set(self.names())
+        for name in [n for n in self.watchers if n not in want]:
+            self.watchers.pop(name).close()
+        for name in sorted(want - set(self.watchers)):
+            self.watchers[name] = self.make(name)
+
+    def once(self) -> None:
+        self.refresh()
+        reasons = {n: w._follow_namespace() for n, w in self.watchers.items()}
+        now = self.clock()
+        if not any(reasons.values()):
+            due = min([w.next_look for w in self.watchers.values()], default=now + STAT_EVERY)
+            socks = {w.sock: n for n, w in self.watchers.items() if w.sock is not None}
+            if due > now:
+                ready, _, _ = select.select(list(socks), [], [], min(STAT_EVERY, due - now))
+                if ready:
+                    time.sleep(SETTLE)
+                for sock in ready:
+                    drain(sock)
+                    reasons[socks[sock]] = True
+        for name, w in list(self.watchers.items()):
+            w.look_if_due(reasons.get(name, False))
+
+    def run(self, ready: Callable[[], None] = lambda: None) -> None:
+        self.once()   # the first look of each (at boot: confined units that missed their start)
+        ready()
+        while True:
+            self.once()
+
 
 
 def notify_ready() -> None:
