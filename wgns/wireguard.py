@@ -12,7 +12,6 @@ import base64
 import binascii
 import errno
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -116,58 +115,19 @@ def kernel_set_endpoint(name: str, peer: Peer, endpoint: tuple[str, int]) -> Non
         wg.set(name, peer=_kernel_peer(peer, endpoint))
 
 
-def kernel_info(name: str) -> DeviceInfo:
-    from pyroute2 import WireGuard
-
-    with WireGuard() as wg:
-        msgs = wg.info(name)
-    peers: list[PeerInfo] = []
-    listen_port = None
-    for msg in msgs:
-        listen_port = msg.get_attr("WGDEVICE_A_LISTEN_PORT") or listen_port
-        for peer in msg.get_attr("WGDEVICE_A_PEERS") or []:
-            peers.append(_kernel_peer_info(peer))
-    return DeviceInfo(KERNEL, listen_port, peers)
-
-
-def _kernel_peer_info(peer: Any) -> PeerInfo:
-    key = peer.get_attr("WGPEER_A_PUBLIC_KEY")
-    if isinstance(key, bytes):
-        key = key.decode()
-    hs = peer.get_attr("WGPEER_A_LAST_HANDSHAKE_TIME")
-    secs = None
-    if isinstance(hs, dict):
-        secs = hs.get("tv_sec")
-    elif hs is not None:
-        secs = hs.get_attr("tv_sec") if hasattr(hs, "get_attr") else None
-    ep = peer.get_attr("WGPEER_A_ENDPOINT")
-    endpoint = None
-    if ep:
-        addr = ep.get("addr") if isinstance(ep, dict) else ep.get_attr("addr")
-        port = ep.get("port") if isinstance(ep, dict) else ep.get_attr("port")
-        if addr and port:
-            endpoint = _sockaddr(addr, int(port))
-    allowed = []
-    for a in peer.get_attr("WGPEER_A_ALLOWEDIPS") or []:
-        addr = a.get_attr("WGALLOWEDIP_A_IPADDR")
-        mask = a.get_attr("WGALLOWEDIP_A_CIDR_MASK")
-        if isinstance(addr, str) and re.fullmatch(r"(?:[0-9a-f]{2}:){3}(?:(?:[0-9a-f]{2}:){12})?"
-                                                  r"[0-9a-f]{2}", addr):
-            addr = bytes.fromhex(addr.replace(":", ""))  # pyroute2 shows raw bytes as hex
-        if isinstance(addr, bytes):
-            addr = socket.inet_ntop(socket.AF_INET6 if len(addr) == 16 else socket.AF_INET,
-                                    addr)
-        if addr is not None:
-            allowed.append(f"{addr}/{mask}")
-    return PeerInfo(
-        public_key=key,
-        endpoint=endpoint,
-        latest_handshake=secs or None,
-        rx_bytes=peer.get_attr("WGPEER_A_RX_BYTES") or 0,
-        tx_bytes=peer.get_attr("WGPEER_A_TX_BYTES") or 0,
-        allowed_ips=allowed,
-        keepalive=peer.get_attr("WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL") or None,
-    )
+def kernel_info(name: str) -> DeviceInfo | None:
+    """The kernel device NAME in the calling thread's namespace, read with
+    wgns's own netlink reader (no pyroute2: the watcher stays small);
+    None when there is none."""
+    from .core import netlink
+    found = netlink.wireguard_device(name)
+    if found is None:
+        return None
+    port, peers = found
+    return DeviceInfo(KERNEL, port, [PeerInfo(
+        public_key=base64.b64encode(p.public_key).decode(), endpoint=p.endpoint,
+        latest_handshake=p.latest_handshake, rx_bytes=p.rx_bytes, tx_bytes=p.tx_bytes,
+        allowed_ips=p.allowed_ips, keepalive=p.keepalive) for p in peers])
 
 
 # --- userspace (wireguard-go) ------------------------------------------------
@@ -303,10 +263,9 @@ def device_info(name: str) -> DeviceInfo | None:
             return None
     if not netns.exists(name):
         return None
-    from pyroute2.netlink.exceptions import NetlinkError
     try:
         return netns.run_in(name, lambda: kernel_info(name))
-    except (NetlinkError, OSError):  # no such device (yet, or any more)
+    except OSError:  # the namespace went away meanwhile
         return None
 
 
