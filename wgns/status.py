@@ -17,23 +17,16 @@ from .systemd import Systemd
 
 
 def _interface(name: str) -> dict[str, Any] | None:
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=name)
-        if not found:
-            return None
-        link = ipr.get_links(found[0])[0]
-        addrs = [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
-                 for a in ipr.get_addr(index=found[0])]
-        names = sorted(link_name for link_name in (
-            lk.get_attr("IFLA_IFNAME") for lk in ipr.get_links()) if link_name)
-    info = link.get_attr("IFLA_LINKINFO")
-    kind = info.get_attr("IFLA_INFO_KIND") if info else None
+    """The tunnel's link as seen from inside its namespace (wgns's own
+    netlink reader: no pyroute2 to import, status stays quick)."""
+    from .core import netlink
+    links = netlink.links()
+    link = links.get(name)
+    if link is None:
+        return None
     return {
-        "name": name, "kind": kind, "state": link.get_attr("IFLA_OPERSTATE"),
-        "up": bool(link["flags"] & 1), "mtu": link.get_attr("IFLA_MTU"),
-        "addresses": addrs, "namespace_links": names,
+        "name": name, "kind": link.kind, "state": link.state, "up": link.up,
+        "mtu": link.mtu, "addresses": link.addresses, "namespace_links": sorted(links),
     }
 
 
