@@ -590,7 +590,8 @@ def live_peer() -> dict:
 NOWHERE = "10.251.0.99"  # on the provider's LAN, held by no one
 
 
-def peer_update(rec: Recorder, provider: prov.Provider) -> None:
+def peer_update(rec: Recorder, provider: prov.Provider,
+                check: str = "peer_update_keeps_allowed_ips") -> None:
     """Update a peer of a running tunnel in place, as the watcher does when an
     endpoint's name moves (netlink in the kernel path: pyroute2 0.7 and 0.9
     differ in how they update allowed IPs). The peer must keep exactly its
@@ -616,7 +617,7 @@ def peer_update(rec: Recorder, provider: prov.Provider) -> None:
     narrate("note", text=f"the peer's endpoint: {back.get('endpoint')}, allowed IPs: "
             f"{', '.join(back.get('allowed_ips', []))}")
     want = ["0.0.0.0/0", "::/0"]
-    rec.check("peer_update_keeps_allowed_ips",
+    rec.check(check,
               f"endpoint {prov.ENDPOINT_NAME} now {NOWHERE} (was {prov.PROV_LAN4})" in log
               and sorted(moved.get("allowed_ips", [])) == want
               and back.get("endpoint") == f"{prov.PROV_LAN4}:{prov.PORT}"
