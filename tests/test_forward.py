@@ -45,7 +45,7 @@ def test_request_refuses_out_of_range(internal, external, lifetime):
 
 def test_replies_parse():
     assert natpmp.parse_address(ADDRESS_REPLY, GW) == (3600, "203.0.113.5")
-    m = natpmp.parse_map(MAP_UDP_REPLY, "udp", GW)
+    m = natpmp.parse_map(MAP_UDP_REPLY, "udp", GW, 1)
     assert (m.epoch, m.internal, m.external, m.lifetime) == (3600, 1, 50051, 60)
 
 
@@ -53,7 +53,7 @@ def test_replies_parse():
 def test_result_codes_are_errors_that_say_what(code):
     reply = bytes.fromhex("0081") + struct.pack("!HI", code, 5) + bytes(8)
     with pytest.raises(natpmp.GatewayError) as e:
-        natpmp.parse_map(reply, "udp", GW)
+        natpmp.parse_map(reply, "udp", GW, 1)
     assert e.value.code == code and GW in str(e.value)
     if code == 2:
         assert "not authorized" in str(e.value) and "ProtonVPN" in str(e.value)
@@ -63,10 +63,11 @@ def test_result_codes_are_errors_that_say_what(code):
     b"", b"\0", MAP_UDP_REPLY[:15],                      # short
     bytes.fromhex("0082") + MAP_UDP_REPLY[2:],           # an answer about TCP
     bytes.fromhex("0181") + MAP_UDP_REPLY[2:],           # version 1, success
-    ADDRESS_REPLY])
+    ADDRESS_REPLY,
+    MAP_UDP_REPLY[:8] + bytes.fromhex("0002") + MAP_UDP_REPLY[10:]])   # about port 2
 def test_replies_that_do_not_answer_are_ignored(reply):
     with pytest.raises(natpmp.BadReply):
-        natpmp.parse_map(reply, "udp", GW)
+        natpmp.parse_map(reply, "udp", GW, 1)
 
 
 def test_renewal_timing():

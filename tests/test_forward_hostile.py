@@ -477,3 +477,33 @@ def test_a_rejected_login_is_not_tried_again_and_again(tmp_path, kind):
     with s, pytest.raises(Done):
         fw.run()
     assert len(logins) <= 2, len(logins)
+
+
+class ZeroAfterGood(Gateway):
+    """Answers the first request well (port 50051), then every request with
+    internal port 0 and another external port: the reply's internal port
+    went into a delete request (map_request(..., 0) raised ValueError: a
+    traceback and a crash loop of the forwarding unit)."""
+
+    def __init__(self):
+        super().__init__()
+        self.answers = 0
+
+    def exchange(self, packet, timeout):
+        reply = super().exchange(packet, timeout)
+        if reply is None or len(reply) != 16:
+            return reply
+        self.answers += 1
+        if self.answers == 1:
+            return reply
+        self.port += 1
+        return reply[:8] + struct.pack("!HH", 0, self.port) + reply[12:]
+
+
+def test_a_reply_with_internal_port_0_after_a_good_one_is_no_crash(tmp_path):
+    gw = ZeroAfterGood()
+    fw, _ = forwarder(tmp_path, gw)
+    fw.step()                                # raised ValueError("port out of range")
+    deletes = [p for p in gw.sent if len(p) == 12 and p[-4:] == b"\0\0\0\0"]
+    assert all(struct.unpack("!H", p[4:6])[0] != 0 for p in deletes), deletes
+    assert json.loads((tmp_path / "forward.json").read_text())["error"] is None

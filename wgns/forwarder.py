@@ -85,7 +85,7 @@ class Forwarder:
     def _map(self, protocol: str, internal: int, external: int) -> natpmp.Mapping:
         m: natpmp.Mapping = self._ask(
             natpmp.map_request(protocol, internal, external),
-            lambda r: natpmp.parse_map(r, protocol, self.gateway))
+            lambda r: natpmp.parse_map(r, protocol, self.gateway, internal))
         if self.epoch.reset(m.epoch, self.clock()) and self.renewed is not None:
             self.log(f"gateway {self.gateway} restarted (its epoch went back): "
                      "it lost its mappings; mapping again")
@@ -95,7 +95,8 @@ class Forwarder:
         """Delete a mapping (lifetime 0); its answer maps nothing."""
         try:
             self._ask(natpmp.map_request(protocol, internal, 0, 0),
-                      lambda r: natpmp.parse_map(r, protocol, self.gateway, deleting=True),
+                      lambda r: natpmp.parse_map(r, protocol, self.gateway, internal,
+                                                 deleting=True),
                       most=3)
         except (NoAnswer, GatewayError):
             pass
