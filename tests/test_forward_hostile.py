@@ -15,7 +15,7 @@ import tracemalloc
 import pytest
 from typer.testing import CliRunner
 
-from wgns import clients, hook, portforward
+from wgns import clients, hook, metrics, portforward
 from wgns.check import RESOLVER_SOCKETS, _forward_check
 from wgns.cli import app
 from wgns.clients import ClientError, QBittorrent, Transmission
@@ -304,6 +304,9 @@ def installed(tmp_path, *options):
     '{"port": 1, "clients": "abc"}', '{"port": 1, "clients": [1]}',
     '{"port": 1, "clients": [{}]}', '{"port": 1, "renewed": Infinity}',
     '{"port": 1, "renewed": NaN}',
+    # OverflowError in status, check and the watcher's metrics:
+    pytest.param('{"port": 5, "renewed": 1' + "0" * 400 + '}', id="renewed-400-digits"),
+    pytest.param('{"port": 5, "renewed": -1' + "0" * 400 + '}', id="renewed-minus-400-digits"),
     '{"port": 1, "error": "x\\u001b[2J\\nPASS  everything"}',
     '{"port": 1, "clients": [{"client": "q\\u001b[31m", "synced": false, "error": 5}]}'])
 def test_status_and_check_survive_a_garbage_forward_json(tmp_path, monkeypatch, published):
@@ -315,6 +318,9 @@ def test_status_and_check_survive_a_garbage_forward_json(tmp_path, monkeypatch, 
     st = portforward.state("wg", SD(), str(root))
     lines = portforward.format_text(st)
     assert not any(ord(c) < 32 for line in lines for c in line)
+    # what the watcher writes from the same state
+    assert "wgns_forwarded_port" in metrics.render([{"name": "wg", "port_forward": st}],
+                                                   run_dir=str(run))
     monkeypatch.setattr(portforward, "settings_of", lambda r, n: portforward.Settings(GW))
     _forward_check("wg", SD())
 

@@ -196,8 +196,11 @@ def _published(name: str) -> dict[str, Any]:
         return {}
     port, renewed, address = data.get("port"), data.get("renewed"), data.get("external_address")
     age = None
-    if isinstance(renewed, (int, float)) and not isinstance(renewed, bool):
-        age = time.time() - renewed
+    # A time as JSON can be any integer (400 digits: float() overflows) or
+    # NaN or infinity: only a plausible Unix time is a time.
+    if isinstance(renewed, (int, float)) and not isinstance(renewed, bool) \
+            and 0 <= renewed < 1e11:
+        age = time.time() - float(renewed)
     try:
         address = str(ipaddress.IPv4Address(address))
     except ValueError:
