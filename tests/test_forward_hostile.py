@@ -513,3 +513,43 @@ def test_a_reply_with_internal_port_0_after_a_good_one_is_no_crash(tmp_path):
     deletes = [p for p in gw.sent if len(p) == 12 and p[-4:] == b"\0\0\0\0"]
     assert all(struct.unpack("!H", p[4:6])[0] != 0 for p in deletes), deletes
     assert json.loads((tmp_path / "forward.json").read_text())["error"] is None
+
+
+# -- what reaches the journal and status ---------------------------------------------
+
+FORGED = '{"result": "boom\\nwgns: FORGED: port 1 set\\u001b[31m"}'
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.mark.parametrize("answer_", [
+    FORGED,
+    '{"result": "you sent ' + PASSWORD + '"}',      # a client echoing the login it got
+    '{"result": "half: ' + PASSWORD[5:19] + '"}',
+])
+def test_what_a_client_answers_is_logged_as_one_line_without_the_password(tmp_path, answer_):
+    """A client's answer went into the journal as it came: two lines (the
+    second one forged) and a terminal escape; an echoed password in full."""
+    s, url = serve(answer(http(answer_.encode())))
+    gw = Gateway()
+    logs: list[str] = []
+    fw = Forwarder("wg", GW, [Transmission(url, ("admin", PASSWORD))], tmp_path,
+                   transport=gw, clock=lambda: gw.now, wall=lambda: gw.now,
+                   sleep=lambda t: None, log=logs.append, secrets=(PASSWORD,))
+    with s:
+        fw.step()
+        fw.sync_clients(verify=True)
+    published = (tmp_path / "forward.json").read_text()
+    said = [line for line in logs if "Transmission" in line]
+    assert said and all(line.isprintable() for line in said), said
+    for text in (*logs, published):
+        assert not any(PASSWORD[i:i + 12] in text for i in range(len(PASSWORD) - 11)), text
+    error = json.loads(published)["clients"][0]["error"]
+    assert error.isprintable() and "Transmission" in error, error
+
+
+def test_exec_output_is_logged_as_printable_lines(tmp_path):
+    logs: list[str] = []
+    Command(r"printf 'a\nwgns: FORGED: port 1 set\033[31m\342\200\250b\n'", "wg",
+            log=logs.append).set_port(1)
+    assert logs and all(line.startswith("--exec: ") and line.isprintable() for line in logs)
+    assert any("FORGED: port 1 set\\x1b[31m" in line for line in logs), logs

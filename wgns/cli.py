@@ -15,6 +15,7 @@ import typer
 
 from . import __version__
 from .errors import WgnsError
+from .text import one_line
 
 app = typer.Typer(
     help="Confine systemd services to a network namespace whose only way out "
@@ -73,11 +74,6 @@ def _fail(e: Exception) -> None:
     raise typer.Exit(1)
 
 
-def one_line(text: str) -> str:
-    """Line breaks and other control characters (a path given with a
-    newline in it) shown escaped: a message is always one line."""
-    return "".join(repr(c)[1:-1] if ord(c) < 32 or 127 <= ord(c) < 160
-                   or c in "\u2028\u2029" else c for c in text)
 
 
 def _number(value: Optional[str], what: str, lo: int, hi: int) -> Optional[int]:

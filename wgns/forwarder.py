@@ -23,6 +23,7 @@ from .clients import ClientError, LoginRejected
 from .errors import WgnsError
 from .natpmp import GatewayError, NoMapping
 from .natpmp_io import Transport, write_atomic
+from .text import one_line, redact
 
 CLIENT_RETRY_FIRST, CLIENT_RETRY_MAX, LOGIN_WAIT = 2.0, 60.0, 3600.0
 REFUSED_WAIT = 30.0      # a gateway that says no is asked again after 30 s
@@ -45,10 +46,15 @@ class Forwarder:
                  transport: Any = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep,
-                 log: Callable[[str], None] = lambda s: print(s, flush=True)) -> None:
+                 log: Callable[[str], None] = lambda s: print(s, flush=True),
+                 secrets: tuple[str, ...] = ()) -> None:
         self.name, self.gateway, self.clients, self.out = name, gateway, clients, out
         self.transport = transport or Transport(gateway)
-        self.clock, self.wall, self.sleep, self.log = clock, wall, sleep, log
+        self.clock, self.wall, self.sleep = clock, wall, sleep
+        self.secrets = secrets
+        # Every line logged holds what a gateway or a client said: one
+        # printable line, without the client's password.
+        self.log = lambda text: log(self.clean(text))
         self.epoch = natpmp.Epoch()
         self.silent = f"gateway {gateway} does not answer NAT-PMP"
         self.port: int | None = None
@@ -61,6 +67,9 @@ class Forwarder:
         self.client_errors: dict[int, str | None] = {i: None for i in range(len(clients))}
         self.retry_at: dict[int, float] = {}
         self.backoff: dict[int, float] = {}
+
+    def clean(self, text: str) -> str:
+        return one_line(redact(text, self.secrets))
 
     # -- the gateway ---------------------------------------------------------
     def _ask(self, packet: bytes, parse: Callable[[bytes], Any], most: int = natpmp.TRIES) -> Any:
@@ -194,11 +203,14 @@ class Forwarder:
 
     # -- what status reads ---------------------------------------------------
     def state(self) -> dict[str, Any]:
+        def text(value: str | None) -> str | None:
+            return None if value is None else self.clean(value)
         return {"port": self.port, "gateway": self.gateway,
                 "external_address": self.external_address,
-                "renewed": self.renewed, "error": self.error, "warning": self.warning,
+                "renewed": self.renewed, "error": text(self.error),
+                "warning": text(self.warning),
                 "clients": [{"client": c.what, "synced": self.synced[i] == self.port
-                             and self.port is not None, "error": self.client_errors[i]}
+                             and self.port is not None, "error": text(self.client_errors[i])}
                             for i, c in enumerate(self.clients)]}
 
     def publish(self) -> None:
@@ -264,9 +276,11 @@ def main(name: str) -> None:
     clients: list[Client] = [
         *([QBittorrent(settings.qbittorrent, login)] if settings.qbittorrent else []),
         *([Transmission(settings.transmission, login)] if settings.transmission else []),
-        *([Command(settings.command, name)] if settings.command else [])]
+        *([Command(settings.command, name, log=lambda s: fw.log(s))]
+          if settings.command else [])]
     out = Path(os.environ.get("RUNTIME_DIRECTORY", f"/run/wgns/{name}").split(":")[0])
-    fw = Forwarder(name, settings.gateway, clients, out)
+    fw = Forwarder(name, settings.gateway, clients, out,
+                   secrets=(login[1],) if login else ())
 
     def stop(signum: int, frame: object) -> None:
         raise SystemExit(0)
