@@ -81,6 +81,7 @@ def test_a_success_without_a_port_or_a_lifetime_is_no_mapping(tmp_path, external
     gw, client = Odd(external, lifetime), FakeClient()
     fw, _ = forwarder(tmp_path, gw, [client])
     wait = fw.step()                         # port 0 raised ValueError (a crash)
+    fw.sync.round()
     assert fw.port is None and client.calls == []
     assert not (tmp_path / "forwarded-port").exists()
     state = json.loads((tmp_path / "forward.json").read_text())
@@ -386,41 +387,96 @@ def test_an_empty_option_value_is_an_error_not_a_silent_change(tmp_path, option)
 
 
 def test_hung_clients_do_not_make_the_mapping_lapse(tmp_path):
-    """Two client APIs that accept and never answer (each call gives up after
-    TIMEOUT): retries ran back to back (the pause counted from the start of
-    the round) and pushed the renewals to 60 s, the end of the lifetime."""
+    """Two client APIs that take their 10 s and an --exec command that takes
+    its 60 s (as long as the mapping lives), every time: the renewals waited
+    for them, the mapping lapsed every round and the port changed for ever.
+    Renewals never wait for a client now: the clients block here (in their
+    own thread) while 10 minutes of renewals go by on time."""
     gw = Gateway()
     renewals: list[float] = []
-    answer = gw.exchange
+    answer_ = gw.exchange
+    released = threading.Event()
 
     def exchange(packet, timeout):
         if len(packet) == 12 and packet[1] == 1 and packet[4:6] != b"\0\1":
             renewals.append(gw.now)
-        return answer(packet, timeout)
+        return answer_(packet, timeout)
 
     gw.exchange = exchange
 
     class Hung:
-        what = "client"
+        def __init__(self, what, takes):
+            self.what, self.takes = what, takes
 
         def port(self):
-            gw.now += clients.TIMEOUT
-            raise ClientError("client did not answer within 10 s")
+            # Blocks until the test is over; a forwarder that waited for it
+            # (in its own thread) saw the whole call's time go by.
+            if not released.wait(2):
+                gw.now += self.takes
+            raise ClientError(f"{self.what} did not answer within {self.takes} s")
+
+        def set_port(self, port):
+            raise AssertionError("never reached")
 
     class Done(Exception):
         pass
 
     def sleep(s):
         gw.now += s
+        gw.epoch = 3600 + int(gw.now)
         if gw.now > 600:
             raise Done
 
-    fw = Forwarder("wg", GW, [Hung(), Hung()], tmp_path, transport=gw, clock=lambda: gw.now,
+    fw = Forwarder("wg", GW, [Hung("qBittorrent", 10), Hung("Transmission", 10),
+                              Hung("--exec", hook.EXEC_TIMEOUT)], tmp_path, transport=gw,
+                   clock=lambda: gw.now, wall=lambda: gw.now, sleep=sleep, log=lambda s: None)
+    try:
+        with pytest.raises(Done):
+            fw.run()
+    finally:
+        released.set()
+    gaps = [b - a for a, b in zip(renewals, renewals[1:])]
+    assert len(gaps) > 11 and max(gaps) <= 46, gaps
+    assert fw.port == 50051
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_the_clients_are_told_in_their_own_thread(tmp_path):
+    """The real thread: a client is told the port while the forwarder keeps
+    renewing, and a client's crash ends the forwarder (never a silent stop)."""
+    gw, told = Gateway(), threading.Event()
+
+    class Quick:
+        what = "client"
+
+        def port(self):
+            return 6881
+
+        def set_port(self, port):
+            told.set()
+
+    class Done(Exception):
+        pass
+
+    def sleep(s):
+        if told.wait(0.01):
+            raise Done
+        gw.now += s
+
+    fw = Forwarder("wg", GW, [Quick()], tmp_path, transport=gw, clock=lambda: gw.now,
                    wall=lambda: gw.now, sleep=sleep, log=lambda s: None)
     with pytest.raises(Done):
         fw.run()
-    gaps = [b - a for a, b in zip(renewals, renewals[1:])]
-    assert len(gaps) > 8 and max(gaps) <= 46, gaps
+
+    class Broken(Quick):
+        def port(self):
+            raise KeyError("a bug")
+
+    (tmp_path / "2").mkdir()
+    fw = Forwarder("wg", GW, [Broken()], tmp_path / "2", transport=gw, clock=lambda: gw.now,
+                   wall=lambda: gw.now, sleep=lambda s: time.sleep(0.01), log=lambda s: None)
+    with pytest.raises(KeyError):
+        fw.run()
 
 
 @pytest.mark.parametrize("url", ["http://192.168.1.10:8080", "http://10.2.0.1:8080",
@@ -469,19 +525,14 @@ def test_a_rejected_login_is_not_tried_again_and_again(tmp_path, kind):
 
     s, url = serve(refuse)
     gw = Gateway()
-
-    class Done(Exception):
-        pass
-
-    def sleep(t):
-        gw.now += t
-        if gw.now > 1800:
-            raise Done
-
     fw = Forwarder("wg", GW, [kind(url, ("admin", "wrong"))], tmp_path, transport=gw,
-                   clock=lambda: gw.now, wall=lambda: gw.now, sleep=sleep, log=lambda t: None)
-    with s, pytest.raises(Done):
-        fw.run()
+                   clock=lambda: gw.now, wall=lambda: gw.now, sleep=lambda t: None,
+                   log=lambda t: None)
+    with s:
+        while gw.now < 1800:                 # half an hour of renewals and retries
+            fw.step()
+            due = fw.sync.round()
+            gw.now = min(gw.now + 45, due if due is not None else gw.now + 45)
     assert len(logins) <= 2, len(logins)
 
 
@@ -537,7 +588,7 @@ def test_what_a_client_answers_is_logged_as_one_line_without_the_password(tmp_pa
                    sleep=lambda t: None, log=logs.append, secrets=(PASSWORD,))
     with s:
         fw.step()
-        fw.sync_clients(verify=True)
+        fw.sync.round()
     published = (tmp_path / "forward.json").read_text()
     said = [line for line in logs if "Transmission" in line]
     assert said and all(line.isprintable() for line in said), said

@@ -13,28 +13,19 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from . import natpmp
-from .clients import TIMEOUT as CLIENT_CALL
-from .clients import ClientError, LoginRejected
 from .errors import WgnsError
+from .forward_sync import Client, ClientSync
 from .natpmp import GatewayError, NoMapping
 from .natpmp_io import Transport, write_atomic
 from .text import one_line, redact
 
-CLIENT_RETRY_FIRST, CLIENT_RETRY_MAX, LOGIN_WAIT = 2.0, 60.0, 3600.0
 REFUSED_WAIT = 30.0      # a gateway that says no is asked again after 30 s
-
-
-class Client(Protocol):
-    what: str
-
-    def port(self) -> int | None: ...
-
-    def set_port(self, port: int) -> None: ...
 
 
 class NoAnswer(WgnsError):
@@ -63,10 +54,10 @@ class Forwarder:
         self.external_address: str | None = None
         self.error: str | None = None
         self.warning: str | None = None
-        self.synced: dict[int, int | None] = {i: None for i in range(len(clients))}
-        self.client_errors: dict[int, str | None] = {i: None for i in range(len(clients))}
-        self.retry_at: dict[int, float] = {}
-        self.backoff: dict[int, float] = {}
+        self.publishing = threading.Lock()   # the clients' thread publishes too
+        # The clients, told and asked in a thread of their own: a client
+        # never holds a renewal up (forward_sync.py).
+        self.sync = ClientSync(clients, clock, self.log, self.publish)
 
     def clean(self, text: str) -> str:
         return one_line(redact(text, self.secrets))
@@ -157,38 +148,6 @@ class Forwarder:
             self.port = None
         self.publish()
 
-    # -- the clients ---------------------------------------------------------
-    def sync_clients(self, verify: bool, until: float | None = None) -> None:
-        """Tell each client the port when it is new to it; with verify, also
-        ask the client and correct it (a client restarted with its old
-        port). A failing client is tried again with a growing pause, counted
-        from its failure; none is started after `until`."""
-        if self.port is None:
-            return
-        now = self.clock()
-        for i, client in enumerate(self.clients):
-            known = self.synced[i] == self.port
-            if self.retry_at.get(i, 0.0) > now or (known and not verify):
-                continue
-            if until is not None and self.clock() > until:
-                break
-            try:
-                current = client.port()
-                if current != self.port and (not known or current is not None):
-                    client.set_port(self.port)
-                    self.log(f"{client.what}: listening port set to {self.port}")
-            except ClientError as e:
-                wait = LOGIN_WAIT if isinstance(e, LoginRejected) else min(
-                    CLIENT_RETRY_MAX, self.backoff.get(i, CLIENT_RETRY_FIRST / 2) * 2)
-                self.backoff[i], self.retry_at[i] = wait, self.clock() + wait
-                if str(e) != self.client_errors[i]:
-                    self.log(f"{e}; trying again in {wait:.0f} s")
-                self.client_errors[i], self.synced[i] = str(e), None
-                continue
-            self.synced[i], self.client_errors[i] = self.port, None
-            self.backoff.pop(i, None)
-            self.retry_at.pop(i, None)
-
     def release(self) -> None:
         """On stop: give the port back (lifetime 0), one packet each, no
         waiting: if the tunnel is already gone, the mapping runs out."""
@@ -209,22 +168,23 @@ class Forwarder:
                 "external_address": self.external_address,
                 "renewed": self.renewed, "error": text(self.error),
                 "warning": text(self.warning),
-                "clients": [{"client": c.what, "synced": self.synced[i] == self.port
-                             and self.port is not None, "error": text(self.client_errors[i])}
-                            for i, c in enumerate(self.clients)]}
+                "clients": [{"client": what, "synced": synced, "error": text(error)}
+                            for what, synced, error in self.sync.view(self.port)]}
 
     def publish(self) -> None:
-        port_file = self.out / "forwarded-port"
-        if self.port is None:
-            port_file.unlink(missing_ok=True)
-        elif not port_file.exists() or port_file.read_text() != f"{self.port}\n":
-            write_atomic(port_file, f"{self.port}\n")
-        write_atomic(self.out / "forward.json", json.dumps(self.state()) + "\n")
+        with self.publishing:
+            port, port_file = self.port, self.out / "forwarded-port"
+            if port is None:
+                port_file.unlink(missing_ok=True)
+            elif not port_file.exists() or port_file.read_text() != f"{port}\n":
+                write_atomic(port_file, f"{port}\n")
+            write_atomic(self.out / "forward.json", json.dumps(self.state()) + "\n")
 
     # -- the loop ------------------------------------------------------------
     def step(self) -> float:
-        """One round: map or renew, then the clients. Returns how long to
-        wait before the next round."""
+        """One round: map or renew, and tell the clients' thread the port
+        (it asks them again at each renewal). Returns how long to wait
+        before the next round."""
         try:
             wait = self.map_once()
         except (GatewayError, NoMapping) as e:
@@ -232,29 +192,31 @@ class Forwarder:
                 self.log(f"port {self.port} is no longer forwarded")
                 self.port = None
             self._set_error(str(e))
-            return REFUSED_WAIT
+            wait = REFUSED_WAIT
         except NoAnswer as e:
             self._set_error(str(e), log=False)   # said when the silence began
-            return 0.0           # the tries took minutes already: start over
-        self.sync_clients(verify=True)
-        self.publish()
+            wait = 0.0           # the tries took minutes already: start over
+        else:
+            self.publish()
+            self.sync.follow(self.port, verify=True)
+            return wait
+        self.sync.follow(self.port, verify=False)     # the port may have gone
         return wait
 
     def run(self) -> None:
-        next_map = self.clock()
-        while True:
-            now = self.clock()
-            if now >= next_map:
-                next_map = self.clock() + self.step()
-                continue
-            # A client is retried only while its call (TIMEOUT at most) ends
-            # before the renewal: hung clients must not make the mapping lapse.
-            last = next_map - CLIENT_CALL
-            retries = list(self.retry_at.values()) if self.port and now < last else []
-            self.sleep(max(0.05, min([next_map, *retries]) - now))
-            if retries and last >= self.clock() >= min(retries):
-                self.sync_clients(verify=False, until=last)
-                self.publish()
+        """Renew on time, whatever the clients do (their thread runs beside)."""
+        self.sync.start()
+        try:
+            next_map = self.clock()
+            while self.sync.crashed is None:
+                now = self.clock()
+                if now >= next_map:
+                    next_map = now + self.step()
+                else:
+                    self.sleep(max(0.05, min(next_map - now, 1.0)))
+            raise self.sync.crashed
+        finally:
+            self.sync.stop()
 
 
 def main(name: str) -> None:
