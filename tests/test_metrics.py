@@ -425,10 +425,22 @@ def test_metrics_dir_with_space_percent_and_dollar(root):
     ("/", "sandbox cannot write there"),
     ("/tmp/metrics", "sandbox cannot write there"),
     ("/home/me", "sandbox cannot write there"),
-    ("/etc", "holds /etc/wgns"),
-    ("/etc/systemd", "holds /etc/systemd/system"),
+    ("/etc", "holds /etc/"),
+    ("/etc/systemd", "is /etc/systemd, where"),
+    # below wgns's own folders and systemd's (the watcher was given them)
+    ("/etc/wgns/wg", "is inside /etc/wgns"),
+    ("/etc/wgns", "is /etc/wgns"),
+    ("/etc/systemd/system/sshd.service.d", "is inside /etc/systemd"),
+    ("/etc/systemd/system/multi-user.target.wants", "is inside /etc/systemd"),
+    ("/etc/systemd/system/wg.service.wants", "is inside /etc/systemd"),
+    ("/usr/lib/systemd/system", "is inside /usr/lib/systemd"),
+    ("/etc/wireguard", "is /etc/wireguard"),
 ])
 def test_bad_metrics_dir_is_one_line_and_writes_nothing(root, value, fragment):
+    for d in ("etc/wgns/wg", "etc/systemd/system/sshd.service.d", "etc/wireguard",
+              "etc/systemd/system/multi-user.target.wants", "usr/lib/systemd/system",
+              "etc/systemd/system/wg.service.wants"):
+        (root / d).mkdir(parents=True, exist_ok=True)
     srv = root / "srv"
     (srv / "metrics").mkdir(parents=True)
     (srv / "file").write_text("x")
@@ -460,8 +472,14 @@ def test_the_live_system_wants_a_root_owned_directory(tmp_path):
 
 
 def test_the_package_and_interpreter_directories_are_refused():
-    with pytest.raises(WgnsError, match="holds /usr/bin"):
+    import sysconfig
+    with pytest.raises(WgnsError, match="holds /"):
         metrics.check_dir("/usr", "/", "/usr/bin/python3")
+    package = os.path.dirname(metrics.__file__)
+    for inside in (package, package + "/units", "/usr/bin/x",
+                   sysconfig.get_paths()["stdlib"] + "/json"):
+        with pytest.raises(WgnsError, match="is (inside )?/"):
+            metrics.check_dir(inside, "/", "/usr/bin/python3")
 
 
 def test_reinstall_keeps_the_directory_and_uninstall_removes_the_drop_in(root):

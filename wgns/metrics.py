@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import stat
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
@@ -213,16 +214,32 @@ def dropin_path(name: str) -> str:
     return f"{dropin_dir(name)}/{DROPIN_NAME}"
 
 
+# Where systemd reads units and drop-ins, and where the keys wgns imports live.
+SYSTEM_DIRS = ("/etc/systemd", "/run/systemd", "/usr/lib/systemd", "/lib/systemd",
+               "/etc/wireguard")
+
+
+def protected(python: str) -> list[str]:
+    """Directories the watcher must never be given to write, nor anything
+    below them or above them: wgns's configuration (keys, logins), systemd's
+    units and drop-ins (a unit written there runs as root), the keys of
+    wg-quick, this copy of wgns and the interpreter with every directory it
+    imports from (a module put there runs in every unit)."""
+    from .render import CONF_DIR, helper_path
+    dirs = [CONF_DIR, *SYSTEM_DIRS, os.path.dirname(helper_path()), os.path.dirname(python),
+            os.path.dirname(os.path.realpath(python))]
+    dirs += [os.path.normpath(p) for p in sys.path if os.path.isabs(p) and os.path.isdir(p)]
+    return sorted({d for d in dirs if d != "/"})
+
+
 def check_dir(value: str, root: str, python: str) -> str:
     """--metrics-dir: an absolute, normalised path of an existing directory
     (below ROOT), reached without a symbolic link, that root without
     capabilities (the watcher) may write in (checked on the live system; an
     image's owners may be set later), outside what its sandbox hides,
-    holding none of wgns's own files (its configuration, the units, the
-    package, the interpreter PYTHON). Quotes and backslashes are refused:
+    neither holding nor inside a protected directory (its configuration,
+    systemd's units, the package, the interpreter PYTHON). Quotes and backslashes are refused:
     systemd's ReadWritePaths= cannot carry them exactly."""
-    from .render import CONF_DIR, helper_path
-    keep_out = [CONF_DIR, UNIT_DIR, os.path.dirname(helper_path()), os.path.dirname(python)]
     what = f"--metrics-dir {printable(value, 'path')}"
     setting(value, "--metrics-dir")  # no control characters
     if '"' in value or "\\" in value:
@@ -234,10 +251,15 @@ def check_dir(value: str, root: str, python: str) -> str:
     if value == "/" or any(value == h or value.startswith(h + "/") for h in HIDDEN):
         raise WgnsError(f"{what}: the watcher's sandbox cannot write there",
                         hint=f"use a directory of its own, e.g. {DEFAULT_DIR}")
-    inside = [k for k in keep_out if k == value or k.startswith(value + "/")]
-    if inside:
-        raise WgnsError(f"{what} holds {inside[0]}: the watcher would be allowed to "
-                        f"write there", hint=f"use a directory of its own, e.g. {DEFAULT_DIR}")
+    for k in protected(python):
+        if k == value or value.startswith(k + "/"):
+            raise WgnsError(f"{what} is {'' if k == value else 'inside '}{k}, where wgns, "
+                            "systemd or the interpreter keep their files: the watcher "
+                            "would be allowed to write there",
+                            hint=f"use a directory of its own, e.g. {DEFAULT_DIR}")
+        if k.startswith(value + "/"):
+            raise WgnsError(f"{what} holds {k}: the watcher would be allowed to "
+                            f"write there", hint=f"use a directory of its own, e.g. {DEFAULT_DIR}")
     real_root = os.path.realpath(root)
     full = os.path.join(real_root, value.lstrip("/"))
     try:
