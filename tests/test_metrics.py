@@ -409,6 +409,18 @@ def test_metrics_dir_with_space_percent_and_dollar(root):
     assert metrics.configured_dir(str(root), "wg") == odd
 
 
+def test_metrics_dir_with_a_single_quote(root):
+    """Unquoted, systemd read the ' as the start of a quoted part and
+    ignored both settings ("Failed to extract first word"); test_verify has
+    systemd parse it, the metrics container scenario reads it back."""
+    (root / "srv/it's").mkdir(parents=True)
+    r = install(root, "--metrics-dir", "/srv/it's")
+    assert r.exit_code == 0, r.output
+    assert (root / DROPIN).read_text().splitlines()[2:] == [
+        'ReadWritePaths="-/srv/it\'s"', 'Environment="WGNS_METRICS_DIR=/srv/it\'s"']
+    assert metrics.configured_dir(str(root), "wg") == "/srv/it's"
+
+
 @pytest.mark.parametrize("value,fragment", [
     ("srv/metrics", "must be an absolute path"),
     ("", "must be an absolute path"),

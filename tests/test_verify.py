@@ -65,3 +65,18 @@ def test_every_rendered_unit_verifies_without_a_warning(tmp_path, name):
     p = subprocess.run([ANALYZE, "verify", "--man=no", *to_verify], env=env,
                        capture_output=True, text=True)
     assert p.returncode == 0 and not (p.stdout + p.stderr).strip(), p.stdout + p.stderr
+
+
+def test_a_metrics_dir_with_a_single_quote_verifies(tmp_path):
+    """systemd itself parses the drop-in: unquoted, a ' made it ignore
+    ReadWritePaths= and Environment= ("Failed to extract first word")."""
+    root = tmp_path / "root"
+    units = root / "etc/systemd/system"
+    units.mkdir(parents=True)
+    (root / "srv/it's").mkdir(parents=True)
+    invoke("install", "--conf", DATA / "protonvpn.conf", "--root", root,
+           "--metrics-dir", "/srv/it's")
+    env = dict(os.environ, SYSTEMD_UNIT_PATH=f"{units}:", SYSTEMD_LOG_LEVEL="notice")
+    p = subprocess.run([ANALYZE, "verify", "--man=no", "wgns-watch@wg.service"], env=env,
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and not (p.stdout + p.stderr).strip(), p.stdout + p.stderr

@@ -238,13 +238,13 @@ def check_dir(value: str, root: str, python: str) -> str:
     capabilities (the watcher) may write in (checked on the live system; an
     image's owners may be set later), outside what its sandbox hides,
     neither holding nor inside a protected directory (its configuration,
-    systemd's units, the package, the interpreter PYTHON). Quotes and backslashes are refused:
-    systemd's ReadWritePaths= cannot carry them exactly."""
+    systemd's units, the package, the interpreter PYTHON). A double quote
+    or a backslash is refused: ReadWritePaths= cannot carry them exactly."""
     what = f"--metrics-dir {printable(value, 'path')}"
     setting(value, "--metrics-dir")  # no control characters
     if '"' in value or "\\" in value:
-        raise WgnsError(f"{what} holds a quote or a backslash; systemd cannot take it "
-                        "back exactly", hint="pick a directory without them")
+        raise WgnsError(f"{what} holds a double quote or a backslash; systemd cannot "
+                        "take it back exactly", hint="pick a directory without them")
     if not value.startswith("/") or os.path.normpath(value) != value or value.startswith("//"):
         raise WgnsError(f"{what} must be an absolute path without '.', '..' or a "
                         "trailing '/'")
@@ -280,9 +280,12 @@ def check_dir(value: str, root: str, python: str) -> str:
 
 def _word(value: str) -> str:
     """A path as one word of ReadWritePaths= or Environment=: `%` escaped,
-    quoted when it holds a space (quotes and backslashes are refused)."""
+    in double quotes when it holds a space or a single quote (systemd reads
+    a `'` outside quotes as the start of a quoted part: "Failed to extract
+    first word", the setting ignored). Double quotes and backslashes are
+    refused before this."""
     text = setting(value, "--metrics-dir")
-    return f'"{text}"' if " " in text else text
+    return f'"{text}"' if " " in text or "'" in text else text
 
 
 def render_dropin(name: str, directory: str) -> Plan:

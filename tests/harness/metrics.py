@@ -5,7 +5,7 @@ forwarding; `tr` bare), each written by its own watcher run to
 /var/lib/prometheus/node-exporter/wgns-NAME.prom. What
 http://127.0.0.1:9100/metrics shows is compared with `wgns status --json`
 and `wgns status --prometheus`, then the tunnel goes down and comes back,
-`tr` moves to a --metrics-dir with a space, a specifier and a `$`, and
+`tr` moves to a --metrics-dir with a space, a specifier, a `$` and a `'`, and
 uninstall takes every file away.
 
 Run by scenario.py (`python3 scenario.py metrics REPORT`).
@@ -27,7 +27,7 @@ import scenario as sc
 NODE = "prometheus-node-exporter.service"
 SCRAPE = "http://127.0.0.1:9100/metrics"
 TEXTFILES = "/var/lib/prometheus/node-exporter"
-ODD_DIR = "/srv/wgns metrics 100%h $HOME"
+ODD_DIR = "/srv/wgns metrics 100%h $HOME it's"
 # The line the watcher's unit template carries for DEFAULT_DIR; added here
 # as a runtime drop-in while the template on this branch lacks it.
 TEMPLATE_LINE = f"ReadWritePaths=-{TEXTFILES}"
@@ -131,7 +131,8 @@ def bad_dirs(rec: sc.Recorder) -> None:
     before = sc.snapshot()
     results = {}
     for bad in ("srv/real", "/srv/missing", "/srv/link", "/srv/re\nal", "/srv/nobody",
-                "/etc", "/tmp", '/srv/"real"'):
+                "/etc", "/tmp", '/srv/"real"', "/etc/systemd/system/multi-user.target.wants",
+                "/etc/wireguard", "/srv/r\udce9al"):
         p = sc.wgns("install", "--conf", "/root/wg.conf", "--metrics-dir", bad)
         lines = p.stderr.strip().splitlines()
         results[bad] = (p.returncode == 1 and len(lines) == 1
