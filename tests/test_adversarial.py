@@ -600,11 +600,16 @@ PYTHONS = {
     "percent-h": "/home/u/%h/bin/python3",
     "percent-i": "/opt/%i/python3",
     "percent-percent": "/opt/100%%/python3",
+    "semicolon": "/opt/a;b/python3",
+    "all": "/opt/a b/%h;%%/py",
+}
+# systemd refuses a program path with a quote or a backslash ("Executable
+# name contains special characters"): wgns refuses it in one line.
+QUOTED_PYTHONS = {
     "double-quote": '/opt/a"b/python3',
     "single-quote": "/opt/it's/python3",
     "backslash": "/opt/a\\b/python3",
     "backslash-x": "/opt/a\\x2db/python3",
-    "semicolon": "/opt/a;b/python3",
     "all": "/opt/a b/%h/\"'\\/py",
 }
 # systemd does not expand $ in the program's own path the way it does in the
@@ -623,6 +628,20 @@ def test_interpreter_path_survives_systemd_quoting(case):
         argv = systemd_exec_argv(value)
         assert argv[0] == python, f"{path}: {value!r} runs {argv[0]!r}"
         assert "-I" in argv and helper_path() in argv, f"{path}: {argv}"
+
+
+@pytest.mark.parametrize("case", sorted(QUOTED_PYTHONS))
+def test_interpreter_path_with_a_quote_or_backslash_is_refused_in_one_line(
+        root, monkeypatch, case):
+    """They were written without a word (under --root), and systemd then
+    refused every unit: "Executable name contains special characters"."""
+    from wgns import ops
+    monkeypatch.setattr(ops, "python_path", lambda: QUOTED_PYTHONS[case])
+    before = snapshot(root)
+    r = invoke("install", "--conf", DATA / "protonvpn.conf", "--root", root)
+    error_line(r)
+    assert "quote or a backslash" in r.output
+    assert_same_tree(before, snapshot(root))
 
 
 @pytest.mark.parametrize("python", DOLLAR_PYTHONS)

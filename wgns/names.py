@@ -169,12 +169,19 @@ def _refuse_control(value: str, what: str) -> None:
 def exec_word(value: str, what: str = "path", first: bool = False) -> str:
     """One word of an ExecStart= command line: systemd expands `%`
     specifiers on the whole line, splits it into words (quotes, C escapes),
-    then expands `$VAR` in the arguments (not in the program's path, where
-    `$` is refused). Plain words stay as they are."""
+    then expands `$VAR` in the arguments. The program's own path (FIRST)
+    may hold neither `$` (not expanded there as in the arguments) nor a
+    quote or a backslash (systemd refuses the unit: "Executable name
+    contains special characters"). Plain words stay as they are."""
     _refuse_control(value, what)
     if first and (not value.startswith("/") or "$" in value):
         raise NameError_(
             f"{what} {printable(value, 'path')} must be an absolute path without '$'")
+    if first and any(c in value for c in "'\"\\"):
+        raise NameError_(
+            f"{what} {printable(value, 'path')} holds a quote or a backslash, which "
+            "systemd refuses in a program's path", hint="install wgns (or the venv) "
+            "in a directory whose path has none")
     if re.fullmatch(r"[A-Za-z0-9_./@:+=,-]+", value):
         return value
     inner = (value.replace("\\", "\\\\").replace('"', '\\"')
