@@ -157,9 +157,22 @@ def check_port(value: str, what: str) -> int:
     return int(value)
 
 
+def check_utf8(value: str, what: str) -> str:
+    """Text that UTF-8 can carry. A byte of another encoding in argv (a
+    Latin-1 path) reaches Python as a lone surrogate, which no file can
+    hold."""
+    if any("\ud800" <= c <= "\udfff" for c in value):
+        raise NameError_(f"{what} {printable(value, 'value')} is not valid UTF-8",
+                         hint="a byte of another encoding (Latin-1?) cannot go into a "
+                         "unit file; give it in UTF-8")
+    return value
+
+
 def _refuse_control(value: str, what: str) -> None:
     """Control characters (C0, DEL, C1) and Unicode line or paragraph
-    separators: none belongs in a path or a unit file."""
+    separators: none belongs in a path or a unit file; nor does text that
+    is not UTF-8."""
+    check_utf8(value, what)
     if any(ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029" for c in value):
         raise NameError_(
             f"{what} {printable(value, 'value')} holds a control character "
