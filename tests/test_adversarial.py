@@ -191,7 +191,7 @@ def error_line(result, code: int = 1) -> str:
     return lines[0]
 
 
-def leaked(text: str, secrets=ALL_SECRETS, n: int = 20) -> list[str]:
+def leaked(text: str, secrets=ALL_SECRETS, n: int = 12) -> list[str]:
     """The secrets of which any n-character run appears in text."""
     out = []
     for s in secrets:

@@ -38,18 +38,31 @@ class NameError_(WgnsError):
     """A name or value that cannot go into a unit file."""
 
 
-# A run of base64 as long as this is treated as key material: never shown.
+# A whole WireGuard key (32 bytes in base64): no path or name is one.
+WG_KEY = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
+# In text read from a file that holds keys (a wg-quick file), any run of
+# base64 this long could be part of one (a key wrapped over two lines).
 KEYISH = re.compile(r"[A-Za-z0-9+/]{12,}")
 
 
 def printable(value: str, what: str = "value") -> str:
-    """`value` quoted for an error message, or a description of it when it
-    is too long to print usefully or could hold a key."""
-    if KEYISH.search(value):
-        return f"a {what} that looks like key material (not shown)"
-    if len(value) > 80:
+    """A value given on the command line (a path, a name, an address),
+    quoted for an error message, as Python writes it (what is not printable
+    escaped); a description instead when it is too long to print usefully
+    or holds a whole WireGuard key (pasted where a path was meant)."""
+    if WG_KEY.search(value):
+        return f"a {what} that holds a WireGuard key (not shown)"
+    if len(value) > 160:
         return f"a {what} of {len(value)} characters"
     return repr(value)
+
+
+def masked(value: str, what: str = "value") -> str:
+    """A value read from a file that holds keys: never shown when it holds
+    a run of 12 or more base64 characters, which could be part of a key."""
+    if KEYISH.search(value):
+        return f"a {what} that could be part of a key (not shown)"
+    return printable(value, what)
 
 
 def check_tunnel_name(name: str) -> str:
