@@ -279,6 +279,28 @@ def test_the_forward_unit_cannot_ask_the_hosts_resolver():
     assert "/etc/wgns/wg/nsswitch.conf:/etc/nsswitch.conf" in unit
 
 
+@pytest.mark.parametrize("dynamic_user", [False, True])
+def test_the_units_that_parse_the_network_cannot_read_any_key(dynamic_user):
+    """As root without capabilities (a copy of wgns private to root) they
+    could read /etc/wireguard, where `wgns install` without --conf takes
+    the private key from; /etc/wgns was hidden, that was not."""
+    from wgns.render_bridge import render_expose_udp, render_reach
+    python = "/usr/bin/python3"
+    plans = [render_forward("wg", Settings(GW), None, python, dynamic_user),
+             render_expose_udp("app.service", 53, "127.0.0.1:53", 53, "wg", python,
+                               dynamic_user),
+             render_reach("nas.lan", 53, "udp", "127.0.0.1:53", 53, "wg", "/x", python,
+                          dynamic_user)]
+    units = [f.text for plan in plans for p, f in plan.items()
+             if p.endswith(".service") and hasattr(f, "text")]
+    assert len(units) == 3
+    for text in units:
+        hidden = " ".join(line.split("=", 1)[1] for line in text.splitlines()
+                          if line.startswith("InaccessiblePaths="))
+        for path in ("/etc/wgns", "/etc/wireguard", "/etc/shadow", "/etc/ssh"):
+            assert f"-{path}" in hidden.split(), (path, hidden)
+
+
 # -- status and check -------------------------------------------------------------------
 
 

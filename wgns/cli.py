@@ -177,7 +177,9 @@ def _wg_quick_file(name: str, root: Optional[str]) -> str:
     """`wgns install` with neither --conf nor options: the tunnel a user
     already runs with wg-quick, /etc/wireguard/NAME.conf, when there is one."""
     import os
-    path = f"/etc/wireguard/{name}.conf"
+
+    from .render import WG_QUICK_DIR
+    path = f"{WG_QUICK_DIR}/{name}.conf"
     where = os.path.join(root, path.lstrip("/")) if root else path
     if not os.path.lexists(where):
         typer.echo(f"wgns: error: no {path} to import; give a provider's wg-quick file "

@@ -214,9 +214,8 @@ def dropin_path(name: str) -> str:
     return f"{dropin_dir(name)}/{DROPIN_NAME}"
 
 
-# Where systemd reads units and drop-ins, and where the keys wgns imports live.
-SYSTEM_DIRS = ("/etc/systemd", "/run/systemd", "/usr/lib/systemd", "/lib/systemd",
-               "/etc/wireguard")
+# Where systemd reads units and drop-ins.
+SYSTEM_DIRS = ("/etc/systemd", "/run/systemd", "/usr/lib/systemd", "/lib/systemd")
 
 
 def protected(python: str) -> list[str]:
@@ -225,8 +224,9 @@ def protected(python: str) -> list[str]:
     units and drop-ins (a unit written there runs as root), the keys of
     wg-quick, this copy of wgns and the interpreter with every directory it
     imports from (a module put there runs in every unit)."""
-    from .render import CONF_DIR, helper_path
-    dirs = [CONF_DIR, *SYSTEM_DIRS, os.path.dirname(helper_path()), os.path.dirname(python),
+    from .render import CONF_DIR, WG_QUICK_DIR, helper_path
+    dirs = [CONF_DIR, WG_QUICK_DIR, *SYSTEM_DIRS, os.path.dirname(helper_path()),
+            os.path.dirname(python),
             os.path.dirname(os.path.realpath(python))]
     dirs += [os.path.normpath(p) for p in sys.path if os.path.isabs(p) and os.path.isdir(p)]
     return sorted({d for d in dirs if d != "/"})

@@ -29,6 +29,13 @@ WATCH_UNITS = ("wgns-watch@.service",)
 # every 20 s): removed by install and uninstall when found.
 LEGACY_WATCH_TIMER = "wgns-watch@.timer"
 DROPIN_NAME = "90-wgns.conf"
+WG_QUICK_DIR = "/etc/wireguard"   # where `wgns install` without --conf imports from
+# What a unit that parses the network (port forwarding, the UDP relay) must
+# never read, even when it runs as root without capabilities: every key wgns
+# reads (its own configuration, wg-quick's) and the system's password hashes
+# and private keys.
+SECRET_PATHS = (CONF_DIR, WG_QUICK_DIR, "/etc/shadow", "/etc/gshadow", "/etc/ssh",
+                "/etc/ssl/private")
 
 
 @dataclass(frozen=True)
@@ -197,6 +204,11 @@ def forward_login_path(name: str) -> str:
     return f"{CONF_DIR}/{name}/forward.login"
 
 
+def secret_paths() -> str:
+    """InaccessiblePaths= of SECRET_PATHS ("-": a missing one is no error)."""
+    return "InaccessiblePaths=" + " ".join(f"-{p}" for p in SECRET_PATHS)
+
+
 def user_setting(dynamic_user: bool) -> str:
     """Who a unit running this copy of wgns runs as: a dynamic user when
     one can read the copy, else root without capabilities (said why)."""
@@ -218,6 +230,7 @@ def render_forward(name: str, settings: Settings, login: tuple[str, str] | None,
               "python": exec_word(python, "the interpreter's path", first=True),
               "helper": exec_word(helper_path(), "the wgns package's path"),
               "user": user, "hosts": " ".join(setting(h, "address") for h in settings.hosts()),
+              "secret_paths": secret_paths(),
               "login": (f"LoadCredential=login:{forward_login_path(name)}" if login else
                         "# No login: the clients take the API calls without one."),
               **sandbox_values(python, helper_path())}
