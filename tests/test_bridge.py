@@ -564,3 +564,30 @@ def test_a_name_never_resolved_is_tried_again_soon_then_less_often(monkeypatch):
         clock.t += 0.5
     gaps = [b - a for a, b in zip(calls, calls[1:])]
     assert gaps[:5] == [1.0, 2.0, 4.0, 8.0, 16.0] and set(gaps[5:]) == {30.0}, gaps
+
+
+@pytest.mark.parametrize("venv", ["/var/tmp/wgns-venv", "/tmp/wgns-venv"])
+def test_a_copy_under_tmp_runs_its_relays_and_forwarding_as_root_without_capabilities(
+        root, monkeypatch, venv):
+    """DynamicUser=yes implies PrivateTmp=yes, which PrivateTmp=no does not
+    undo: a venv under /tmp or /var/tmp was hidden from the dynamic user,
+    the relays never started and port forwarding stayed 'activating'. The
+    hardening container scenario runs all three from a venv in /var/tmp."""
+    from wgns import ops, portforward, render
+    monkeypatch.setattr(ops, "python_path", lambda: f"{venv}/bin/python3")
+    monkeypatch.setattr(render, "helper_path",
+                        lambda: f"{venv}/lib/python3/site-packages/wgns/helper.py")
+    monkeypatch.setattr(portforward, "readable_by_all", lambda path: True)  # 0755 all the way
+    units = root / "etc/systemd/system"
+    (units / "game.service").write_text("[Service]\n")
+    for args in (["install", "--conf", DATA / "protonvpn.conf"], ["confine", "game"],
+                 ["expose", "game", "27015", "--udp"], ["reach", "192.168.1.2:53", "--udp"],
+                 ["port-forward"]):
+        r = CliRunner().invoke(app, [*map(str, args), "--root", str(root)])
+        assert r.exit_code == 0, r.output
+    for unit in ("wgns-wg-expose-udp-27015.service", "wgns-wg-reach-udp-53.service",
+                 "wgns-wg-forward.service"):
+        text = (units / unit).read_text()
+        assert "DynamicUser=yes" not in text and "PrivateTmp=no" in text, unit
+        assert "(DynamicUser= implies PrivateTmp=)" in text, unit
+        assert "CapabilityBoundingSet=\n" in text, unit

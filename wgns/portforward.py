@@ -25,6 +25,7 @@ from .render import (
     forward_login_path,
     forward_unit,
     helper_path,
+    in_private_tmp,
     render_forward,
     tunnel_unit,
 )
@@ -51,8 +52,11 @@ def readable_by_all(path: str) -> bool:
 
 
 def dynamic_user_can_run(python: str) -> bool:
-    """Whether a unit of this copy of wgns can run as a dynamic user."""
-    return readable_by_all(python) and readable_by_all(helper_path())
+    """Whether a unit of this copy of wgns can run as a dynamic user: one
+    can read it, and it is not where the dynamic user's own /tmp and
+    /var/tmp hide it."""
+    return (readable_by_all(python) and readable_by_all(helper_path())
+            and not in_private_tmp(python, helper_path()))
 
 
 def read_login(path: str) -> tuple[str, str]:

@@ -209,12 +209,23 @@ def secret_paths() -> str:
     return "InaccessiblePaths=" + " ".join(f"-{p}" for p in SECRET_PATHS)
 
 
-def user_setting(dynamic_user: bool) -> str:
+def in_private_tmp(python: str, helper: str) -> bool:
+    """Whether this copy of wgns lives where a dynamic user cannot see it:
+    DynamicUser=yes implies PrivateTmp=yes (which no setting turns off), so
+    a venv under /tmp or /var/tmp is hidden from one."""
+    return sandbox_values(python, helper)["private_tmp"] == "no"
+
+
+def user_setting(dynamic_user: bool, python: str) -> str:
     """Who a unit running this copy of wgns runs as: a dynamic user when
-    one can read the copy, else root without capabilities (said why)."""
-    return ("DynamicUser=yes" if dynamic_user else
-            "# Root without capabilities: a dynamic user could not read this copy\n"
-            "# of wgns (its directory is private to root).")
+    one can see and read the copy, else root without capabilities (said
+    why)."""
+    if dynamic_user:
+        return "DynamicUser=yes"
+    why = ("its private /tmp and /var/tmp (DynamicUser= implies PrivateTmp=)\n"
+           "# would hide this copy of wgns" if in_private_tmp(python, helper_path()) else
+           "it could not read this copy of wgns (its directory is private\n# to root)")
+    return f"# Root without capabilities, not a dynamic user: {why}."
 
 
 def render_forward(name: str, settings: Settings, login: tuple[str, str] | None,
@@ -225,7 +236,7 @@ def render_forward(name: str, settings: Settings, login: tuple[str, str] | None,
     root without any capability."""
     header = f"{MARKER} {__version__}: port forwarding of tunnel {name}."
     unit = forward_unit(name)
-    user = user_setting(dynamic_user)
+    user = user_setting(dynamic_user, python)
     values = {"version": __version__, "name": name, "gateway": settings.gateway,
               "python": exec_word(python, "the interpreter's path", first=True),
               "helper": exec_word(helper_path(), "the wgns package's path"),
