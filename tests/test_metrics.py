@@ -516,3 +516,45 @@ def test_a_foreign_drop_in_is_never_overwritten(root):
     assert r.exit_code == 1 and "not written by wgns" in r.output
     assert not (root / "etc/wgns/wg.conf").exists()
     assert foreign.read_text() == "[Service]\nEnvironment=X=1\n"
+
+
+class Watcher:
+    """systemd with the tunnel's watcher running, as it runs: it writes its
+    file into the directory its environment names, until it is stopped;
+    started again, it has the new drop-in's."""
+
+    def __init__(self, old: Path, new: Path, state: str = "active") -> None:
+        self.state, self.env, self.new, self.calls = state, old, new, []
+
+    def active_state(self, unit):
+        return self.state
+
+    def stop(self, unit):
+        self.calls.append(("stop", unit))
+        self.state = "inactive"
+        return "inactive"
+
+    def enqueue_start(self, unit):
+        self.calls.append(("start", unit))
+        self.state, self.env = "active", self.new
+
+    def writes(self, gathered) -> None:
+        if self.state == "active":
+            metrics.update("wg", None, str(self.env))
+
+
+@pytest.mark.parametrize("state", ["active", "inactive"])
+def test_a_new_metrics_dir_is_not_undone_by_the_running_watcher(tmp_path, gathered, state):
+    """install --metrics-dir NEW --no-start on a running tunnel removed the
+    old file, but the running watcher (old environment) wrote it again
+    within 2 minutes, and node-exporter served frozen metrics for ever."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    metrics.update("wg", None, str(old))
+    sd = Watcher(old, new, state)
+    metrics.moved("wg", str(old), str(new), sd)
+    sd.writes(gathered)                 # the watcher's next look
+    assert not (old / "wgns-wg.prom").exists()
+    assert sd.calls == ([("stop", "wgns-watch@wg.service"), ("start", "wgns-watch@wg.service")]
+                        if state == "active" else [])

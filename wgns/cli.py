@@ -168,7 +168,7 @@ def install(
         _emit(ops.install(tunnel, root or "/", ops.python_path(), sd, start=not no_start,
                           metrics_dir=metrics_dir))
         if metrics_dir is not None:
-            typer.echo(one_line(metrics.moved(tunnel.name, before, metrics_dir, sd is not None)))
+            typer.echo(one_line(metrics.moved(tunnel.name, before, metrics_dir, sd)))
     except (WgnsError, OSError) as e:
         _fail(e)
 

@@ -308,11 +308,20 @@ def configured_dir(root: str, name: str) -> str:
     return m.group(1).replace("%%", "%") if m else DEFAULT_DIR
 
 
-def moved(name: str, before: str, after: str, live: bool) -> str:
-    """After an install that set --metrics-dir: the tunnel's file in the
-    directory used before goes (on the live system), and where it is now."""
-    if live and before != after:
+def moved(name: str, before: str, after: str, sd: Systemd | None) -> str:
+    """After an install that set --metrics-dir: on the live system, the
+    tunnel's file in the directory used before goes, and where it is now.
+    A watcher still running with the old directory (an install with
+    --no-start leaves it alone) would write that file again: it is stopped
+    first and started again on the new drop-in."""
+    if sd is not None and before != after:
+        watcher = f"wgns-watch@{name}.service"
+        running = sd.active_state(watcher) not in ("inactive", "failed")
+        if running:
+            sd.stop(watcher)
         remove(name, before)
+        if running:
+            sd.enqueue_start(watcher)
     return f"the watcher writes the metrics of tunnel {name} to {prom_path(after, name)}"
 
 
