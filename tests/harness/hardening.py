@@ -21,6 +21,7 @@ from pathlib import Path
 import provider as prov
 import scenario as sc
 import security
+import tmp_venv
 
 NAME = "proton-ch"          # a hyphen: %I would have made it proton/ch
 UNIT = f"{NAME}.service"
@@ -44,7 +45,7 @@ HARDENING_CHECKS = (
     "boot_unresolvable_then_confined_unit_runs", "boot_person_stopped_stays_stopped",
     "security_scores",
     "hardening_uninstall_leaves_no_trace",
-)
+) + tmp_venv.TMP_CHECKS
 
 SLEEPER_ENABLED = sc.SLEEPER_UNIT + """
 [Install]
@@ -144,6 +145,7 @@ def hardening(rec: sc.Recorder, flavour: str) -> None:
     ok3, detail3 = check_dns_ok(tmp)
     rec.check("check_from_venv_under_var_tmp", ok and ok2 and ok3,
               f"{detail} / units from {TMP_VENV}: {ok2} / {detail3}")
+    tmp_venv.run_from_var_tmp(rec, tmp, NAME, provider)
     sc.wgns("install", "--conf", "/root/provider.conf", "--name", NAME)  # back to the flavour's
     sc.systemctl("start", "sleeper.service", "web.service")
 
