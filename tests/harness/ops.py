@@ -222,9 +222,12 @@ def ops(rec: sc.Recorder, flavour: str) -> None:
     took = sc.wait_for("endpoint follows its host name", endpoint_moved, 60)
     rec.info("heal_endpoint_moved_seconds", took)
     # WireGuard starts a new handshake once data goes unanswered (~15 s).
-    resumed = took is not None and sc.wait_for("traffic through the moved server", traffic_ok, 60)
+    # (Seconds, or None: not moved, or no traffic within the minute.)
+    resumed = sc.wait_for("traffic through the moved server", traffic_ok, 60) \
+        if took is not None else None
     rec.check("heal_endpoint_moved_without_restart",
-              resumed is not None and sc.main_pid("sleeper.service") == pid,
+              took is not None and resumed is not None
+              and sc.main_pid("sleeper.service") == pid,
               (took, resumed, pid, sc.main_pid("sleeper.service")))
     sc.run("ip", "-n", prov.NS, "addr", "add", f"{prov.PROV_LAN4}/24", "dev", "vp")
     provider.point_name_at(prov.PROV_LAN4)
