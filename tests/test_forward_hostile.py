@@ -251,9 +251,15 @@ def test_exec_timeout_kills_what_the_command_started(monkeypatch):
     monkeypatch.setattr(hook, "EXEC_TIMEOUT", 1)
     with pytest.raises(ClientError):
         Command("sleep 9.75 & sleep 9.75", "wg").set_port(1)
-    time.sleep(0.3)
-    left = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) == "sleep\09.75\0"]
-    assert left == []
+
+    def left() -> list[str]:
+        return [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) == "sleep\09.75\0"]
+    # SIGKILL is sent; they die within milliseconds: wait for it (not killed,
+    # they would run 9.75 s, well past this wait).
+    deadline = time.monotonic() + 5
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert left() == []
 
 
 def _cmdline(pid):

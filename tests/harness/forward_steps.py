@@ -6,7 +6,6 @@ from __future__ import annotations
 import glob
 import os
 import socket
-import time
 from pathlib import Path
 
 import forward as fw
@@ -175,7 +174,10 @@ def run_steps(rec: sc.Recorder, provider: prov.Provider, before: dict, keys: dic
 
     # -- off, uninstall ----------------------------------------------------------
     p = sc.wgns("port-forward", "--off")
-    time.sleep(0.5)
+    # The stop waited for the unit; systemd removes its runtime directory as
+    # it goes: wait for that, then compare.
+    sc.settle("wgns-wg-forward.service")
+    sc.wait_for("the runtime directory gone", lambda: not os.path.exists("/run/wgns/wg"), 10)
     changed = [c for c in sc.diff(before_pf, sc.snapshot()) if "/tr" not in c
                and "tr.service" not in c and "tr-forward" not in c]
     rec.check("pf_off_leaves_nothing", p.returncode == 0 and not changed

@@ -146,6 +146,29 @@ def settle(*units: str, timeout: float = 15) -> None:
         time.sleep(0.1)
 
 
+def jobs_idle(timeout: float = 30) -> bool:
+    """Wait until systemd has no job queued (nothing starting or stopping):
+    the positive signal before a check that nothing happened."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not run("systemctl", "list-jobs", "--no-legend", quiet=True).stdout.strip():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def journal_cursor() -> str:
+    """Where the journal is now: journal_since() reads what came after."""
+    out = run("journalctl", "-n", "0", "--show-cursor", quiet=True).stdout
+    return out.rsplit("cursor: ", 1)[-1].strip()
+
+
+def journal_since(cursor: str, *units: str) -> str:
+    args = [a for u in units for a in ("-u", u)]
+    return run("journalctl", f"--after-cursor={cursor}", "-o", "cat", "--no-pager", *args,
+               quiet=True).stdout
+
+
 def active(unit: str) -> str:
     return run("systemctl", "is-active", unit, quiet=True).stdout.strip()
 
