@@ -21,6 +21,7 @@ from pathlib import Path
 
 import provider as prov
 import scenario as sc
+import security
 
 BRIDGE_CHECKS = (
     "bridges_declared", "reach_tcp_by_address", "reach_tcp_by_name", "reach_udp_by_address",
@@ -231,9 +232,12 @@ def live(rec: sc.Recorder) -> dict:
     rec.check("bridges_bad_input_refused",
               all(b.returncode == 1 and len(b.stderr.strip().splitlines()) == 1 for b in bad),
               [b.stderr.strip() for b in bad])
-    sc.record_security(rec, "security_bridges", [
-        "wgns-wg-reach-15432.service", "wgns-wg-reach-19696.service",
-        "wgns-wg-reach-udp-15300.service", "wgns-wg-expose-udp-27015.service"])
+    security.record(rec, {
+        "TCP reach, an address": "wgns-wg-reach-15432.service",
+        "TCP reach, a name": "wgns-wg-reach-19696.service",
+        "UDP reach, a name": "wgns-wg-reach-udp-15300.service",
+        "UDP reach, an address": "wgns-wg-reach-udp-15353.service",
+        "UDP expose": "wgns-wg-expose-udp-27015.service"})
     return state
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import forward as fw
 import provider as prov
 import scenario as sc
+import security
 
 WAIT = 60   # the bound for a client to follow a new port
 
@@ -160,7 +161,7 @@ def run_steps(rec: sc.Recorder, provider: prov.Provider, before: dict, keys: dic
     rec.check("pf_back_with_tunnel", sc.active("wgns-wg-forward.service") == "active"
               and fw.forwarded("wg") is not None
               and fw.client_port("wg") == fw.forwarded("wg"), fw.status_json("wg"))
-    sc.record_security(rec, "pf_security", ["wgns-wg-forward.service"])
+    security.record(rec, {"port forwarding": "wgns-wg-forward.service"})
 
     # -- secrets: keys and client passwords never shown ---------------------------
     secrets = [fw.QBT_PASSWORD, fw.TR_PASSWORD] + [k[0] for k in keys.values()]

@@ -19,6 +19,7 @@ from typing import Callable
 import bridges
 import provider as prov
 import scenario as sc
+import security
 
 OPS_CHECKS = (
     "ops_install", "expose_reaches_confined_service", "expose_lan_listen",
@@ -106,7 +107,7 @@ def ops(rec: sc.Recorder, flavour: str) -> None:
               got)
     got = sc.fetch(f"http://{prov.HOST_LAN4}:18000/", netns=prov.NS)
     rec.check("expose_lan_listen", p2.returncode == 0 and got == "confined-web", got)
-    sc.record_security(rec, "security_expose", ["wgns-wg-expose-8000.service"])
+    security.record(rec, {"TCP expose": "wgns-wg-expose-8000.service"})
     r = sc.probe("ops")
     rec.check("expose_namespace_still_isolated",
               r.get("links") == ["lo", "wg"] and not sc.reached(r, "host_lan")

@@ -197,15 +197,6 @@ def install_wgns(flavour: str, rec: Recorder) -> None:
     rec.info("systemd", run("systemctl", "--version", quiet=True).stdout.split("\n")[0])
 
 
-def record_security(rec: Recorder, key: str, units: list[str]) -> None:
-    """Live `systemd-analyze security` scores of units (security.py), as info."""
-    try:
-        import security
-        rec.info(key, security.scores(units))
-    except Exception as e:  # a missing systemd-analyze must not stop a scenario
-        rec.info(key, f"{type(e).__name__}: {e}")
-
-
 def exposure_places(outputs: str) -> dict[str, str]:
     """Everywhere a secret must never show: the journal, the CLI's output,
     every unit file, every process's argv and environment."""
@@ -426,7 +417,9 @@ def core(rec: Recorder, flavour: str) -> None:
     rec.check("units_call_installed_python",
               f"\nExecStart={where[0]} -I {where[1]}/helper.py link up wg\n" in unit_text
               and where[0].startswith(os.path.dirname(WGNS)), (where, unit_text))
-    record_security(rec, "security", ["netns@wg.service", "wg.service", "wgns-watch@wg.service"])
+    import security
+    security.record(rec, {"tunnel": "wg.service", "namespace": "netns@wg.service",
+                          "watcher": "wgns-watch@wg.service"})
 
     rec.step("Confine services; look from inside one (a DynamicUser probe)")
     p = wgns("confine", "nosuch.service")
