@@ -146,14 +146,30 @@ def settle(*units: str, timeout: float = 15) -> None:
         time.sleep(0.1)
 
 
+def own_unit() -> str:
+    """The unit running this scenario (its start job lasts as long as it does)."""
+    try:
+        cgroup = Path("/proc/self/cgroup").read_text()
+    except OSError:
+        return ""
+    names = [p for line in cgroup.splitlines() for p in line.split("/") if p.endswith(".service")]
+    return names[-1] if names else ""
+
+
 def jobs_idle(timeout: float = 30) -> bool:
-    """Wait until systemd has no job queued (nothing starting or stopping):
-    the positive signal before a check that nothing happened."""
-    deadline = time.monotonic() + timeout
+    """Wait until systemd has no job queued (nothing starting or stopping),
+    but the start jobs of this scenario's own unit and of targets, which
+    last as long as the scenario: the positive signal before a check that
+    nothing happened."""
+    deadline, own = time.monotonic() + timeout, own_unit()
     while time.monotonic() < deadline:
-        if not run("systemctl", "list-jobs", "--no-legend", quiet=True).stdout.strip():
+        jobs = [ln.split() for ln in run("systemctl", "list-jobs", "--no-legend",
+                                         quiet=True).stdout.splitlines() if ln.strip()]
+        if not [j for j in jobs if len(j) > 1 and j[1] != own and not j[1].endswith(".target")]:
             return True
         time.sleep(0.1)
+    print(f"{time.monotonic() - T0:7.2f}   jobs still queued after {timeout:.0f} s: {jobs}",
+          flush=True)
     return False
 
 
