@@ -307,6 +307,12 @@ def hardening(rec: sc.Recorder, flavour: str) -> None:
     never = sc.active("bootsvc.service") == "inactive"
     provider.point_name_at(prov.PROV_LAN4)
     took = sc.wait_for("bootsvc runs", lambda: sc.active("bootsvc.service") == "active", 60)
+    if took is None:   # what the tunnel, the unit and the watcher did, for the log
+        sc.run("systemctl", "status", "--no-pager", "-n", "0", UNIT, "bootsvc.service",
+               f"wgns-watch@{NAME}.service", story=False)
+        sc.run("journalctl", "-b", "-o", "short-monotonic", "--no-pager", "-n", "60",
+               "-u", f"wgns-watch@{NAME}.service", "-u", UNIT, "-u", "bootsvc.service",
+               story=False)
     rec.check("boot_unresolvable_then_confined_unit_runs",
               failed_once is not None and never and took is not None,
               f"first start failed after {failed_once} s, unit dead then: {never}, "
