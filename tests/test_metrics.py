@@ -600,14 +600,10 @@ class Watcher:
     def active_state(self, unit):
         return self.state
 
-    def stop(self, unit):
-        self.calls.append(("stop", unit))
-        self.state = "inactive"
-        return "inactive"
-
-    def enqueue_start(self, unit):
-        self.calls.append(("start", unit))
+    def restart(self, unit):            # waits: the old process is gone after
+        self.calls.append(("restart", unit))
         self.state, self.env = "active", self.new
+        return "active"
 
     def writes(self, gathered) -> None:
         if self.state == "active":
@@ -627,5 +623,22 @@ def test_a_new_metrics_dir_is_not_undone_by_the_running_watcher(tmp_path, gather
     metrics.moved("wg", str(old), str(new), sd)
     sd.writes(gathered)                 # the watcher's next look
     assert not (old / "wgns-wg.prom").exists()
-    assert sd.calls == ([("stop", "wgns-watch@wg.service"), ("start", "wgns-watch@wg.service")]
-                        if state == "active" else [])
+    assert sd.calls == ([("restart", "wgns-watch@wg.service")] if state == "active" else [])
+
+
+def test_a_failed_removal_leaves_the_watcher_running(tmp_path, gathered, monkeypatch):
+    """A hostile pass: the watcher was stopped, then the old file's removal
+    failed (an immutable file, a read-only mount) or wgns was killed, and
+    the watcher stayed stopped: no self-healing until the next boot."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    metrics.update("wg", None, str(old))
+    sd = Watcher(old, new)
+
+    def refuse(name, directory):
+        raise PermissionError(1, "Operation not permitted", f"{directory}/wgns-{name}.prom")
+    monkeypatch.setattr(metrics, "remove", refuse)
+    with pytest.raises(PermissionError):
+        metrics.moved("wg", str(old), str(new), sd)
+    assert sd.state == "active" and sd.env == new

@@ -312,16 +312,15 @@ def moved(name: str, before: str, after: str, sd: Systemd | None) -> str:
     """After an install that set --metrics-dir: on the live system, the
     tunnel's file in the directory used before goes, and where it is now.
     A watcher still running with the old directory (an install with
-    --no-start leaves it alone) would write that file again: it is stopped
-    first and started again on the new drop-in."""
+    --no-start leaves it alone) would write that file again: it is
+    restarted on the new drop-in first (systemd finishes the restart even
+    if this command dies, and the watcher is never left stopped), and the
+    old file removed once the old process is gone."""
     if sd is not None and before != after:
         watcher = f"wgns-watch@{name}.service"
-        running = sd.active_state(watcher) not in ("inactive", "failed")
-        if running:
-            sd.stop(watcher)
+        if sd.active_state(watcher) not in ("inactive", "failed"):
+            sd.restart(watcher)
         remove(name, before)
-        if running:
-            sd.enqueue_start(watcher)
     return f"the watcher writes the metrics of tunnel {name} to {prom_path(after, name)}"
 
 
