@@ -518,11 +518,14 @@ def test_metrics_dir_with_a_single_quote(root):
     ("/etc/systemd/system/wg.service.wants", "is inside /etc/systemd"),
     ("/usr/lib/systemd/system", "is inside /usr/lib/systemd"),
     ("/etc/wireguard", "is /etc/wireguard"),
+    ("/usr/local/lib/systemd/system", "is inside /usr/local/lib/systemd"),
+    ("/usr/local/bin", "is /usr/local/bin"),
 ])
 def test_bad_metrics_dir_is_one_line_and_writes_nothing(root, value, fragment):
     for d in ("etc/wgns/wg", "etc/systemd/system/sshd.service.d", "etc/wireguard",
               "etc/systemd/system/multi-user.target.wants", "usr/lib/systemd/system",
-              "etc/systemd/system/wg.service.wants"):
+              "etc/systemd/system/wg.service.wants", "usr/local/lib/systemd/system",
+              "usr/local/bin"):
         (root / d).mkdir(parents=True, exist_ok=True)
     srv = root / "srv"
     (srv / "metrics").mkdir(parents=True)

@@ -214,16 +214,19 @@ def dropin_path(name: str) -> str:
     return f"{dropin_dir(name)}/{DROPIN_NAME}"
 
 
-# Where systemd reads units and drop-ins.
-SYSTEM_DIRS = ("/etc/systemd", "/run/systemd", "/usr/lib/systemd", "/lib/systemd")
+# Where systemd reads units and drop-ins, and where root finds its programs
+# (the forwarder's --exec runs with this PATH).
+SYSTEM_DIRS = ("/etc/systemd", "/run/systemd", "/usr/lib/systemd", "/lib/systemd",
+               "/usr/local/lib/systemd", "/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
+               "/usr/bin", "/sbin", "/bin")
 
 
 def protected(python: str) -> list[str]:
     """Directories the watcher must never be given to write, nor anything
     below them or above them: wgns's configuration (keys, logins), systemd's
-    units and drop-ins (a unit written there runs as root), the keys of
-    wg-quick, this copy of wgns and the interpreter with every directory it
-    imports from (a module put there runs in every unit)."""
+    units and drop-ins (a unit written there runs as root), root's PATH,
+    the keys of wg-quick, this copy of wgns and the interpreter with every
+    directory it imports from (a module put there runs in every unit)."""
     from .render import CONF_DIR, WG_QUICK_DIR, helper_path
     dirs = [CONF_DIR, WG_QUICK_DIR, *SYSTEM_DIRS, os.path.dirname(helper_path()),
             os.path.dirname(python),
