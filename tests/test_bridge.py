@@ -591,3 +591,29 @@ def test_a_copy_under_tmp_runs_its_relays_and_forwarding_as_root_without_capabil
         assert "DynamicUser=yes" not in text and "PrivateTmp=no" in text, unit
         assert "(DynamicUser= implies PrivateTmp=)" in text, unit
         assert "CapabilityBoundingSet=\n" in text, unit
+
+
+def test_where_the_interpreter_really_is_counts(tmp_path, monkeypatch):
+    """A hostile pass: a venv whose python is a link to a pyenv build under
+    /root (as this machine's Python 3.9 is) got ProtectHome=yes and a
+    dynamic user, and its units could not run their interpreter; one linked
+    into /var/tmp got a private /tmp."""
+    import stat as stat_
+
+    from wgns import portforward, render
+    venv = tmp_path / "venv/bin"
+    venv.mkdir(parents=True)
+    (venv / "python3").symlink_to("/root/.pyenv/versions/3.11.9/bin/python3.11")
+    (venv / "python-tmp").symlink_to("/var/tmp/build/bin/python3")
+    helper = "/usr/lib/python3/dist-packages/wgns/helper.py"
+    assert render.sandbox_values(str(venv / "python3"), helper)["protect_home"] == "read-only"
+    assert render.in_private_tmp(str(venv / "python-tmp"), helper)
+    # readable by all on the way to the link, not on the way to its target
+    real = os.path.realpath(venv / "python3")
+
+    def fake_stat(p, *args, **kwargs):
+        mode = 0o700 if str(p) in ("/root", real) or str(p).startswith("/root/") else 0o755
+        return os.stat_result((stat_.S_IFDIR | mode, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+    monkeypatch.setattr(portforward.os, "stat", fake_stat)
+    assert not portforward.readable_by_all(str(venv / "python3"))
+    assert portforward.readable_by_all(helper)

@@ -564,7 +564,8 @@ def test_the_package_and_interpreter_directories_are_refused():
     package = os.path.dirname(metrics.__file__)
     for inside in (package, package + "/units", "/usr/bin/x",
                    sysconfig.get_paths()["stdlib"] + "/json"):
-        with pytest.raises(WgnsError, match="is (inside )?/"):
+        # (a pyenv build's stdlib under /root is refused as hidden first)
+        with pytest.raises(WgnsError, match="is (inside )?/|sandbox cannot write"):
             metrics.check_dir(inside, "/", "/usr/bin/python3")
 
 

@@ -38,14 +38,16 @@ MAX_LOGIN_BYTES = 4096
 
 def readable_by_all(path: str) -> bool:
     """Whether an unprivileged user can open PATH: every directory on the
-    way searchable by others, the file readable by them."""
-    p = Path(path)
+    way searchable by others, the file readable by them; on the way to
+    where PATH really is too (a venv's python linked to a build under
+    /root)."""
     try:
-        if not os.stat(p).st_mode & stat.S_IROTH:
-            return False
-        for d in p.parents:
-            if not os.stat(d).st_mode & stat.S_IXOTH:
+        for p in {Path(path), Path(os.path.realpath(path))}:
+            if not os.stat(p).st_mode & stat.S_IROTH:
                 return False
+            for d in p.parents:
+                if not os.stat(d).st_mode & stat.S_IXOTH:
+                    return False
     except OSError:
         return False
     return True

@@ -110,8 +110,10 @@ def sandbox_values(python: str, helper: str) -> dict[str, str]:
     """Sandboxing that must not hide the copy of wgns the units run: a venv
     or pipx install under /root or /home stays readable (ProtectHome=
     read-only instead of yes), one under /tmp or /var/tmp keeps the real
-    /tmp (PrivateTmp=no)."""
-    paths = (python, helper)
+    /tmp (PrivateTmp=no). Where the interpreter really is counts too: a
+    venv's python is often a link to a pyenv build under /root."""
+    import os
+    paths = (python, os.path.realpath(python), helper, os.path.realpath(helper))
 
     def below(*dirs: str) -> bool:
         return any(p == d or p.startswith(d + "/") for p in paths for d in dirs)
