@@ -37,14 +37,16 @@ class Forwarder:
                  transport: Any = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep,
-                 log: Callable[[str], None] = lambda s: print(s, flush=True),
+                 log: Callable[[str], None] = lambda s: print(s + "\n", end="", flush=True),
                  secrets: tuple[str, ...] = ()) -> None:
         self.name, self.gateway, self.clients, self.out = name, gateway, clients, out
         self.transport = transport or Transport(gateway)
         self.clock, self.wall, self.sleep = clock, wall, sleep
         self.secrets = secrets
         # Every line logged holds what a gateway or a client said: one
-        # printable line, without the client's password.
+        # printable line, without the client's password, written in one
+        # piece (the clients' thread logs too: print's separate newline
+        # could land after the other thread's line).
         self.log = lambda text: log(self.clean(text))
         self.epoch = natpmp.Epoch()
         self.silent = f"gateway {gateway} does not answer NAT-PMP"
