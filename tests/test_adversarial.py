@@ -34,6 +34,7 @@ from typer.testing import CliRunner
 from wgns.cli import app
 
 from .conftest import DATA, REPO
+from .harness.ci import tier_unavailable
 
 KEY = "+Mik3YvX5RXjBZ2+Gd5UpVoHUkUAc9ehlJBcZPQ4LWk="  # protonvpn.conf's PrivateKey
 PSK = "agHKgaxt3rlJgnT+G3aH3AYxrSBIAGCfIiG1Kbx4t+k="  # multi.conf's PresharedKey
@@ -191,7 +192,7 @@ def error_line(result, code: int = 1) -> str:
     return lines[0]
 
 
-def leaked(text: str, secrets=ALL_SECRETS, n: int = 20) -> list[str]:
+def leaked(text: str, secrets=ALL_SECRETS, n: int = 12) -> list[str]:
     """The secrets of which any n-character run appears in text."""
     out = []
     for s in secrets:
@@ -600,11 +601,16 @@ PYTHONS = {
     "percent-h": "/home/u/%h/bin/python3",
     "percent-i": "/opt/%i/python3",
     "percent-percent": "/opt/100%%/python3",
+    "semicolon": "/opt/a;b/python3",
+    "all": "/opt/a b/%h;%%/py",
+}
+# systemd refuses a program path with a quote or a backslash ("Executable
+# name contains special characters"): wgns refuses it in one line.
+QUOTED_PYTHONS = {
     "double-quote": '/opt/a"b/python3',
     "single-quote": "/opt/it's/python3",
     "backslash": "/opt/a\\b/python3",
     "backslash-x": "/opt/a\\x2db/python3",
-    "semicolon": "/opt/a;b/python3",
     "all": "/opt/a b/%h/\"'\\/py",
 }
 # systemd does not expand $ in the program's own path the way it does in the
@@ -623,6 +629,20 @@ def test_interpreter_path_survives_systemd_quoting(case):
         argv = systemd_exec_argv(value)
         assert argv[0] == python, f"{path}: {value!r} runs {argv[0]!r}"
         assert "-I" in argv and helper_path() in argv, f"{path}: {argv}"
+
+
+@pytest.mark.parametrize("case", sorted(QUOTED_PYTHONS))
+def test_interpreter_path_with_a_quote_or_backslash_is_refused_in_one_line(
+        root, monkeypatch, case):
+    """They were written without a word (under --root), and systemd then
+    refused every unit: "Executable name contains special characters"."""
+    from wgns import ops
+    monkeypatch.setattr(ops, "python_path", lambda: QUOTED_PYTHONS[case])
+    before = snapshot(root)
+    r = invoke("install", "--conf", DATA / "protonvpn.conf", "--root", root)
+    error_line(r)
+    assert "quote or a backslash" in r.output
+    assert_same_tree(before, snapshot(root))
 
 
 @pytest.mark.parametrize("python", DOLLAR_PYTHONS)
@@ -794,15 +814,46 @@ def test_root_below_a_regular_file(tmp_path):
     assert_same_tree(before, snapshot(tmp_path))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a 0555 directory anyway")
+def _unprivileged(setpriv: str) -> list[str]:
+    """setpriv arguments for a process without privilege: the user nobody,
+    or, when this interpreter is private to root (a pyenv build under
+    /root), root without any capability (file modes bind it the same way)."""
+    nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    if subprocess.run([*nobody, sys.executable, "-c", "pass"], cwd="/",
+                      capture_output=True).returncode == 0:
+        return nobody
+    return [setpriv, "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all"]
+
+
 def test_read_only_root(root):
-    os.chmod(root / "etc/systemd/system", 0o555)
-    os.chmod(root / "etc/systemd", 0o555)
-    os.chmod(root / "etc", 0o555)
+    """A root tree wgns may not write below: one line, nothing changed. Run
+    without privilege (setpriv; the suite runs as root, which writes into a
+    0555 directory anyway). It reaches the tree through a descriptor
+    (/proc/self/fd/N), as pytest's own directories above it are root's."""
+    for d in ("etc/systemd/system", "etc/systemd", "etc"):
+        os.chmod(root / d, 0o555)
     try:
         before = snapshot(root)
-        r = invoke("install", "--conf", DATA / "protonvpn.conf", "--root", root)
-        error_line(r)
+        if os.geteuid() != 0:
+            r = invoke("install", "--conf", DATA / "protonvpn.conf", "--root", root)
+        else:
+            setpriv = shutil.which("setpriv")
+            if setpriv is None:
+                tier_unavailable("setpriv is missing (Debian package util-linux)")
+            as_user = _unprivileged(setpriv)
+            if "--reuid=65534" in as_user:
+                os.chown(root, 65534, 65534)   # the root itself is the user's, not below
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                p = subprocess.run(
+                    [*as_user, sys.executable, "-m", "wgns", "install", "--conf",
+                     str(DATA / "protonvpn.conf"), "--root", f"/proc/self/fd/{fd}"],
+                    pass_fds=(fd,), cwd="/", capture_output=True, timeout=60,
+                    env=dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1"))
+            finally:
+                os.close(fd)
+            r = Proc(p.returncode, p.stdout.decode(), p.stderr.decode())
+        assert "Permission denied" in error_line(r), r.output
         assert_same_tree(before, snapshot(root))
     finally:
         for d in ("etc", "etc/systemd", "etc/systemd/system"):

@@ -572,3 +572,56 @@ def test_a_name_never_resolved_is_tried_again_soon_then_less_often(monkeypatch):
         clock.t += 0.5
     gaps = [b - a for a, b in zip(calls, calls[1:])]
     assert gaps[:5] == [1.0, 2.0, 4.0, 8.0, 16.0] and set(gaps[5:]) == {30.0}, gaps
+
+
+@pytest.mark.parametrize("venv", ["/var/tmp/wgns-venv", "/tmp/wgns-venv"])
+def test_a_copy_under_tmp_runs_its_relays_and_forwarding_as_root_without_capabilities(
+        root, monkeypatch, venv):
+    """DynamicUser=yes implies PrivateTmp=yes, which PrivateTmp=no does not
+    undo: a venv under /tmp or /var/tmp was hidden from the dynamic user,
+    the relays never started and port forwarding stayed 'activating'. The
+    hardening container scenario runs all three from a venv in /var/tmp."""
+    from wgns import ops, portforward, render
+    monkeypatch.setattr(ops, "python_path", lambda: f"{venv}/bin/python3")
+    monkeypatch.setattr(render, "helper_path",
+                        lambda: f"{venv}/lib/python3/site-packages/wgns/helper.py")
+    monkeypatch.setattr(portforward, "readable_by_all", lambda path: True)  # 0755 all the way
+    units = root / "etc/systemd/system"
+    (units / "game.service").write_text("[Service]\n")
+    for args in (["install", "--conf", DATA / "protonvpn.conf"], ["confine", "game"],
+                 ["expose", "game", "27015", "--udp"], ["reach", "192.168.1.2:53", "--udp"],
+                 ["port-forward"]):
+        r = CliRunner().invoke(app, [*map(str, args), "--root", str(root)])
+        assert r.exit_code == 0, r.output
+    for unit in ("wgns-wg-expose-udp-27015.service", "wgns-wg-reach-udp-53.service",
+                 "wgns-wg-forward.service"):
+        text = (units / unit).read_text()
+        assert "DynamicUser=yes" not in text and "PrivateTmp=no" in text, unit
+        assert "(DynamicUser= implies PrivateTmp=)" in text, unit
+        assert "CapabilityBoundingSet=\n" in text, unit
+
+
+def test_where_the_interpreter_really_is_counts(tmp_path, monkeypatch):
+    """A hostile pass: a venv whose python is a link to a pyenv build under
+    /root (as this machine's Python 3.9 is) got ProtectHome=yes and a
+    dynamic user, and its units could not run their interpreter; one linked
+    into /var/tmp got a private /tmp."""
+    import stat as stat_
+
+    from wgns import portforward, render
+    venv = tmp_path / "venv/bin"
+    venv.mkdir(parents=True)
+    (venv / "python3").symlink_to("/root/.pyenv/versions/3.11.9/bin/python3.11")
+    (venv / "python-tmp").symlink_to("/var/tmp/build/bin/python3")
+    helper = "/usr/lib/python3/dist-packages/wgns/helper.py"
+    assert render.sandbox_values(str(venv / "python3"), helper)["protect_home"] == "read-only"
+    assert render.in_private_tmp(str(venv / "python-tmp"), helper)
+    # readable by all on the way to the link, not on the way to its target
+    real = os.path.realpath(venv / "python3")
+
+    def fake_stat(p, *args, **kwargs):
+        mode = 0o700 if str(p) in ("/root", real) or str(p).startswith("/root/") else 0o755
+        return os.stat_result((stat_.S_IFDIR | mode, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+    monkeypatch.setattr(portforward.os, "stat", fake_stat)
+    assert not portforward.readable_by_all(str(venv / "python3"))
+    assert portforward.readable_by_all(helper)

@@ -45,7 +45,7 @@ def test_request_refuses_out_of_range(internal, external, lifetime):
 
 def test_replies_parse():
     assert natpmp.parse_address(ADDRESS_REPLY, GW) == (3600, "203.0.113.5")
-    m = natpmp.parse_map(MAP_UDP_REPLY, "udp", GW)
+    m = natpmp.parse_map(MAP_UDP_REPLY, "udp", GW, 1)
     assert (m.epoch, m.internal, m.external, m.lifetime) == (3600, 1, 50051, 60)
 
 
@@ -53,7 +53,7 @@ def test_replies_parse():
 def test_result_codes_are_errors_that_say_what(code):
     reply = bytes.fromhex("0081") + struct.pack("!HI", code, 5) + bytes(8)
     with pytest.raises(natpmp.GatewayError) as e:
-        natpmp.parse_map(reply, "udp", GW)
+        natpmp.parse_map(reply, "udp", GW, 1)
     assert e.value.code == code and GW in str(e.value)
     if code == 2:
         assert "not authorized" in str(e.value) and "ProtonVPN" in str(e.value)
@@ -63,10 +63,11 @@ def test_result_codes_are_errors_that_say_what(code):
     b"", b"\0", MAP_UDP_REPLY[:15],                      # short
     bytes.fromhex("0082") + MAP_UDP_REPLY[2:],           # an answer about TCP
     bytes.fromhex("0181") + MAP_UDP_REPLY[2:],           # version 1, success
-    ADDRESS_REPLY])
+    ADDRESS_REPLY,
+    MAP_UDP_REPLY[:8] + bytes.fromhex("0002") + MAP_UDP_REPLY[10:]])   # about port 2
 def test_replies_that_do_not_answer_are_ignored(reply):
     with pytest.raises(natpmp.BadReply):
-        natpmp.parse_map(reply, "udp", GW)
+        natpmp.parse_map(reply, "udp", GW, 1)
 
 
 def test_renewal_timing():
@@ -136,10 +137,18 @@ def forwarder(tmp_path, gw, clients=()):
     return fw, logs
 
 
+def step(fw):
+    """One round of the forwarder, then one of its clients' thread (here, in
+    this thread: what the clients are told, without a race)."""
+    wait = fw.step()
+    fw.sync.round()
+    return wait
+
+
 def test_maps_udp_then_tcp_on_one_port_and_publishes(tmp_path):
     gw, client = Gateway(), FakeClient()
     fw, logs = forwarder(tmp_path, gw, [client])
-    assert fw.step() == 45
+    assert step(fw) == 45
     ops = [p[1] for p in gw.sent if len(p) == 12]
     assert ops == [1, 1, 2]           # UDP, UDP again with internal = external, TCP
     assert struct.unpack("!HH", gw.sent[1][4:8]) == (50051, 50051)
@@ -155,16 +164,16 @@ def test_maps_udp_then_tcp_on_one_port_and_publishes(tmp_path):
 def test_renewal_asks_for_the_same_port_and_follows_a_new_one(tmp_path):
     gw, client = Gateway(), FakeClient()
     fw, logs = forwarder(tmp_path, gw, [client])
-    fw.step()
+    step(fw)
     gw.sent.clear()
     gw.now += 45
     gw.epoch += 45
-    fw.step()
+    step(fw)
     assert struct.unpack("!HH", gw.sent[0][4:8]) == (50051, 50051)
     assert client.calls == [50051]      # unchanged: not told again
     gw.now += 45
     gw.epoch, gw.port = 2, 40001        # the gateway restarted, another port
-    fw.step()
+    step(fw)
     assert (tmp_path / "forwarded-port").read_text() == "40001\n"
     assert client.calls == [50051, 40001]
     assert any("restarted" in line for line in logs)
@@ -173,28 +182,28 @@ def test_renewal_asks_for_the_same_port_and_follows_a_new_one(tmp_path):
 def test_a_client_that_changed_its_port_is_corrected_at_renewal(tmp_path):
     gw, client = Gateway(), FakeClient()
     fw, _ = forwarder(tmp_path, gw, [client])
-    fw.step()
+    step(fw)
     client.listen = 6881                # restarted with its old setting
     gw.now += 45
     gw.epoch += 45
-    fw.step()
+    step(fw)
     assert client.calls == [50051, 50051]
 
 
 def test_a_failing_client_is_retried_with_backoff_and_never_stops_the_mapping(tmp_path):
     gw, client = Gateway(), FakeClient(fail=3)
     fw, logs = forwarder(tmp_path, gw, [client])
-    fw.step()
+    step(fw)
     assert (tmp_path / "forwarded-port").read_text() == "50051\n"
     state = json.loads((tmp_path / "forward.json").read_text())
     assert "cannot be reached" in state["clients"][0]["error"]
     waits = []
     for _ in range(3):
-        waits.append(fw.retry_at[0] - gw.now)
-        gw.now = fw.retry_at[0]
-        fw.sync_clients(verify=False)
+        waits.append(fw.sync.retry_at[0] - gw.now)
+        gw.now = fw.sync.retry_at[0]
+        fw.sync.round()
     assert waits == [2, 4, 8]
-    assert client.calls == [50051] and fw.client_errors[0] is None
+    assert client.calls == [50051] and fw.sync.errors[0] is None
     assert sum("trying again" in line for line in logs) == 1   # said once, not every time
 
 
@@ -202,7 +211,7 @@ def test_a_refusing_gateway_is_reported_and_asked_again_later(tmp_path):
     gw = Gateway()
     gw.refuse = True
     fw, _ = forwarder(tmp_path, gw)
-    assert fw.step() == 30
+    assert step(fw) == 30
     state = json.loads((tmp_path / "forward.json").read_text())
     assert "not authorized" in state["error"] and state["port"] is None
     assert not (tmp_path / "forwarded-port").exists()
@@ -211,18 +220,18 @@ def test_a_refusing_gateway_is_reported_and_asked_again_later(tmp_path):
 def test_a_silent_gateway_retries_as_the_rfc_says_then_drops_the_port(tmp_path):
     gw = Gateway()
     fw, logs = forwarder(tmp_path, gw)
-    fw.step()
+    step(fw)
     gw.now += 45
     gw.silent = True
     gw.sent.clear()
-    assert fw.step() == 0
+    assert step(fw) == 0
     assert len(gw.sent) == 9 and gw.now == 45 + 127.75
     state = json.loads((tmp_path / "forward.json").read_text())
     assert "does not answer" in state["error"] and state["port"] is None
     assert not (tmp_path / "forwarded-port").exists()
     assert any("no longer forwarded" in line for line in logs)
     gw.silent = False
-    fw.step()
+    step(fw)
     assert (tmp_path / "forwarded-port").read_text() == "50051\n"
 
 
@@ -314,14 +323,14 @@ class RfcGateway(Gateway):
 def test_an_rfc_gateway_ends_up_forwarding_the_port_to_the_same_port(tmp_path):
     gw = RfcGateway()
     fw, _ = forwarder(tmp_path, gw)
-    fw.step()
+    step(fw)
     port = fw.port
     assert port is not None
     # UDP and TCP each map exactly port -> port, and nothing else is left.
     assert gw.maps == {(1, port): port, (2, port): port}
     gw.sent.clear()
     gw.now += 45
-    fw.step()                       # a renewal keeps it, without the dance
+    step(fw)                        # a renewal keeps it, without the dance
     assert fw.port == port and len([p for p in gw.sent if len(p) == 12]) == 2
 
 

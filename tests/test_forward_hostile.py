@@ -15,7 +15,7 @@ import tracemalloc
 import pytest
 from typer.testing import CliRunner
 
-from wgns import clients, hook, portforward
+from wgns import clients, hook, metrics, portforward
 from wgns.check import RESOLVER_SOCKETS, _forward_check
 from wgns.cli import app
 from wgns.clients import ClientError, QBittorrent, Transmission
@@ -81,6 +81,7 @@ def test_a_success_without_a_port_or_a_lifetime_is_no_mapping(tmp_path, external
     gw, client = Odd(external, lifetime), FakeClient()
     fw, _ = forwarder(tmp_path, gw, [client])
     wait = fw.step()                         # port 0 raised ValueError (a crash)
+    fw.sync.round()
     assert fw.port is None and client.calls == []
     assert not (tmp_path / "forwarded-port").exists()
     state = json.loads((tmp_path / "forward.json").read_text())
@@ -250,9 +251,15 @@ def test_exec_timeout_kills_what_the_command_started(monkeypatch):
     monkeypatch.setattr(hook, "EXEC_TIMEOUT", 1)
     with pytest.raises(ClientError):
         Command("sleep 9.75 & sleep 9.75", "wg").set_port(1)
-    time.sleep(0.3)
-    left = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) == "sleep\09.75\0"]
-    assert left == []
+
+    def left() -> list[str]:
+        return [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) == "sleep\09.75\0"]
+    # SIGKILL is sent; they die within milliseconds: wait for it (not killed,
+    # they would run 9.75 s, well past this wait).
+    deadline = time.monotonic() + 5
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert left() == []
 
 
 def _cmdline(pid):
@@ -276,6 +283,28 @@ def test_the_forward_unit_cannot_ask_the_hosts_resolver():
         assert f"-{path}" in unit
     assert "/etc/wgns/wg/resolv.conf:/etc/resolv.conf" in unit
     assert "/etc/wgns/wg/nsswitch.conf:/etc/nsswitch.conf" in unit
+
+
+@pytest.mark.parametrize("dynamic_user", [False, True])
+def test_the_units_that_parse_the_network_cannot_read_any_key(dynamic_user):
+    """As root without capabilities (a copy of wgns private to root) they
+    could read /etc/wireguard, where `wgns install` without --conf takes
+    the private key from; /etc/wgns was hidden, that was not."""
+    from wgns.render_bridge import render_expose_udp, render_reach
+    python = "/usr/bin/python3"
+    plans = [render_forward("wg", Settings(GW), None, python, dynamic_user),
+             render_expose_udp("app.service", 53, "127.0.0.1:53", 53, "wg", python,
+                               dynamic_user),
+             render_reach("nas.lan", 53, "udp", "127.0.0.1:53", 53, "wg", "/x", python,
+                          dynamic_user)]
+    units = [f.text for plan in plans for p, f in plan.items()
+             if p.endswith(".service") and hasattr(f, "text")]
+    assert len(units) == 3
+    for text in units:
+        hidden = " ".join(line.split("=", 1)[1] for line in text.splitlines()
+                          if line.startswith("InaccessiblePaths="))
+        for path in ("/etc/wgns", "/etc/wireguard", "/etc/shadow", "/etc/ssh"):
+            assert f"-{path}" in hidden.split(), (path, hidden)
 
 
 # -- status and check -------------------------------------------------------------------
@@ -304,6 +333,9 @@ def installed(tmp_path, *options):
     '{"port": 1, "clients": "abc"}', '{"port": 1, "clients": [1]}',
     '{"port": 1, "clients": [{}]}', '{"port": 1, "renewed": Infinity}',
     '{"port": 1, "renewed": NaN}',
+    # OverflowError in status, check and the watcher's metrics:
+    pytest.param('{"port": 5, "renewed": 1' + "0" * 400 + '}', id="renewed-400-digits"),
+    pytest.param('{"port": 5, "renewed": -1' + "0" * 400 + '}', id="renewed-minus-400-digits"),
     '{"port": 1, "error": "x\\u001b[2J\\nPASS  everything"}',
     '{"port": 1, "clients": [{"client": "q\\u001b[31m", "synced": false, "error": 5}]}'])
 def test_status_and_check_survive_a_garbage_forward_json(tmp_path, monkeypatch, published):
@@ -315,6 +347,9 @@ def test_status_and_check_survive_a_garbage_forward_json(tmp_path, monkeypatch, 
     st = portforward.state("wg", SD(), str(root))
     lines = portforward.format_text(st)
     assert not any(ord(c) < 32 for line in lines for c in line)
+    # what the watcher writes from the same state
+    assert "wgns_forwarded_port" in metrics.render([{"name": "wg", "port_forward": st}],
+                                                   run_dir=str(run))
     monkeypatch.setattr(portforward, "settings_of", lambda r, n: portforward.Settings(GW))
     _forward_check("wg", SD())
 
@@ -380,41 +415,96 @@ def test_an_empty_option_value_is_an_error_not_a_silent_change(tmp_path, option)
 
 
 def test_hung_clients_do_not_make_the_mapping_lapse(tmp_path):
-    """Two client APIs that accept and never answer (each call gives up after
-    TIMEOUT): retries ran back to back (the pause counted from the start of
-    the round) and pushed the renewals to 60 s, the end of the lifetime."""
+    """Two client APIs that take their 10 s and an --exec command that takes
+    its 60 s (as long as the mapping lives), every time: the renewals waited
+    for them, the mapping lapsed every round and the port changed for ever.
+    Renewals never wait for a client now: the clients block here (in their
+    own thread) while 10 minutes of renewals go by on time."""
     gw = Gateway()
     renewals: list[float] = []
-    answer = gw.exchange
+    answer_ = gw.exchange
+    released = threading.Event()
 
     def exchange(packet, timeout):
         if len(packet) == 12 and packet[1] == 1 and packet[4:6] != b"\0\1":
             renewals.append(gw.now)
-        return answer(packet, timeout)
+        return answer_(packet, timeout)
 
     gw.exchange = exchange
 
     class Hung:
-        what = "client"
+        def __init__(self, what, takes):
+            self.what, self.takes = what, takes
 
         def port(self):
-            gw.now += clients.TIMEOUT
-            raise ClientError("client did not answer within 10 s")
+            # Blocks until the test is over; a forwarder that waited for it
+            # (in its own thread) saw the whole call's time go by.
+            if not released.wait(2):
+                gw.now += self.takes
+            raise ClientError(f"{self.what} did not answer within {self.takes} s")
+
+        def set_port(self, port):
+            raise AssertionError("never reached")
 
     class Done(Exception):
         pass
 
     def sleep(s):
         gw.now += s
+        gw.epoch = 3600 + int(gw.now)
         if gw.now > 600:
             raise Done
 
-    fw = Forwarder("wg", GW, [Hung(), Hung()], tmp_path, transport=gw, clock=lambda: gw.now,
+    fw = Forwarder("wg", GW, [Hung("qBittorrent", 10), Hung("Transmission", 10),
+                              Hung("--exec", hook.EXEC_TIMEOUT)], tmp_path, transport=gw,
+                   clock=lambda: gw.now, wall=lambda: gw.now, sleep=sleep, log=lambda s: None)
+    try:
+        with pytest.raises(Done):
+            fw.run()
+    finally:
+        released.set()
+    gaps = [b - a for a, b in zip(renewals, renewals[1:])]
+    assert len(gaps) > 11 and max(gaps) <= 46, gaps
+    assert fw.port == 50051
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_the_clients_are_told_in_their_own_thread(tmp_path):
+    """The real thread: a client is told the port while the forwarder keeps
+    renewing, and a client's crash ends the forwarder (never a silent stop)."""
+    gw, told = Gateway(), threading.Event()
+
+    class Quick:
+        what = "client"
+
+        def port(self):
+            return 6881
+
+        def set_port(self, port):
+            told.set()
+
+    class Done(Exception):
+        pass
+
+    def sleep(s):
+        if told.wait(0.01):
+            raise Done
+        gw.now += s
+
+    fw = Forwarder("wg", GW, [Quick()], tmp_path, transport=gw, clock=lambda: gw.now,
                    wall=lambda: gw.now, sleep=sleep, log=lambda s: None)
     with pytest.raises(Done):
         fw.run()
-    gaps = [b - a for a, b in zip(renewals, renewals[1:])]
-    assert len(gaps) > 8 and max(gaps) <= 46, gaps
+
+    class Broken(Quick):
+        def port(self):
+            raise KeyError("a bug")
+
+    (tmp_path / "2").mkdir()
+    fw = Forwarder("wg", GW, [Broken()], tmp_path / "2", transport=gw, clock=lambda: gw.now,
+                   wall=lambda: gw.now, sleep=lambda s: time.sleep(0.01), log=lambda s: None)
+    with pytest.raises(KeyError):
+        fw.run()
 
 
 @pytest.mark.parametrize("url", ["http://192.168.1.10:8080", "http://10.2.0.1:8080",
@@ -463,20 +553,85 @@ def test_a_rejected_login_is_not_tried_again_and_again(tmp_path, kind):
 
     s, url = serve(refuse)
     gw = Gateway()
-
-    class Done(Exception):
-        pass
-
-    def sleep(t):
-        gw.now += t
-        if gw.now > 1800:
-            raise Done
-
     fw = Forwarder("wg", GW, [kind(url, ("admin", "wrong"))], tmp_path, transport=gw,
-                   clock=lambda: gw.now, wall=lambda: gw.now, sleep=sleep, log=lambda t: None)
-    with s, pytest.raises(Done):
-        fw.run()
+                   clock=lambda: gw.now, wall=lambda: gw.now, sleep=lambda t: None,
+                   log=lambda t: None)
+    with s:
+        while gw.now < 1800:                 # half an hour of renewals and retries
+            fw.step()
+            due = fw.sync.round()
+            gw.now = min(gw.now + 45, due if due is not None else gw.now + 45)
     assert len(logins) <= 2, len(logins)
+
+
+class ZeroAfterGood(Gateway):
+    """Answers the first request well (port 50051), then every request with
+    internal port 0 and another external port: the reply's internal port
+    went into a delete request (map_request(..., 0) raised ValueError: a
+    traceback and a crash loop of the forwarding unit)."""
+
+    def __init__(self):
+        super().__init__()
+        self.answers = 0
+
+    def exchange(self, packet, timeout):
+        reply = super().exchange(packet, timeout)
+        if reply is None or len(reply) != 16:
+            return reply
+        self.answers += 1
+        if self.answers == 1:
+            return reply
+        self.port += 1
+        return reply[:8] + struct.pack("!HH", 0, self.port) + reply[12:]
+
+
+def test_a_reply_with_internal_port_0_after_a_good_one_is_no_crash(tmp_path):
+    gw = ZeroAfterGood()
+    fw, _ = forwarder(tmp_path, gw)
+    fw.step()                                # raised ValueError("port out of range")
+    deletes = [p for p in gw.sent if len(p) == 12 and p[-4:] == b"\0\0\0\0"]
+    assert all(struct.unpack("!H", p[4:6])[0] != 0 for p in deletes), deletes
+    assert json.loads((tmp_path / "forward.json").read_text())["error"] is None
+
+
+# -- what reaches the journal and status ---------------------------------------------
+
+FORGED = '{"result": "boom\\nwgns: FORGED: port 1 set\\u001b[31m"}'
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.mark.parametrize("answer_", [
+    FORGED,
+    '{"result": "you sent ' + PASSWORD + '"}',      # a client echoing the login it got
+    '{"result": "half: ' + PASSWORD[5:19] + '"}',
+])
+def test_what_a_client_answers_is_logged_as_one_line_without_the_password(tmp_path, answer_):
+    """A client's answer went into the journal as it came: two lines (the
+    second one forged) and a terminal escape; an echoed password in full."""
+    s, url = serve(answer(http(answer_.encode())))
+    gw = Gateway()
+    logs: list[str] = []
+    fw = Forwarder("wg", GW, [Transmission(url, ("admin", PASSWORD))], tmp_path,
+                   transport=gw, clock=lambda: gw.now, wall=lambda: gw.now,
+                   sleep=lambda t: None, log=logs.append, secrets=(PASSWORD,))
+    with s:
+        fw.step()
+        fw.sync.round()
+    published = (tmp_path / "forward.json").read_text()
+    said = [line for line in logs if "Transmission" in line]
+    assert said and all(line.isprintable() for line in said), said
+    for text in (*logs, published):
+        assert not any(PASSWORD[i:i + 12] in text for i in range(len(PASSWORD) - 11)), text
+    error = json.loads(published)["clients"][0]["error"]
+    assert error.isprintable() and "Transmission" in error, error
+
+
+def test_exec_output_is_logged_as_printable_lines(tmp_path):
+    logs: list[str] = []
+    Command(r"printf 'a\nwgns: FORGED: port 1 set\033[31m\342\200\250b\n'", "wg",
+            log=logs.append).set_port(1)
+    assert logs and all(line.startswith("--exec: ") and line.isprintable() for line in logs)
+    assert any("FORGED: port 1 set\\x1b[31m" in line for line in logs), logs
 
 
 def qbittorrent_52(password, state):

@@ -45,6 +45,14 @@ def check_golden(name: str, root: Path) -> None:
     got = tree(root)
     gdir = GOLDEN / name
     if UPDATE:
+        # The golden tree becomes exactly what was written: files no longer
+        # written are deleted (they would be compared, and fail, for ever).
+        keep = {gdir / (rel + ".link" if mode == "link" else rel) for rel, (mode, _) in got.items()}
+        for p in sorted(gdir.rglob("*"), reverse=True) if gdir.exists() else []:
+            if p.is_file() and p not in keep:
+                p.unlink()
+            elif p.is_dir() and not any(p.iterdir()):
+                p.rmdir()
         for rel, (mode, text) in got.items():
             dest = gdir / (rel + ".link" if mode == "link" else rel)
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -117,3 +125,21 @@ def test_bridges(nsswitch, monkeypatch):
         r = CliRunner().invoke(app, [*args, "--root", str(nsswitch)])
         assert r.exit_code == 0, r.output
     check_golden("bridges", nsswitch)
+
+
+def test_update_mode_deletes_stale_golden_files(tmp_path, monkeypatch):
+    """In update mode the golden tree was only ever added to: a file wgns no
+    longer writes stayed, and the next normal run failed on it."""
+    import sys
+    module = sys.modules[__name__]
+    monkeypatch.setattr(module, "GOLDEN", tmp_path / "golden")
+    monkeypatch.setattr(module, "UPDATE", True)
+    stale = tmp_path / "golden/case/etc/old/stale.service"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("0o644\nold\n")
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/new.service").write_text("new\n")
+    check_golden("case", root)
+    assert not stale.exists() and not stale.parent.exists()
+    assert (tmp_path / "golden/case/etc/new.service").exists()

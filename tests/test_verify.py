@@ -65,3 +65,60 @@ def test_every_rendered_unit_verifies_without_a_warning(tmp_path, name):
     p = subprocess.run([ANALYZE, "verify", "--man=no", *to_verify], env=env,
                        capture_output=True, text=True)
     assert p.returncode == 0 and not (p.stdout + p.stderr).strip(), p.stdout + p.stderr
+
+
+def test_a_metrics_dir_with_a_single_quote_verifies(tmp_path):
+    """systemd itself parses the drop-in: unquoted, a ' made it ignore
+    ReadWritePaths= and Environment= ("Failed to extract first word")."""
+    root = tmp_path / "root"
+    units = root / "etc/systemd/system"
+    units.mkdir(parents=True)
+    (root / "srv/it's").mkdir(parents=True)
+    invoke("install", "--conf", DATA / "protonvpn.conf", "--root", root,
+           "--metrics-dir", "/srv/it's")
+    env = dict(os.environ, SYSTEMD_UNIT_PATH=f"{units}:", SYSTEMD_LOG_LEVEL="notice")
+    p = subprocess.run([ANALYZE, "verify", "--man=no", "wgns-watch@wg.service"], env=env,
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and not (p.stdout + p.stderr).strip(), p.stdout + p.stderr
+
+
+ODD_PYTHON_DIRS = ["my env", "100%h", "a;b %%i"]
+
+
+@pytest.mark.parametrize("odd", ODD_PYTHON_DIRS)
+def test_an_interpreter_path_that_needs_quoting_verifies(tmp_path, monkeypatch, odd):
+    """The units of an interpreter at an odd path (a venv there): systemd
+    parses every ExecStart= and finds the program (it must exist)."""
+    from wgns import ops
+    python = tmp_path / odd / "python3"
+    python.parent.mkdir()
+    python.symlink_to(os.path.realpath("/usr/bin/python3"))
+    monkeypatch.setattr(ops, "python_path", lambda: str(python))
+    root = tmp_path / "root"
+    units = root / "etc/systemd/system"
+    units.mkdir(parents=True)
+    (units / "app.service").write_text("[Service]\nExecStart=/bin/sleep infinity\n")
+    invoke("install", "--conf", DATA / "protonvpn.conf", "--root", root)
+    invoke("confine", "app", "--root", root)
+    invoke("expose", "app", "5353", "--udp", "--root", root)
+    invoke("port-forward", "--root", root)
+    env = dict(os.environ, SYSTEMD_UNIT_PATH=f"{units}:", SYSTEMD_LOG_LEVEL="notice")
+    p = subprocess.run([ANALYZE, "verify", "--man=no", "wg.service", "netns@wg.service",
+                        "wgns-watch@wg.service", "wgns-wg-forward.service",
+                        "wgns-wg-expose-udp-5353.service"], env=env, capture_output=True,
+                       text=True)
+    assert p.returncode == 0 and not (p.stdout + p.stderr).strip(), p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("odd", ["it's", 'a"b', "a\\b"])
+def test_systemd_refuses_a_program_path_with_a_quote_or_backslash(tmp_path, odd):
+    """Why wgns refuses them (test_adversarial): however it is quoted,
+    systemd will not run a program whose path holds one."""
+    units = tmp_path / "units"
+    units.mkdir()
+    word = '"' + odd.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    (units / "x.service").write_text(f"[Service]\nExecStart=/opt/{word}/python3 -I\n")
+    env = dict(os.environ, SYSTEMD_UNIT_PATH=f"{units}:", SYSTEMD_LOG_LEVEL="notice")
+    p = subprocess.run([ANALYZE, "verify", "--man=no", "x.service"], env=env,
+                       capture_output=True, text=True)
+    assert p.returncode != 0 and "special characters" in p.stdout + p.stderr, p.stdout + p.stderr

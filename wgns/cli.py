@@ -15,6 +15,7 @@ import typer
 
 from . import __version__
 from .errors import WgnsError
+from .text import one_line
 
 app = typer.Typer(
     help="Confine systemd services to a network namespace whose only way out "
@@ -73,11 +74,6 @@ def _fail(e: Exception) -> None:
     raise typer.Exit(1)
 
 
-def one_line(text: str) -> str:
-    """Line breaks and other control characters (a path given with a
-    newline in it) shown escaped: a message is always one line."""
-    return "".join(repr(c)[1:-1] if ord(c) < 32 or 127 <= ord(c) < 160
-                   or c in "\u2028\u2029" else c for c in text)
 
 
 def _number(value: Optional[str], what: str, lo: int, hi: int) -> Optional[int]:
@@ -172,7 +168,7 @@ def install(
         _emit(ops.install(tunnel, root or "/", ops.python_path(), sd, start=not no_start,
                           metrics_dir=metrics_dir))
         if metrics_dir is not None:
-            typer.echo(one_line(metrics.moved(tunnel.name, before, metrics_dir, sd is not None)))
+            typer.echo(one_line(metrics.moved(tunnel.name, before, metrics_dir, sd)))
     except (WgnsError, OSError) as e:
         _fail(e)
 
@@ -181,7 +177,9 @@ def _wg_quick_file(name: str, root: Optional[str]) -> str:
     """`wgns install` with neither --conf nor options: the tunnel a user
     already runs with wg-quick, /etc/wireguard/NAME.conf, when there is one."""
     import os
-    path = f"/etc/wireguard/{name}.conf"
+
+    from .render import WG_QUICK_DIR
+    path = f"{WG_QUICK_DIR}/{name}.conf"
     where = os.path.join(root, path.lstrip("/")) if root else path
     if not os.path.lexists(where):
         typer.echo(f"wgns: error: no {path} to import; give a provider's wg-quick file "

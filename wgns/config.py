@@ -9,6 +9,7 @@ not end up in a log line or a traceback by accident.
 from __future__ import annotations
 
 import binascii
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -303,7 +304,11 @@ def to_wgquick(tunnel: Tunnel) -> str:
 
 def read_key_file(path: str, what: str) -> Secret:
     """Read a key from a file (the only way keys enter on the command line)."""
+    from .names import WG_KEY
     from .safeio import read_text
+    if WG_KEY.search(path) and not os.path.lexists(path):
+        raise ConfigError(f"--{what.replace(' ', '-')}-file", "give the path of a file "
+                          "holding the key, not the key itself (not shown)")
     return Secret(check_key(read_text(path, 1024, encoding="ascii"), path, what))
 
 

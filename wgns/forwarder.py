@@ -13,27 +13,19 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from . import natpmp
-from .clients import TIMEOUT as CLIENT_CALL
-from .clients import ClientError, LoginRejected
 from .errors import WgnsError
+from .forward_sync import Client, ClientSync
 from .natpmp import GatewayError, NoMapping
 from .natpmp_io import Transport, write_atomic
+from .text import one_line, redact
 
-CLIENT_RETRY_FIRST, CLIENT_RETRY_MAX, LOGIN_WAIT = 2.0, 60.0, 3600.0
 REFUSED_WAIT = 30.0      # a gateway that says no is asked again after 30 s
-
-
-class Client(Protocol):
-    what: str
-
-    def port(self) -> int | None: ...
-
-    def set_port(self, port: int) -> None: ...
 
 
 class NoAnswer(WgnsError):
@@ -45,10 +37,17 @@ class Forwarder:
                  transport: Any = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep,
-                 log: Callable[[str], None] = lambda s: print(s, flush=True)) -> None:
+                 log: Callable[[str], None] = lambda s: print(s + "\n", end="", flush=True),
+                 secrets: tuple[str, ...] = ()) -> None:
         self.name, self.gateway, self.clients, self.out = name, gateway, clients, out
         self.transport = transport or Transport(gateway)
-        self.clock, self.wall, self.sleep, self.log = clock, wall, sleep, log
+        self.clock, self.wall, self.sleep = clock, wall, sleep
+        self.secrets = secrets
+        # Every line logged holds what a gateway or a client said: one
+        # printable line, without the client's password, written in one
+        # piece (the clients' thread logs too: print's separate newline
+        # could land after the other thread's line).
+        self.log = lambda text: log(self.clean(text))
         self.epoch = natpmp.Epoch()
         self.silent = f"gateway {gateway} does not answer NAT-PMP"
         self.port: int | None = None
@@ -57,10 +56,13 @@ class Forwarder:
         self.external_address: str | None = None
         self.error: str | None = None
         self.warning: str | None = None
-        self.synced: dict[int, int | None] = {i: None for i in range(len(clients))}
-        self.client_errors: dict[int, str | None] = {i: None for i in range(len(clients))}
-        self.retry_at: dict[int, float] = {}
-        self.backoff: dict[int, float] = {}
+        self.publishing = threading.Lock()   # the clients' thread publishes too
+        # The clients, told and asked in a thread of their own: a client
+        # never holds a renewal up (forward_sync.py).
+        self.sync = ClientSync(clients, clock, self.log, self.publish)
+
+    def clean(self, text: str) -> str:
+        return one_line(redact(text, self.secrets))
 
     # -- the gateway ---------------------------------------------------------
     def _ask(self, packet: bytes, parse: Callable[[bytes], Any], most: int = natpmp.TRIES) -> Any:
@@ -85,7 +87,7 @@ class Forwarder:
     def _map(self, protocol: str, internal: int, external: int) -> natpmp.Mapping:
         m: natpmp.Mapping = self._ask(
             natpmp.map_request(protocol, internal, external),
-            lambda r: natpmp.parse_map(r, protocol, self.gateway))
+            lambda r: natpmp.parse_map(r, protocol, self.gateway, internal))
         if self.epoch.reset(m.epoch, self.clock()) and self.renewed is not None:
             self.log(f"gateway {self.gateway} restarted (its epoch went back): "
                      "it lost its mappings; mapping again")
@@ -95,7 +97,8 @@ class Forwarder:
         """Delete a mapping (lifetime 0); its answer maps nothing."""
         try:
             self._ask(natpmp.map_request(protocol, internal, 0, 0),
-                      lambda r: natpmp.parse_map(r, protocol, self.gateway, deleting=True),
+                      lambda r: natpmp.parse_map(r, protocol, self.gateway, internal,
+                                                 deleting=True),
                       most=3)
         except (NoAnswer, GatewayError):
             pass
@@ -147,38 +150,6 @@ class Forwarder:
             self.port = None
         self.publish()
 
-    # -- the clients ---------------------------------------------------------
-    def sync_clients(self, verify: bool, until: float | None = None) -> None:
-        """Tell each client the port when it is new to it; with verify, also
-        ask the client and correct it (a client restarted with its old
-        port). A failing client is tried again with a growing pause, counted
-        from its failure; none is started after `until`."""
-        if self.port is None:
-            return
-        now = self.clock()
-        for i, client in enumerate(self.clients):
-            known = self.synced[i] == self.port
-            if self.retry_at.get(i, 0.0) > now or (known and not verify):
-                continue
-            if until is not None and self.clock() > until:
-                break
-            try:
-                current = client.port()
-                if current != self.port and (not known or current is not None):
-                    client.set_port(self.port)
-                    self.log(f"{client.what}: listening port set to {self.port}")
-            except ClientError as e:
-                wait = LOGIN_WAIT if isinstance(e, LoginRejected) else min(
-                    CLIENT_RETRY_MAX, self.backoff.get(i, CLIENT_RETRY_FIRST / 2) * 2)
-                self.backoff[i], self.retry_at[i] = wait, self.clock() + wait
-                if str(e) != self.client_errors[i]:
-                    self.log(f"{e}; trying again in {wait:.0f} s")
-                self.client_errors[i], self.synced[i] = str(e), None
-                continue
-            self.synced[i], self.client_errors[i] = self.port, None
-            self.backoff.pop(i, None)
-            self.retry_at.pop(i, None)
-
     def release(self) -> None:
         """On stop: give the port back (lifetime 0), one packet each, no
         waiting: if the tunnel is already gone, the mapping runs out."""
@@ -193,25 +164,29 @@ class Forwarder:
 
     # -- what status reads ---------------------------------------------------
     def state(self) -> dict[str, Any]:
+        def text(value: str | None) -> str | None:
+            return None if value is None else self.clean(value)
         return {"port": self.port, "gateway": self.gateway,
                 "external_address": self.external_address,
-                "renewed": self.renewed, "error": self.error, "warning": self.warning,
-                "clients": [{"client": c.what, "synced": self.synced[i] == self.port
-                             and self.port is not None, "error": self.client_errors[i]}
-                            for i, c in enumerate(self.clients)]}
+                "renewed": self.renewed, "error": text(self.error),
+                "warning": text(self.warning),
+                "clients": [{"client": what, "synced": synced, "error": text(error)}
+                            for what, synced, error in self.sync.view(self.port)]}
 
     def publish(self) -> None:
-        port_file = self.out / "forwarded-port"
-        if self.port is None:
-            port_file.unlink(missing_ok=True)
-        elif not port_file.exists() or port_file.read_text() != f"{self.port}\n":
-            write_atomic(port_file, f"{self.port}\n")
-        write_atomic(self.out / "forward.json", json.dumps(self.state()) + "\n")
+        with self.publishing:
+            port, port_file = self.port, self.out / "forwarded-port"
+            if port is None:
+                port_file.unlink(missing_ok=True)
+            elif not port_file.exists() or port_file.read_text() != f"{port}\n":
+                write_atomic(port_file, f"{port}\n")
+            write_atomic(self.out / "forward.json", json.dumps(self.state()) + "\n")
 
     # -- the loop ------------------------------------------------------------
     def step(self) -> float:
-        """One round: map or renew, then the clients. Returns how long to
-        wait before the next round."""
+        """One round: map or renew, and tell the clients' thread the port
+        (it asks them again at each renewal). Returns how long to wait
+        before the next round."""
         try:
             wait = self.map_once()
         except (GatewayError, NoMapping) as e:
@@ -219,29 +194,31 @@ class Forwarder:
                 self.log(f"port {self.port} is no longer forwarded")
                 self.port = None
             self._set_error(str(e))
-            return REFUSED_WAIT
+            wait = REFUSED_WAIT
         except NoAnswer as e:
             self._set_error(str(e), log=False)   # said when the silence began
-            return 0.0           # the tries took minutes already: start over
-        self.sync_clients(verify=True)
-        self.publish()
+            wait = 0.0           # the tries took minutes already: start over
+        else:
+            self.publish()
+            self.sync.follow(self.port, verify=True)
+            return wait
+        self.sync.follow(self.port, verify=False)     # the port may have gone
         return wait
 
     def run(self) -> None:
-        next_map = self.clock()
-        while True:
-            now = self.clock()
-            if now >= next_map:
-                next_map = self.clock() + self.step()
-                continue
-            # A client is retried only while its call (TIMEOUT at most) ends
-            # before the renewal: hung clients must not make the mapping lapse.
-            last = next_map - CLIENT_CALL
-            retries = list(self.retry_at.values()) if self.port and now < last else []
-            self.sleep(max(0.05, min([next_map, *retries]) - now))
-            if retries and last >= self.clock() >= min(retries):
-                self.sync_clients(verify=False, until=last)
-                self.publish()
+        """Renew on time, whatever the clients do (their thread runs beside)."""
+        self.sync.start()
+        try:
+            next_map = self.clock()
+            while self.sync.crashed is None:
+                now = self.clock()
+                if now >= next_map:
+                    next_map = now + self.step()
+                else:
+                    self.sleep(max(0.05, min(next_map - now, 1.0)))
+            raise self.sync.crashed
+        finally:
+            self.sync.stop()
 
 
 def main(name: str) -> None:
@@ -263,9 +240,11 @@ def main(name: str) -> None:
     clients: list[Client] = [
         *([QBittorrent(settings.qbittorrent, login)] if settings.qbittorrent else []),
         *([Transmission(settings.transmission, login)] if settings.transmission else []),
-        *([Command(settings.command, name)] if settings.command else [])]
+        *([Command(settings.command, name, log=lambda s: fw.log(s))]
+          if settings.command else [])]
     out = Path(os.environ.get("RUNTIME_DIRECTORY", f"/run/wgns/{name}").split(":")[0])
-    fw = Forwarder(name, settings.gateway, clients, out)
+    fw = Forwarder(name, settings.gateway, clients, out,
+                   secrets=(login[1],) if login else ())
 
     def stop(signum: int, frame: object) -> None:
         raise SystemExit(0)

@@ -63,16 +63,17 @@ def main(argv: list[str]) -> int:
         return 2
     from wgns.errors import WgnsError
     from wgns.names import check_tunnel_name as check_name  # light: no config parser
+    from wgns.text import one_line
     what = f"wgns: {name} {command} {action}" if command in ("netns", "link") else \
         f"wgns: {name} {command}"
     try:
         check_name(name)
         run(command, action, name, rest)
     except WgnsError as e:
-        print(f"{what}: {e}", file=sys.stderr)
+        print(one_line(f"{what}: {e}"), file=sys.stderr)
         return 1
     except OSError as e:
-        print(f"{what}: {e.strerror or e}", file=sys.stderr)
+        print(one_line(f"{what}: {e.strerror or e}"), file=sys.stderr)
         return 1
     except Exception as e:  # pyroute2's NetlinkError, without importing pyroute2 first
         netlink = sys.modules.get("pyroute2.netlink.exceptions")

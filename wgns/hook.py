@@ -10,8 +10,10 @@ import select
 import signal
 import subprocess
 import time
+from typing import Callable
 
 from .clients import ClientError
+from .text import one_line
 
 EXEC_TIMEOUT = 60
 OUTPUT_KEPT = 8192     # of an --exec command's output, for the last 5 lines
@@ -24,8 +26,9 @@ class Command:
 
     what = "--exec command"
 
-    def __init__(self, command: str, tunnel: str) -> None:
-        self.command, self.tunnel = command, tunnel
+    def __init__(self, command: str, tunnel: str,
+                 log: Callable[[str], None] = lambda s: print(s, flush=True)) -> None:
+        self.command, self.tunnel, self.log = command, tunnel, log
 
     def port(self) -> int | None:
         return None
@@ -50,7 +53,7 @@ class Command:
         except TimeoutError:
             raise ClientError(f"the --exec command ran longer than {EXEC_TIMEOUT} s") from None
         for line in tail.decode(errors="replace").splitlines()[-5:]:
-            print(f"--exec: {line[:200]}", flush=True)
+            self.log(f"--exec: {one_line(line[:200])}")
         if p.returncode != 0:
             raise ClientError(f"the --exec command exited with status {p.returncode}")
 

@@ -125,6 +125,10 @@ def conflicts(root: str, plan: Plan) -> list[str]:
 
 
 def refuse_conflicts(root: str, plan: Plan) -> None:
+    for path, item in sorted(plan.items()):
+        text = item.text if isinstance(item, File) else item.target
+        if any("\ud800" <= c <= "\udfff" for c in text):  # checked where it came in, too
+            raise WgnsError(f"{path} would hold text that is not UTF-8; nothing was written")
     bad = conflicts(root, plan)
     if bad:
         raise ConflictError(

@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import stat
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
@@ -213,31 +214,55 @@ def dropin_path(name: str) -> str:
     return f"{dropin_dir(name)}/{DROPIN_NAME}"
 
 
+# Where systemd reads units and drop-ins, and where root finds its programs
+# (the forwarder's --exec runs with this PATH).
+SYSTEM_DIRS = ("/etc/systemd", "/run/systemd", "/usr/lib/systemd", "/lib/systemd",
+               "/usr/local/lib/systemd", "/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
+               "/usr/bin", "/sbin", "/bin")
+
+
+def protected(python: str) -> list[str]:
+    """Directories the watcher must never be given to write, nor anything
+    below them or above them: wgns's configuration (keys, logins), systemd's
+    units and drop-ins (a unit written there runs as root), root's PATH,
+    the keys of wg-quick, this copy of wgns and the interpreter with every
+    directory it imports from (a module put there runs in every unit)."""
+    from .render import CONF_DIR, WG_QUICK_DIR, helper_path
+    dirs = [CONF_DIR, WG_QUICK_DIR, *SYSTEM_DIRS, os.path.dirname(helper_path()),
+            os.path.dirname(python),
+            os.path.dirname(os.path.realpath(python))]
+    dirs += [os.path.normpath(p) for p in sys.path if os.path.isabs(p) and os.path.isdir(p)]
+    return sorted({d for d in dirs if d != "/"})
+
+
 def check_dir(value: str, root: str, python: str) -> str:
     """--metrics-dir: an absolute, normalised path of an existing directory
     (below ROOT), reached without a symbolic link, that root without
     capabilities (the watcher) may write in (checked on the live system; an
     image's owners may be set later), outside what its sandbox hides,
-    holding none of wgns's own files (its configuration, the units, the
-    package, the interpreter PYTHON). Quotes and backslashes are refused:
-    systemd's ReadWritePaths= cannot carry them exactly."""
-    from .render import CONF_DIR, helper_path
-    keep_out = [CONF_DIR, UNIT_DIR, os.path.dirname(helper_path()), os.path.dirname(python)]
+    neither holding nor inside a protected directory (its configuration,
+    systemd's units, the package, the interpreter PYTHON). A double quote
+    or a backslash is refused: ReadWritePaths= cannot carry them exactly."""
     what = f"--metrics-dir {printable(value, 'path')}"
     setting(value, "--metrics-dir")  # no control characters
     if '"' in value or "\\" in value:
-        raise WgnsError(f"{what} holds a quote or a backslash; systemd cannot take it "
-                        "back exactly", hint="pick a directory without them")
+        raise WgnsError(f"{what} holds a double quote or a backslash; systemd cannot "
+                        "take it back exactly", hint="pick a directory without them")
     if not value.startswith("/") or os.path.normpath(value) != value or value.startswith("//"):
         raise WgnsError(f"{what} must be an absolute path without '.', '..' or a "
                         "trailing '/'")
     if value == "/" or any(value == h or value.startswith(h + "/") for h in HIDDEN):
         raise WgnsError(f"{what}: the watcher's sandbox cannot write there",
                         hint=f"use a directory of its own, e.g. {DEFAULT_DIR}")
-    inside = [k for k in keep_out if k == value or k.startswith(value + "/")]
-    if inside:
-        raise WgnsError(f"{what} holds {inside[0]}: the watcher would be allowed to "
-                        f"write there", hint=f"use a directory of its own, e.g. {DEFAULT_DIR}")
+    for k in protected(python):
+        if k == value or value.startswith(k + "/"):
+            raise WgnsError(f"{what} is {'' if k == value else 'inside '}{k}, where wgns, "
+                            "systemd or the interpreter keep their files: the watcher "
+                            "would be allowed to write there",
+                            hint=f"use a directory of its own, e.g. {DEFAULT_DIR}")
+        if k.startswith(value + "/"):
+            raise WgnsError(f"{what} holds {k}: the watcher would be allowed to "
+                            f"write there", hint=f"use a directory of its own, e.g. {DEFAULT_DIR}")
     real_root = os.path.realpath(root)
     full = os.path.join(real_root, value.lstrip("/"))
     try:
@@ -258,9 +283,12 @@ def check_dir(value: str, root: str, python: str) -> str:
 
 def _word(value: str) -> str:
     """A path as one word of ReadWritePaths= or Environment=: `%` escaped,
-    quoted when it holds a space (quotes and backslashes are refused)."""
+    in double quotes when it holds a space or a single quote (systemd reads
+    a `'` outside quotes as the start of a quoted part: "Failed to extract
+    first word", the setting ignored). Double quotes and backslashes are
+    refused before this."""
     text = setting(value, "--metrics-dir")
-    return f'"{text}"' if " " in text else text
+    return f'"{text}"' if " " in text or "'" in text else text
 
 
 def render_dropin(name: str, directory: str) -> Plan:
@@ -283,10 +311,18 @@ def configured_dir(root: str, name: str) -> str:
     return m.group(1).replace("%%", "%") if m else DEFAULT_DIR
 
 
-def moved(name: str, before: str, after: str, live: bool) -> str:
-    """After an install that set --metrics-dir: the tunnel's file in the
-    directory used before goes (on the live system), and where it is now."""
-    if live and before != after:
+def moved(name: str, before: str, after: str, sd: Systemd | None) -> str:
+    """After an install that set --metrics-dir: on the live system, the
+    tunnel's file in the directory used before goes, and where it is now.
+    A watcher still running with the old directory (an install with
+    --no-start leaves it alone) would write that file again: it is
+    restarted on the new drop-in first (systemd finishes the restart even
+    if this command dies, and the watcher is never left stopped), and the
+    old file removed once the old process is gone."""
+    if sd is not None and before != after:
+        watcher = f"wgns-watch@{name}.service"
+        if sd.active_state(watcher) not in ("inactive", "failed"):
+            sd.restart(watcher)
         remove(name, before)
     return f"the watcher writes the metrics of tunnel {name} to {prom_path(after, name)}"
 

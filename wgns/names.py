@@ -38,18 +38,31 @@ class NameError_(WgnsError):
     """A name or value that cannot go into a unit file."""
 
 
-# A run of base64 as long as this is treated as key material: never shown.
+# A whole WireGuard key (32 bytes in base64): no path or name is one.
+WG_KEY = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
+# In text read from a file that holds keys (a wg-quick file), any run of
+# base64 this long could be part of one (a key wrapped over two lines).
 KEYISH = re.compile(r"[A-Za-z0-9+/]{12,}")
 
 
 def printable(value: str, what: str = "value") -> str:
-    """`value` quoted for an error message, or a description of it when it
-    is too long to print usefully or could hold a key."""
-    if KEYISH.search(value):
-        return f"a {what} that looks like key material (not shown)"
-    if len(value) > 80:
+    """A value given on the command line (a path, a name, an address),
+    quoted for an error message, as Python writes it (what is not printable
+    escaped); a description instead when it is too long to print usefully
+    or holds a whole WireGuard key (pasted where a path was meant)."""
+    if WG_KEY.search(value):
+        return f"a {what} that holds a WireGuard key (not shown)"
+    if len(value) > 160:
         return f"a {what} of {len(value)} characters"
     return repr(value)
+
+
+def masked(value: str, what: str = "value") -> str:
+    """A value read from a file that holds keys: never shown when it holds
+    a run of 12 or more base64 characters, which could be part of a key."""
+    if KEYISH.search(value):
+        return f"a {what} that could be part of a key (not shown)"
+    return printable(value, what)
 
 
 def check_tunnel_name(name: str) -> str:
@@ -157,9 +170,22 @@ def check_port(value: str, what: str) -> int:
     return int(value)
 
 
+def check_utf8(value: str, what: str) -> str:
+    """Text that UTF-8 can carry. A byte of another encoding in argv (a
+    Latin-1 path) reaches Python as a lone surrogate, which no file can
+    hold."""
+    if any("\ud800" <= c <= "\udfff" for c in value):
+        raise NameError_(f"{what} {printable(value, 'value')} is not valid UTF-8",
+                         hint="a byte of another encoding (Latin-1?) cannot go into a "
+                         "unit file; give it in UTF-8")
+    return value
+
+
 def _refuse_control(value: str, what: str) -> None:
     """Control characters (C0, DEL, C1) and Unicode line or paragraph
-    separators: none belongs in a path or a unit file."""
+    separators: none belongs in a path or a unit file; nor does text that
+    is not UTF-8."""
+    check_utf8(value, what)
     if any(ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029" for c in value):
         raise NameError_(
             f"{what} {printable(value, 'value')} holds a control character "
@@ -169,12 +195,19 @@ def _refuse_control(value: str, what: str) -> None:
 def exec_word(value: str, what: str = "path", first: bool = False) -> str:
     """One word of an ExecStart= command line: systemd expands `%`
     specifiers on the whole line, splits it into words (quotes, C escapes),
-    then expands `$VAR` in the arguments (not in the program's path, where
-    `$` is refused). Plain words stay as they are."""
+    then expands `$VAR` in the arguments. The program's own path (FIRST)
+    may hold neither `$` (not expanded there as in the arguments) nor a
+    quote or a backslash (systemd refuses the unit: "Executable name
+    contains special characters"). Plain words stay as they are."""
     _refuse_control(value, what)
     if first and (not value.startswith("/") or "$" in value):
         raise NameError_(
             f"{what} {printable(value, 'path')} must be an absolute path without '$'")
+    if first and any(c in value for c in "'\"\\"):
+        raise NameError_(
+            f"{what} {printable(value, 'path')} holds a quote or a backslash, which "
+            "systemd refuses in a program's path", hint="install wgns (or the venv) "
+            "in a directory whose path has none")
     if re.fullmatch(r"[A-Za-z0-9_./@:+=,-]+", value):
         return value
     inner = (value.replace("\\", "\\\\").replace('"', '\\"')

@@ -97,11 +97,18 @@ def parse_address(data: bytes, gateway: str) -> tuple[int, str]:
     return epoch, str(ipaddress.IPv4Address(data[8:12]))
 
 
-def parse_map(data: bytes, protocol: str, gateway: str, deleting: bool = False) -> Mapping:
-    """A mapping's answer; with DELETING, the answer to a lifetime-0 request
-    (which maps nothing, as it should)."""
+def parse_map(data: bytes, protocol: str, gateway: str, internal: int,
+              deleting: bool = False) -> Mapping:
+    """The answer to a request for INTERNAL (the port asked for, which is
+    what the Mapping carries: the reply's own internal port is only
+    compared, never used); with DELETING, the answer to a lifetime-0
+    request (which maps nothing, as it should). A reply about another
+    internal port answers another request (a late reply to an earlier try)
+    and is ignored; 0 is taken as "this one", as some gateways answer."""
     _, epoch = _header(data, PROTOCOLS[protocol], 16, gateway)
-    internal, external, lifetime = struct.unpack("!HHI", data[8:16])
+    answered, external, lifetime = struct.unpack("!HHI", data[8:16])
+    if answered not in (internal, 0):
+        raise BadReply(f"reply about internal port {answered}, not {internal}")
     if not deleting and (external == 0 or lifetime == 0):
         raise NoMapping(f"gateway {gateway} answered success for {protocol.upper()} but "
                         f"mapped nothing (port {external}, lifetime {lifetime} s)")

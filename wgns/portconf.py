@@ -11,7 +11,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from .errors import WgnsError
-from .names import check_address, printable
+from .names import check_address, check_utf8, printable
 
 MAX_COMMAND = 4096
 KEYS = ("gateway", "qbittorrent", "transmission", "exec")
@@ -50,6 +50,7 @@ def check_url(value: str, what: str) -> str:
     """http(s)://ADDRESS[:PORT][/path] with a literal address or localhost:
     the client runs in the tunnel's namespace, where no name is looked up
     for it. No user:password@ (use --credentials), no query, no fragment."""
+    check_utf8(value, what)
     if CONTROL.search(value) or " " in value or len(value) > 512:
         raise WgnsError(f"{what}: {printable(value, 'URL')} is not a URL")
     try:
@@ -98,6 +99,7 @@ def check_command(value: str) -> str:
     if len(value) > MAX_COMMAND:
         raise WgnsError(f"--exec: {len(value)} characters, more than {MAX_COMMAND}",
                         hint="put the commands in a script and give its path")
+    check_utf8(value, "--exec")
     if not value.strip() or CONTROL.search(value):
         raise WgnsError("--exec: give one line of shell, without control characters")
     return value

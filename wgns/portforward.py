@@ -25,6 +25,7 @@ from .render import (
     forward_login_path,
     forward_unit,
     helper_path,
+    in_private_tmp,
     render_forward,
     tunnel_unit,
 )
@@ -37,22 +38,27 @@ MAX_LOGIN_BYTES = 4096
 
 def readable_by_all(path: str) -> bool:
     """Whether an unprivileged user can open PATH: every directory on the
-    way searchable by others, the file readable by them."""
-    p = Path(path)
+    way searchable by others, the file readable by them; on the way to
+    where PATH really is too (a venv's python linked to a build under
+    /root)."""
     try:
-        if not os.stat(p).st_mode & stat.S_IROTH:
-            return False
-        for d in p.parents:
-            if not os.stat(d).st_mode & stat.S_IXOTH:
+        for p in {Path(path), Path(os.path.realpath(path))}:
+            if not os.stat(p).st_mode & stat.S_IROTH:
                 return False
+            for d in p.parents:
+                if not os.stat(d).st_mode & stat.S_IXOTH:
+                    return False
     except OSError:
         return False
     return True
 
 
 def dynamic_user_can_run(python: str) -> bool:
-    """Whether a unit of this copy of wgns can run as a dynamic user."""
-    return readable_by_all(python) and readable_by_all(helper_path())
+    """Whether a unit of this copy of wgns can run as a dynamic user: one
+    can read it, and it is not where the dynamic user's own /tmp and
+    /var/tmp hide it."""
+    return (readable_by_all(python) and readable_by_all(helper_path())
+            and not in_private_tmp(python, helper_path()))
 
 
 def read_login(path: str) -> tuple[str, str]:
@@ -196,8 +202,11 @@ def _published(name: str) -> dict[str, Any]:
         return {}
     port, renewed, address = data.get("port"), data.get("renewed"), data.get("external_address")
     age = None
-    if isinstance(renewed, (int, float)) and not isinstance(renewed, bool):
-        age = time.time() - renewed
+    # A time as JSON can be any integer (400 digits: float() overflows) or
+    # NaN or infinity: only a plausible Unix time is a time.
+    if isinstance(renewed, (int, float)) and not isinstance(renewed, bool) \
+            and 0 <= renewed < 1e11:
+        age = time.time() - float(renewed)
     try:
         address = str(ipaddress.IPv4Address(address))
     except ValueError:

@@ -29,6 +29,13 @@ WATCH_UNITS = ("wgns-watch@.service",)
 # every 20 s): removed by install and uninstall when found.
 LEGACY_WATCH_TIMER = "wgns-watch@.timer"
 DROPIN_NAME = "90-wgns.conf"
+WG_QUICK_DIR = "/etc/wireguard"   # where `wgns install` without --conf imports from
+# What a unit that parses the network (port forwarding, the UDP relay) must
+# never read, even when it runs as root without capabilities: every key wgns
+# reads (its own configuration, wg-quick's) and the system's password hashes
+# and private keys.
+SECRET_PATHS = (CONF_DIR, WG_QUICK_DIR, "/etc/shadow", "/etc/gshadow", "/etc/ssh",
+                "/etc/ssl/private")
 
 
 @dataclass(frozen=True)
@@ -103,8 +110,10 @@ def sandbox_values(python: str, helper: str) -> dict[str, str]:
     """Sandboxing that must not hide the copy of wgns the units run: a venv
     or pipx install under /root or /home stays readable (ProtectHome=
     read-only instead of yes), one under /tmp or /var/tmp keeps the real
-    /tmp (PrivateTmp=no)."""
-    paths = (python, helper)
+    /tmp (PrivateTmp=no). Where the interpreter really is counts too: a
+    venv's python is often a link to a pyenv build under /root."""
+    import os
+    paths = (python, os.path.realpath(python), helper, os.path.realpath(helper))
 
     def below(*dirs: str) -> bool:
         return any(p == d or p.startswith(d + "/") for p in paths for d in dirs)
@@ -197,12 +206,28 @@ def forward_login_path(name: str) -> str:
     return f"{CONF_DIR}/{name}/forward.login"
 
 
-def user_setting(dynamic_user: bool) -> str:
+def secret_paths() -> str:
+    """InaccessiblePaths= of SECRET_PATHS ("-": a missing one is no error)."""
+    return "InaccessiblePaths=" + " ".join(f"-{p}" for p in SECRET_PATHS)
+
+
+def in_private_tmp(python: str, helper: str) -> bool:
+    """Whether this copy of wgns lives where a dynamic user cannot see it:
+    DynamicUser=yes implies PrivateTmp=yes (which no setting turns off), so
+    a venv under /tmp or /var/tmp is hidden from one."""
+    return sandbox_values(python, helper)["private_tmp"] == "no"
+
+
+def user_setting(dynamic_user: bool, python: str) -> str:
     """Who a unit running this copy of wgns runs as: a dynamic user when
-    one can read the copy, else root without capabilities (said why)."""
-    return ("DynamicUser=yes" if dynamic_user else
-            "# Root without capabilities: a dynamic user could not read this copy\n"
-            "# of wgns (its directory is private to root).")
+    one can see and read the copy, else root without capabilities (said
+    why)."""
+    if dynamic_user:
+        return "DynamicUser=yes"
+    why = ("its private /tmp and /var/tmp (DynamicUser= implies PrivateTmp=)\n"
+           "# would hide this copy of wgns" if in_private_tmp(python, helper_path()) else
+           "it could not read this copy of wgns (its directory is private\n# to root)")
+    return f"# Root without capabilities, not a dynamic user: {why}."
 
 
 def render_forward(name: str, settings: Settings, login: tuple[str, str] | None,
@@ -213,11 +238,12 @@ def render_forward(name: str, settings: Settings, login: tuple[str, str] | None,
     root without any capability."""
     header = f"{MARKER} {__version__}: port forwarding of tunnel {name}."
     unit = forward_unit(name)
-    user = user_setting(dynamic_user)
+    user = user_setting(dynamic_user, python)
     values = {"version": __version__, "name": name, "gateway": settings.gateway,
               "python": exec_word(python, "the interpreter's path", first=True),
               "helper": exec_word(helper_path(), "the wgns package's path"),
               "user": user, "hosts": " ".join(setting(h, "address") for h in settings.hosts()),
+              "secret_paths": secret_paths(),
               "login": (f"LoadCredential=login:{forward_login_path(name)}" if login else
                         "# No login: the clients take the API calls without one."),
               **sandbox_values(python, helper_path())}

@@ -51,7 +51,8 @@ def _relay(values: dict[str, str], python: str, target_host: str, target_port: i
     values = {**values, "python": exec_word(python, "the interpreter's path", first=True),
               "helper": exec_word(render.helper_path(), "the wgns package's path"),
               "target_host": exec_word(target_host, "HOST"), "target_port": str(target_port),
-              "user": render.user_setting(dynamic_user),
+              "user": render.user_setting(dynamic_user, python),
+              "secret_paths": render.secret_paths(),
               **render.sandbox_values(python, render.helper_path())}
     return _template("relay.service").substitute(values)
 

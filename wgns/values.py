@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Iterable, Union
 
 from .errors import ConfigError
-from .names import ADDRESS_CHARS, printable
+from .names import ADDRESS_CHARS, masked
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
@@ -42,7 +42,7 @@ class Endpoint:
 
 
 def _show(value: str) -> str:
-    return printable(value, "value")
+    return masked(value, "value")
 
 
 def _address_text(value: str, what: str, source: str, line: int | None,

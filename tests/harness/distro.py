@@ -8,8 +8,9 @@ core and ops scenarios (systems.py lists the guests).
   with a metrics directory, a confined unit, TCP and UDP exposes, reaches
   by address, by name and over UDP, port forwarding), each verified by
   this systemd (`systemd-analyze verify`, no warning allowed) and scored
-  live (`systemd-analyze security`, recorded for the host to compare with
-  the documented table), then uninstalled without a trace.
+  live (`systemd-analyze security`, recorded for the host's
+  test_security_scores to compare with the README's table for this
+  systemd), then uninstalled without a trace.
 - `resolved`: a host whose own resolver is systemd-resolved (the stub
   127.0.0.53 in /etc/resolv.conf, `resolve` in nsswitch.conf), as on
   Ubuntu and Fedora: a confined unit resolves through the tunnel only,
@@ -38,13 +39,17 @@ RESOLVED_CHECKS = ("resolved_is_the_hosts_resolver", "resolved_probe_dns_through
                    "resolved_asked_nothing", "resolved_check_passes",
                    "resolved_uninstall_leaves_no_trace")
 METRICS_DIR = "/srv/wgns metrics"
-# What each kind of unit is called in the documented table (README's
-# "Sandboxing"), and the unit of that kind the `units` scenario makes.
-KINDS = {
-    "tunnel": "wg.service", "netns": "netns@wg.service", "watch": "wgns-watch@wg.service",
-    "expose": "wgns-wg-expose-8000.service", "expose-udp": "wgns-wg-expose-udp-5353.service",
-    "reach": "wgns-wg-reach-5432.service", "reach-name": "wgns-wg-reach-9696.service",
-    "reach-udp": "wgns-wg-reach-udp-53.service", "forward": "wgns-wg-forward.service",
+# Every kind of unit wgns writes (security.KINDS, the README's sandboxing
+# table) and the unit of that kind the `units` scenario makes.
+UNITS = {
+    "tunnel": "wg.service", "namespace": "netns@wg.service",
+    "watcher": "wgns-watch@wg.service", "TCP expose": "wgns-wg-expose-8000.service",
+    "UDP expose": "wgns-wg-expose-udp-5353.service",
+    "TCP reach, an address": "wgns-wg-reach-5432.service",
+    "TCP reach, a name": "wgns-wg-reach-9696.service",
+    "UDP reach, an address": "wgns-wg-reach-udp-53.service",
+    "UDP reach, a name": "wgns-wg-reach-udp-5300.service",
+    "port forwarding": "wgns-wg-forward.service",
 }
 
 
@@ -112,6 +117,7 @@ def units(rec: sc.Recorder, flavour: str) -> None:
         ("reach", "127.0.0.1:5432"),
         ("reach", "indexer.lan:9696"),
         ("reach", "[::1]:53", "--udp"),
+        ("reach", "indexer.lan:5300", "--udp"),
         ("port-forward", "--qbittorrent", "http://127.0.0.1:8080", "--credentials",
          str(login), "--exec", "echo $WGNS_PORT"),
     ]
@@ -128,25 +134,14 @@ def units(rec: sc.Recorder, flavour: str) -> None:
     rec.info("units_verified", to_verify)
     rec.check("units_verify_clean", p.returncode == 0 and not said and len(to_verify) >= 14,
               {"exit": p.returncode, "said": said[:10], "units": to_verify})
-    scores: dict[str, float] = {}
-    detail: object = scores
-    try:
-        scores.update({kind: security.scores([unit])[unit] for kind, unit in KINDS.items()})
-    except (RuntimeError, ValueError) as e:   # a score that cannot be read fails
-        detail = str(e)
-    ok = detail is scores
-    rec.info("security_scores", {"systemd": systemd_major(), "scores": scores})
-    rec.check("units_scored", ok and len(scores) == len(KINDS), detail)
+    security.record(rec, UNITS)   # the host compares them with the README's table
+    rec.check("units_scored", sorted(UNITS) == sorted(security.KINDS), sorted(UNITS))
     p = sc.wgns("uninstall")
     changed = [k for k in sc.diff(before, sc.snapshot()) if not k.startswith("/etc/hosts")]
     rec.check("units_uninstall_leaves_no_trace", p.returncode == 0 and not changed,
               changed[:10])
     os.rmdir(METRICS_DIR)
     provider.stop()
-
-
-def systemd_major() -> int:
-    return int(sc.run("systemctl", "--version", quiet=True).stdout.split()[1])
 
 
 def transactions() -> int | None:

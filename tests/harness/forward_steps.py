@@ -6,12 +6,12 @@ from __future__ import annotations
 import glob
 import os
 import socket
-import time
 from pathlib import Path
 
 import forward as fw
 import provider as prov
 import scenario as sc
+import security
 
 WAIT = 60   # the bound for a client to follow a new port
 
@@ -161,7 +161,7 @@ def run_steps(rec: sc.Recorder, provider: prov.Provider, before: dict, keys: dic
     rec.check("pf_back_with_tunnel", sc.active("wgns-wg-forward.service") == "active"
               and fw.forwarded("wg") is not None
               and fw.client_port("wg") == fw.forwarded("wg"), fw.status_json("wg"))
-    sc.record_security(rec, "pf_security", ["wgns-wg-forward.service"])
+    security.record(rec, {"port forwarding": "wgns-wg-forward.service"})
 
     # -- secrets: keys and client passwords never shown ---------------------------
     secrets = [fw.QBT_PASSWORD, fw.TR_PASSWORD] + [k[0] for k in keys.values()]
@@ -175,7 +175,10 @@ def run_steps(rec: sc.Recorder, provider: prov.Provider, before: dict, keys: dic
 
     # -- off, uninstall ----------------------------------------------------------
     p = sc.wgns("port-forward", "--off")
-    time.sleep(0.5)
+    # The stop waited for the unit; systemd removes its runtime directory as
+    # it goes: wait for that, then compare.
+    sc.settle("wgns-wg-forward.service")
+    sc.wait_for("the runtime directory gone", lambda: not os.path.exists("/run/wgns/wg"), 10)
     changed = [c for c in sc.diff(before_pf, sc.snapshot()) if "/tr" not in c
                and "tr.service" not in c and "tr-forward" not in c]
     rec.check("pf_off_leaves_nothing", p.returncode == 0 and not changed

@@ -5,7 +5,7 @@ forwarding; `tr` bare), each written by its own watcher run to
 /var/lib/prometheus/node-exporter/wgns-NAME.prom. What
 http://127.0.0.1:9100/metrics shows is compared with `wgns status --json`
 and `wgns status --prometheus`, then the tunnel goes down and comes back,
-`tr` moves to a --metrics-dir with a space, a specifier and a `$`, and
+`tr` moves to a --metrics-dir with a space, a specifier, a `$` and a `'`, and
 uninstall takes every file away.
 
 Run by scenario.py (`python3 scenario.py metrics REPORT`).
@@ -27,7 +27,8 @@ import scenario as sc
 NODE = "prometheus-node-exporter.service"
 SCRAPE = "http://127.0.0.1:9100/metrics"
 TEXTFILES = "/var/lib/prometheus/node-exporter"
-ODD_DIR = "/srv/wgns metrics 100%h $HOME"
+ODD_DIR = "/srv/wgns metrics 100%h $HOME it's"
+NEXT_DIR = "/srv/wgns-metrics-next"
 # The line the watcher's unit template carries for DEFAULT_DIR; added here
 # as a runtime drop-in while the template on this branch lacks it.
 TEMPLATE_LINE = f"ReadWritePaths=-{TEXTFILES}"
@@ -47,6 +48,7 @@ METRICS_CHECKS = (
     "metrics_status_prometheus_matches", "metrics_status_flags_exclusive",
     "metrics_keys_hidden", "metrics_down_after_stop", "metrics_up_after_start",
     "metrics_dir_option_read_back", "metrics_dir_option_writes_there",
+    "metrics_dir_moved_without_start_old_file_stays_gone",
     "metrics_uninstall_removes_files",
 )
 Series = dict[tuple[str, frozenset], float]
@@ -131,7 +133,8 @@ def bad_dirs(rec: sc.Recorder) -> None:
     before = sc.snapshot()
     results = {}
     for bad in ("srv/real", "/srv/missing", "/srv/link", "/srv/re\nal", "/srv/nobody",
-                "/etc", "/tmp", '/srv/"real"'):
+                "/etc", "/tmp", '/srv/"real"', "/etc/systemd/system/multi-user.target.wants",
+                "/etc/wireguard", "/srv/r\udce9al"):
         p = sc.wgns("install", "--conf", "/root/wg.conf", "--metrics-dir", bad)
         lines = p.stderr.strip().splitlines()
         results[bad] = (p.returncode == 1 and len(lines) == 1
@@ -171,7 +174,8 @@ def metrics(rec: sc.Recorder, flavour: str) -> None:
     p1 = sc.wgns("uninstall")
     p2 = sc.wgns("uninstall", "--name", "tr")
     sc.systemctl("stop", "sleeper.service")
-    leftovers = [p for d in (TEXTFILES, ODD_DIR) for p in os.listdir(d) if "wgns" in p]
+    leftovers = [p for d in (TEXTFILES, ODD_DIR, NEXT_DIR) for p in os.listdir(d)
+                 if "wgns" in p]
     changed = sc.diff(before, sc.snapshot())
     rec.check("metrics_uninstall_removes_files",
               p1.returncode == 0 and p2.returncode == 0 and not leftovers and not changed
@@ -370,6 +374,22 @@ def moved(rec: sc.Recorder) -> None:
               and value(scrape(), "wgns_tunnel_up", tunnel="tr") is None
               and oct(written.stat().st_mode & 0o777) == "0o644",
               (ran, text[:200], os.listdir(TEXTFILES)))
+    # Once more with --no-start on the running tunnel: the install leaves the
+    # tunnel alone, but the watcher that still had the old directory (it
+    # wrote the old file again within 2 minutes) is gone and its successor
+    # writes into the new one.
+    os.makedirs(NEXT_DIR, exist_ok=True)
+    old_pid = sc.main_pid("wgns-watch@tr.service")
+    p = sc.wgns("install", "--conf", "/root/tr.conf", "--name", "tr", "--no-start",
+                "--metrics-dir", NEXT_DIR)
+    fresh = Path(NEXT_DIR, "wgns-tr.prom")
+    took = sc.wait_for("the watcher writes into the new directory", fresh.exists, 30)
+    rec.check("metrics_dir_moved_without_start_old_file_stays_gone",
+              p.returncode == 0 and took is not None and not written.exists()
+              and not os.path.exists(f"/proc/{old_pid}")
+              and sc.main_pid("wgns-watch@tr.service") not in ("0", old_pid)
+              and sc.active("tr.service") == "active",
+              (p.stderr, took, written.exists(), old_pid, sc.main_pid("wgns-watch@tr.service")))
 
 
 sc.SCENARIOS["metrics"] = metrics

@@ -19,6 +19,7 @@ from typing import Callable
 import bridges
 import provider as prov
 import scenario as sc
+import security
 
 OPS_CHECKS = (
     "ops_install", "expose_reaches_confined_service", "expose_lan_listen",
@@ -106,7 +107,7 @@ def ops(rec: sc.Recorder, flavour: str) -> None:
               got)
     got = sc.fetch(f"http://{prov.HOST_LAN4}:18000/", netns=prov.NS)
     rec.check("expose_lan_listen", p2.returncode == 0 and got == "confined-web", got)
-    sc.record_security(rec, "security_expose", ["wgns-wg-expose-8000.service"])
+    security.record(rec, {"TCP expose": "wgns-wg-expose-8000.service"})
     r = sc.probe("ops")
     rec.check("expose_namespace_still_isolated",
               r.get("links") == ["lo", "wg"] and not sc.reached(r, "host_lan")
@@ -222,9 +223,12 @@ def ops(rec: sc.Recorder, flavour: str) -> None:
     took = sc.wait_for("endpoint follows its host name", endpoint_moved, 60)
     rec.info("heal_endpoint_moved_seconds", took)
     # WireGuard starts a new handshake once data goes unanswered (~15 s).
-    resumed = took is not None and sc.wait_for("traffic through the moved server", traffic_ok, 60)
+    # (Seconds, or None: not moved, or no traffic within the minute.)
+    resumed = sc.wait_for("traffic through the moved server", traffic_ok, 60) \
+        if took is not None else None
     rec.check("heal_endpoint_moved_without_restart",
-              resumed is not None and sc.main_pid("sleeper.service") == pid,
+              took is not None and resumed is not None
+              and sc.main_pid("sleeper.service") == pid,
               (took, resumed, pid, sc.main_pid("sleeper.service")))
     sc.run("ip", "-n", prov.NS, "addr", "add", f"{prov.PROV_LAN4}/24", "dev", "vp")
     provider.point_name_at(prov.PROV_LAN4)

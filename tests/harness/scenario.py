@@ -148,6 +148,45 @@ def settle(*units: str, timeout: float = 15) -> None:
         time.sleep(0.1)
 
 
+def own_unit() -> str:
+    """The unit running this scenario (its start job lasts as long as it does)."""
+    try:
+        cgroup = Path("/proc/self/cgroup").read_text()
+    except OSError:
+        return ""
+    names = [p for line in cgroup.splitlines() for p in line.split("/") if p.endswith(".service")]
+    return names[-1] if names else ""
+
+
+def jobs_idle(timeout: float = 30) -> bool:
+    """Wait until systemd has no job queued (nothing starting or stopping),
+    but the start jobs of this scenario's own unit and of targets, which
+    last as long as the scenario: the positive signal before a check that
+    nothing happened."""
+    deadline, own = time.monotonic() + timeout, own_unit()
+    while time.monotonic() < deadline:
+        jobs = [ln.split() for ln in run("systemctl", "list-jobs", "--no-legend",
+                                         quiet=True).stdout.splitlines() if ln.strip()]
+        if not [j for j in jobs if len(j) > 1 and j[1] != own and not j[1].endswith(".target")]:
+            return True
+        time.sleep(0.1)
+    print(f"{time.monotonic() - T0:7.2f}   jobs still queued after {timeout:.0f} s: {jobs}",
+          flush=True)
+    return False
+
+
+def journal_cursor() -> str:
+    """Where the journal is now: journal_since() reads what came after."""
+    out = run("journalctl", "-n", "0", "--show-cursor", quiet=True).stdout
+    return out.rsplit("cursor: ", 1)[-1].strip()
+
+
+def journal_since(cursor: str, *units: str) -> str:
+    args = [a for u in units for a in ("-u", u)]
+    return run("journalctl", f"--after-cursor={cursor}", "-o", "cat", "--no-pager", *args,
+               quiet=True).stdout
+
+
 def active(unit: str) -> str:
     return run("systemctl", "is-active", unit, quiet=True).stdout.strip()
 
@@ -188,15 +227,6 @@ def packages() -> dict[str, str]:
             *PACKAGES, quiet=True)
     return {w[0]: w[2] for w in (ln.split() for ln in p.stdout.splitlines())
             if len(w) == 3 and w[1] == "ii"}
-
-
-def record_security(rec: Recorder, key: str, units: list[str]) -> None:
-    """Live `systemd-analyze security` scores of units (security.py), as info."""
-    try:
-        import security
-        rec.info(key, security.scores(units))
-    except Exception as e:  # a missing systemd-analyze must not stop a scenario
-        rec.info(key, f"{type(e).__name__}: {e}")
 
 
 def exposure_places(outputs: str) -> dict[str, str]:
@@ -422,7 +452,9 @@ def core(rec: Recorder, flavour: str) -> None:
     rec.check("units_call_installed_python",
               f"\nExecStart={where[0]} -I {where[1]}/helper.py link up wg\n" in unit_text
               and where[0].startswith(os.path.dirname(WGNS)), (where, unit_text))
-    record_security(rec, "security", ["netns@wg.service", "wg.service", "wgns-watch@wg.service"])
+    import security
+    security.record(rec, {"tunnel": "wg.service", "namespace": "netns@wg.service",
+                          "watcher": "wgns-watch@wg.service"})
 
     rec.step("Confine services; look from inside one (a DynamicUser probe)")
     p = wgns("confine", "nosuch.service")

@@ -19,8 +19,16 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from typing import Protocol
 
 OVERALL = re.compile(r"Overall exposure level for (\S+): (\d+(?:\.\d+)?)")
+# Every kind of unit wgns writes, as the README's sandboxing table names
+# them (the last parentheses of a row's first cell). The scenarios record a
+# live score per kind; the host test (tests/test_security_scores.py)
+# compares each with the table's column for the guest's systemd.
+KINDS = ("tunnel", "namespace", "watcher", "TCP expose", "UDP expose",
+         "TCP reach, an address", "TCP reach, a name", "UDP reach, an address",
+         "UDP reach, a name", "port forwarding")
 
 
 def _analyze(unit: str) -> str:
@@ -44,6 +52,24 @@ def scores(units: list[str]) -> dict[str, float]:
     """{unit: overall exposure level} for each unit (one call each: with
     several units systemd-analyze prints a table without the overall line)."""
     return {unit: parse(_analyze(unit), unit) for unit in units}
+
+
+class Recorder(Protocol):
+    def info(self, name: str, value: object) -> None: ...
+
+
+def record(rec: Recorder, units: dict[str, str]) -> None:
+    """The live score of each of UNITS ({kind: unit}) as an info line
+    "security:KIND". A score that cannot be read is recorded as the error:
+    the host test fails on it (nothing is swallowed here)."""
+    for kind, unit in units.items():
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind of unit {kind!r}: one of {KINDS}")
+        try:
+            value: dict[str, object] = {"unit": unit, "score": parse(_analyze(unit), unit)}
+        except (RuntimeError, ValueError, OSError) as e:
+            value = {"unit": unit, "error": f"{type(e).__name__}: {e}"}
+        rec.info(f"security:{kind}", value)
 
 
 def failing(unit: str) -> list[str]:
