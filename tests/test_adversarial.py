@@ -580,12 +580,12 @@ def test_exec_parser_itself():
 
 
 def _tunnel():
-    from wgns.config import parse_wgquick
+    from wgns.core.config import parse_wgquick
     return parse_wgquick(PROTON, "protonvpn.conf", "wg")
 
 
 def _exec_lines(plan) -> list[tuple[str, str]]:
-    from wgns.render import File
+    from wgns.render.units import File
     out = []
     for path, item in plan.items():
         if isinstance(item, File) and path.startswith("/etc/systemd/"):
@@ -620,7 +620,7 @@ DOLLAR_PYTHONS = ["/opt/$HOME/bin/python3", "/opt/${HOME}/bin/python3", "/opt/a$
 
 @pytest.mark.parametrize("case", sorted(PYTHONS))
 def test_interpreter_path_survives_systemd_quoting(case):
-    from wgns.render import helper_path, render_tunnel
+    from wgns.render.units import helper_path, render_tunnel
     python = PYTHONS[case]
     plan = render_tunnel(_tunnel(), python, None)
     lines = _exec_lines(plan)
@@ -636,7 +636,7 @@ def test_interpreter_path_with_a_quote_or_backslash_is_refused_in_one_line(
         root, monkeypatch, case):
     """They were written without a word (under --root), and systemd then
     refused every unit: "Executable name contains special characters"."""
-    from wgns import ops
+    from wgns.admin import ops
     monkeypatch.setattr(ops, "python_path", lambda: QUOTED_PYTHONS[case])
     before = snapshot(root)
     r = invoke("install", "--conf", DATA / "protonvpn.conf", "--root", root)
@@ -647,8 +647,8 @@ def test_interpreter_path_with_a_quote_or_backslash_is_refused_in_one_line(
 
 @pytest.mark.parametrize("python", DOLLAR_PYTHONS)
 def test_interpreter_path_with_dollar_is_refused(python):
-    from wgns.errors import WgnsError
-    from wgns.render import render_tunnel
+    from wgns.core.errors import WgnsError
+    from wgns.render.units import render_tunnel
     with pytest.raises(WgnsError, match="without '\\$'"):
         render_tunnel(_tunnel(), python, None)
 
@@ -656,8 +656,8 @@ def test_interpreter_path_with_dollar_is_refused(python):
 @pytest.mark.parametrize("bad", ["\n", "\r", "\t", "\x00", "\x1b", "\x7f", "\x85"],
                          ids=["lf", "cr", "tab", "nul", "esc", "del", "nel"])
 def test_interpreter_path_with_control_character_is_refused(bad):
-    from wgns.errors import WgnsError
-    from wgns.render import render_tunnel
+    from wgns.core.errors import WgnsError
+    from wgns.render.units import render_tunnel
     with pytest.raises(WgnsError):
         render_tunnel(_tunnel(), f"/opt/x{bad}ExecStartPre=/bin/sh/python3", None)
 
@@ -1042,9 +1042,9 @@ def _interrupting(real, n: int, exc: type[BaseException]):
 @pytest.mark.parametrize("func", ["replace", "fsync"])
 @pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "reinstall"])
 def test_interrupted_install_leaves_the_tree_as_it_was(root, monkeypatch, func, exc, n, fresh):
-    from wgns import install as writer
-    from wgns import ops
-    from wgns.config import parse_wgquick
+    from wgns.admin import ops
+    from wgns.admin import writer as writer
+    from wgns.core.config import parse_wgquick
     if not fresh:
         install_ok(root)
     tunnel = parse_wgquick((DATA / "multi.conf").read_text(), "multi.conf", "wg")

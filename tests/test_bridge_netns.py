@@ -69,7 +69,7 @@ def _lan():
 
 RELAY = """
 import socket, sys, threading
-from wgns import relay
+from wgns.runtime import relay
 family = socket.AF_INET if sys.argv[1] == "4" else socket.AF_INET6
 echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 echo.bind(("127.0.0.1", 0))
@@ -136,7 +136,7 @@ def test_the_relay_answers_broadcast_and_multicast_from_its_own_address(
 
 
 CHECK = """
-from wgns import check_bridges
+from wgns.admin import check_bridges
 ok, detail = check_bridges.host_addresses(__import__("sys").argv[1])
 print(ok, detail)
 """

@@ -11,9 +11,9 @@ import xmlrpc.client
 
 import pytest
 
-from wgns.clients import ClientError, LoginRejected
-from wgns.deluge import Deluge
-from wgns.rtorrent import RTorrent, scgi_request
+from wgns.runtime.clients import ClientError, LoginRejected
+from wgns.runtime.deluge import Deluge
+from wgns.runtime.rtorrent import RTorrent, scgi_request
 
 
 def serve(handler):

@@ -4,8 +4,8 @@ import ipaddress
 
 import pytest
 
-from wgns.config import Endpoint, Secret, parse_wgquick, to_wgquick
-from wgns.errors import ConfigError
+from wgns.core.config import Endpoint, Secret, parse_wgquick, to_wgquick
+from wgns.core.errors import ConfigError
 
 from .conftest import DATA, GOOD, PRIV, PUB  # noqa: F401
 

@@ -4,14 +4,34 @@
 import shutil
 import subprocess
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
+from .conftest import REPO
 from .harness import machine
 from .harness.ci import tier_unavailable
 
 pytestmark = pytest.mark.container
+
+
+def package_files() -> set[str]:
+    """Every module of the package in this checkout (wgns/**/*.py)."""
+    return {str(p.relative_to(REPO)) for p in (REPO / "wgns").rglob("*.py")}
+
+
+def test_the_wheel_carries_every_module_and_template_and_nothing_else():
+    machine.CACHE.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(dir=machine.CACHE))
+    try:
+        with zipfile.ZipFile(machine.build_wheel(out)) as whl:
+            names = set(whl.namelist())
+        assert {n for n in names if n.endswith(".py")} == package_files()
+        templates = {f"wgns/units/{p.name}" for p in (REPO / "units").iterdir()}
+        assert templates <= names and len(templates) >= 10, sorted(templates - names)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def test_deb_builds_and_lintian_has_no_errors():
@@ -27,6 +47,9 @@ def test_deb_builds_and_lintian_has_no_errors():
                      "./usr/share/man/man8/wgns.8.gz",
                      "./usr/share/bash-completion/completions/wgns"):
             assert path in listing, path
+        shipped = {ln.split("dist-packages/", 1)[1] for ln in listing.splitlines()
+                   if "dist-packages/wgns/" in ln and ln.endswith(".py")}
+        assert shipped == package_files(), sorted(shipped ^ package_files())
         fields = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends", "Recommends",
                                  "Suggests"], check=True, text=True,
                                 stdout=subprocess.PIPE).stdout

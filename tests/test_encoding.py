@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from wgns import ops
+from wgns.admin import ops
 
 from .conftest import DATA
 from .test_adversarial import assert_same_tree, error_line, invoke, run_wgns, snapshot

@@ -9,11 +9,13 @@ import struct
 import pytest
 from typer.testing import CliRunner
 
-from wgns import natpmp, portconf, portforward
+from wgns.admin import forward as portforward
 from wgns.cli import app
-from wgns.clients import ClientError
-from wgns.errors import WgnsError
-from wgns.forwarder import Forwarder
+from wgns.core import portconf
+from wgns.core.errors import WgnsError
+from wgns.runtime import natpmp
+from wgns.runtime.clients import ClientError
+from wgns.runtime.forwarder import Forwarder
 
 from .conftest import DATA
 
@@ -279,7 +281,7 @@ def test_default_gateway():
 
 
 def test_credentials_readable_by_others_are_refused(tmp_path):
-    from wgns.portforward import read_login
+    from wgns.admin.forward import read_login
     f = tmp_path / "login"
     f.write_text("username=admin\npassword=hunter2hunter2\n")
     os.chmod(f, 0o640)

@@ -15,15 +15,17 @@ import tracemalloc
 import pytest
 from typer.testing import CliRunner
 
-from wgns import clients, hook, metrics, portforward
-from wgns.check import RESOLVER_SOCKETS, _forward_check
+from wgns.admin import forward as portforward
+from wgns.admin import metrics
+from wgns.admin.check import RESOLVER_SOCKETS, _forward_check
 from wgns.cli import app
-from wgns.clients import ClientError, QBittorrent, Transmission
-from wgns.errors import WgnsError
-from wgns.forwarder import Forwarder
-from wgns.hook import Command
-from wgns.portconf import Settings, check_gateway
-from wgns.render import render_forward
+from wgns.core.errors import WgnsError
+from wgns.core.portconf import Settings, check_gateway
+from wgns.render.units import render_forward
+from wgns.runtime import clients, hook
+from wgns.runtime.clients import ClientError, QBittorrent, Transmission
+from wgns.runtime.forwarder import Forwarder
+from wgns.runtime.hook import Command
 
 from .conftest import DATA
 from .test_forward import GW, FakeClient, Gateway, forwarder
@@ -290,7 +292,7 @@ def test_the_units_that_parse_the_network_cannot_read_any_key(dynamic_user):
     """As root without capabilities (a copy of wgns private to root) they
     could read /etc/wireguard, where `wgns install` without --conf takes
     the private key from; /etc/wgns was hidden, that was not."""
-    from wgns.render_bridge import render_expose_udp, render_reach
+    from wgns.render.bridges import render_expose_udp, render_reach
     python = "/usr/bin/python3"
     plans = [render_forward("wg", Settings(GW), None, python, dynamic_user),
              render_expose_udp("app.service", 53, "127.0.0.1:53", 53, "wg", python,
@@ -529,7 +531,7 @@ def test_a_client_outside_the_namespace_is_refused(tmp_path, url):
 
 
 def test_an_exec_command_too_long_is_told_so():
-    from wgns.portconf import check_command
+    from wgns.core.portconf import check_command
     with pytest.raises(WgnsError) as e:
         check_command("echo " + "x" * 5000)      # was: 'give one line of shell'
     assert "more than 4096" in str(e.value)
@@ -674,7 +676,7 @@ def test_qbittorrent_52_logs_in_and_takes_the_port():
 
 
 def test_qbittorrent_52_wrong_login_is_rejected():
-    from wgns.clients import LoginRejected
+    from wgns.runtime.clients import LoginRejected
     s, url = serve(qbittorrent_52("right", {"port": 6881}))
     with s, pytest.raises(LoginRejected):
         QBittorrent(url, ("admin", "wrong")).port()

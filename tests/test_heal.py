@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from wgns import heal, netns, restore, wireguard
-from wgns.errors import SystemdError
+from wgns.core import netns, restore, wireguard
+from wgns.core.errors import SystemdError
+from wgns.runtime import heal
 
 
 class FakeSystemd:
@@ -65,15 +66,15 @@ def world(tmp_path, monkeypatch):
     monkeypatch.setattr(heal, "link_problem", lambda name: state["problem"])
     monkeypatch.setattr(heal, "reresolve", lambda tunnel: [])
     monkeypatch.setattr(netns, "exists", lambda name: state.get("netns", True))
-    import wgns.link
-    import wgns.ops
-    import wgns.systemd
-    monkeypatch.setattr(wgns.link, "load", lambda name: None)
-    monkeypatch.setattr(wgns.ops, "confined_units",
+    import wgns.admin.ops
+    import wgns.core.systemd
+    import wgns.runtime.link
+    monkeypatch.setattr(wgns.runtime.link, "load", lambda name: None)
+    monkeypatch.setattr(wgns.admin.ops, "confined_units",
                         lambda root, name=None: dict(state["confined"]))
 
     def use(sd):
-        monkeypatch.setattr(wgns.systemd, "Systemd", lambda: sd)
+        monkeypatch.setattr(wgns.core.systemd, "Systemd", lambda: sd)
     state["use"] = use
     return state
 

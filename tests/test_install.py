@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
-from wgns import install
-from wgns.render import File, Link
+from wgns.admin import writer as install
+from wgns.render.units import File, Link
 
 
 def plan():

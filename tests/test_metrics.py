@@ -17,9 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from wgns import metrics
+from wgns.admin import metrics
 from wgns.cli import app
-from wgns.errors import WgnsError
+from wgns.core.errors import WgnsError
 
 from .conftest import DATA, PRIV, PUB
 
@@ -341,13 +341,13 @@ def test_write_textfile_failing_leaves_the_old_file_and_no_temporary(tmp_path, m
 @pytest.fixture
 def gathered(monkeypatch):
     """status.gather replaced at the boundary (netlink, systemd, /etc)."""
-    import wgns.status
+    import wgns.admin.status
     calls = []
 
     def gather(name, sd):
         calls.append((name, sd))
         return tunnel(name)
-    monkeypatch.setattr(wgns.status, "gather", gather)
+    monkeypatch.setattr(wgns.admin.status, "gather", gather)
     monkeypatch.setattr(metrics, "RUN_DIR", "/nonexistent")
     return calls
 
@@ -409,12 +409,12 @@ class FakeSystemd:
 def live(monkeypatch, gathered):
     """`wgns status` on a 'live system' with tunnels wg and tr: root, systemd
     and what status reads (netlink, /etc) replaced at their boundary."""
-    import wgns.ops
-    import wgns.systemd
+    import wgns.admin.ops
+    import wgns.core.systemd
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(wgns.systemd, "Systemd", FakeSystemd)
-    monkeypatch.setattr(wgns.ops, "installed_tunnels", lambda root: ["tr", "wg"])
-    monkeypatch.setattr(wgns.ops, "require_tunnel", lambda root, name: None)
+    monkeypatch.setattr(wgns.core.systemd, "Systemd", FakeSystemd)
+    monkeypatch.setattr(wgns.admin.ops, "installed_tunnels", lambda root: ["tr", "wg"])
+    monkeypatch.setattr(wgns.admin.ops, "require_tunnel", lambda root, name: None)
     return gathered
 
 

@@ -29,9 +29,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from wgns.cli import app
-from wgns.config import Tunnel, parse_wgquick, to_wgquick
-from wgns.errors import ConfigError
-from wgns.render import File, render_dropin, render_tunnel
+from wgns.core.config import Tunnel, parse_wgquick, to_wgquick
+from wgns.core.errors import ConfigError
+from wgns.render.units import File, render_dropin, render_tunnel
 
 from .conftest import DATA, GOOD, PRIV, PUB, REPO  # noqa: F401
 from .test_adversarial import _GUARD, assert_same_tree, snapshot, systemd_exec_argv

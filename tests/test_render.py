@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from wgns import ops, render
+from wgns.admin import ops
 from wgns.cli import app
+from wgns.render import units as render
 
 from .conftest import DATA
 
@@ -108,7 +109,7 @@ def test_install_from_options_then_confine(nsswitch, tmp_path):
 def test_bridges(nsswitch, monkeypatch):
     """TCP and UDP exposes and reaches. Whether the relay runs as a dynamic
     user depends on who can read this copy of wgns: a dynamic user here."""
-    from wgns import bridge, expose
+    from wgns.admin import bridge, expose
     for module in (bridge, expose):
         monkeypatch.setattr(module, "dynamic_user_can_run", lambda python: True)
     units = nsswitch / "etc/systemd/system"

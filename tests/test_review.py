@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from wgns import heal, install
+from wgns.admin import writer as install
 from wgns.cli import app
+from wgns.runtime import heal
 
 from .conftest import DATA, one_error
 

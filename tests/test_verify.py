@@ -89,7 +89,7 @@ ODD_PYTHON_DIRS = ["my env", "100%h", "a;b %%i"]
 def test_an_interpreter_path_that_needs_quoting_verifies(tmp_path, monkeypatch, odd):
     """The units of an interpreter at an odd path (a venv there): systemd
     parses every ExecStart= and finds the program (it must exist)."""
-    from wgns import ops
+    from wgns.admin import ops
     python = tmp_path / odd / "python3"
     python.parent.mkdir()
     python.symlink_to(os.path.realpath("/usr/bin/python3"))

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from wgns import watcher
-from wgns.watcher import Watcher
+from wgns.runtime import watcher
+from wgns.runtime.watcher import Watcher
 
 from .harness.ci import can_make_links, tier_unavailable
 
@@ -115,7 +115,8 @@ def test_the_boot_check_runs_until_healthy_and_again_after_a_namespace_change(ns
 
 def test_metrics_are_written_after_changes_and_otherwise_every_two_minutes(tmp_path,
                                                                           monkeypatch):
-    from wgns import metrics, systemd
+    from wgns.admin import metrics
+    from wgns.core import systemd
     calls = []
     monkeypatch.setattr(metrics, "update", lambda name, sd, d: calls.append(d) or True)
 

@@ -24,28 +24,28 @@ USAGE = ("usage: helper.py netns|link up|down NAME | watch|forward|probe NAME"
 
 def run(command: str, action: str, name: str, rest: list[str]) -> None:
     if command == "relay":
-        from wgns import relay
+        from wgns.runtime import relay
         relay.main(name, *rest)
     elif command == "netns":
-        from wgns import netns
+        from wgns.core import netns
         (netns.up if action == "up" else netns.down)(name)
     elif command == "link":
-        from wgns import link
+        from wgns.runtime import link
         if action == "up":
             print(link.up(name), flush=True)
             link.restore_confined(name)
         else:
             link.stop(name)
     elif command == "watch":
-        from wgns import watcher
+        from wgns.runtime import watcher
         watcher.run(name)
     elif command == "forward":
-        from wgns import forwarder
+        from wgns.runtime import forwarder
         forwarder.main(name)
     else:
         import json
 
-        from wgns import check
+        from wgns.admin import check
         print(json.dumps(check.probe(name)))
 
 
@@ -61,9 +61,9 @@ def main(argv: list[str]) -> int:
     else:
         print(USAGE, file=sys.stderr)
         return 2
-    from wgns.errors import WgnsError
-    from wgns.names import check_tunnel_name as check_name  # light: no config parser
-    from wgns.text import one_line
+    from wgns.core.errors import WgnsError
+    from wgns.core.names import check_tunnel_name as check_name  # light: no config parser
+    from wgns.core.text import one_line
     what = f"wgns: {name} {command} {action}" if command in ("netns", "link") else \
         f"wgns: {name} {command}"
     try:

@@ -246,8 +246,9 @@ def bench(rec: sc.Recorder, flavour: str) -> None:
             cli.setdefault(key, []).append(list(measure(commands[key])))
     rec.info("cli", {k: v[1:] for k, v in cli.items()})
     imports = subprocess.run(
-        [sc.PYTHON, "-X", "importtime", "-c", "import wgns.cli, wgns.status, wgns.systemd, "
-         "pyroute2, pystemd.systemd1, typer"], stderr=subprocess.PIPE, text=True).stderr
+        [sc.PYTHON, "-X", "importtime", "-c", "import wgns.cli.main, wgns.admin.status, "
+         "wgns.core.systemd, pyroute2, pystemd.systemd1, typer"], stderr=subprocess.PIPE,
+        text=True).stderr
     rows = []
     for line in imports.splitlines():
         parts = [p.strip() for p in line.replace("import time:", "").split("|")]

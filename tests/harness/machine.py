@@ -164,9 +164,22 @@ def wheelhouse(flavour: str, system: System | None = None) -> Path:
     for f in deps.iterdir():
         if f.name.endswith((".whl", ".tar.gz")):
             shutil.copy(f, out)
-    _run([str(_build_venv() / "bin" / "pip"), "wheel", "-q", "--no-deps",
-          "--no-build-isolation", "-w", str(out), str(REPO)])
+    build_wheel(out)
     return out
+
+
+def build_wheel(dest: Path) -> Path:
+    """wgns's wheel from the files git tracks (as a clean clone has them:
+    no build/ directory of an earlier build can slip old modules in)."""
+    work = Path(tempfile.mkdtemp(prefix="whl-", dir=CACHE))
+    try:
+        copy_checkout(work / "wgns")
+        before = set(dest.glob("wgns-*.whl"))
+        _run([str(_build_venv() / "bin" / "pip"), "wheel", "-q", "--no-deps",
+              "--no-build-isolation", "-w", str(dest), str(work / "wgns")])
+        return next(iter(set(dest.glob("wgns-*.whl")) - before))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 # Daemons the Debian packages enable; a guest starts them only in the

@@ -186,8 +186,8 @@ def metrics(rec: sc.Recorder, flavour: str) -> None:
 
 COST = """
 import time
-from wgns import metrics
-from wgns.systemd import Systemd
+from wgns.admin import metrics
+from wgns.core.systemd import Systemd
 with Systemd() as sd:
     metrics.update("wg", sd, "/run/wgns-cost")  # imports and first connections
     t, w = time.process_time(), time.monotonic()

@@ -230,7 +230,7 @@ def inherited_socket() -> socket.socket:
 
 
 def main(name: str, host: str, port: str) -> None:
-    from .names import check_host, check_port
+    from ..core.names import check_host, check_port
     relay = Relay(inherited_socket(), check_host(host, "HOST"), check_port(port, "PORT"))
     relay.run()
     if relay.dropped:

@@ -25,12 +25,12 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from . import netns, restore, wireguard
-from .config import Tunnel
-from .errors import SystemdError
+from ..core import netns, restore, wireguard
+from ..core.config import Tunnel
+from ..core.errors import SystemdError
 
 if TYPE_CHECKING:
-    from .systemd import Systemd
+    from ..core.systemd import Systemd
 
 STALE_AFTER = 135
 
@@ -192,7 +192,7 @@ def missed_at_boot(sd: Systemd, name: str) -> list[str]:
     stopped by a person has left the inactive state once, and is left alone;
     each unit is started this way once per boot (/run/wgns/NAME.booted), so
     one whose conditions keep it from running is not tried at every look."""
-    from .ops import confined_units
+    from ..admin.ops import confined_units
     try:
         with open(_booted_path(name)) as f:
             done = set(f.read().split())
@@ -207,7 +207,7 @@ def start_missed_at_boot(sd: Systemd, name: str) -> list[str] | None:
     """Under the writers' lock, so that an unconfine cannot slip in between
     the check that a unit is confined and its start. None when the lock was
     busy (a wgns command runs): the check is still to do."""
-    from .safeio import dir_lock
+    from ..core.safeio import dir_lock
     with dir_lock("/", timeout=5) as held:
         if not held:
             return None
@@ -231,10 +231,10 @@ def look(name: str, boot_check: bool) -> tuple[list[str], bool | None]:
     The boot check (confined units that missed their start) costs a D-Bus
     call or three per confined unit: the watcher asks for it only until the
     tunnel was seen healthy after its namespace changed."""
+    from ..admin.ops import confined_units
+    from ..core.systemd import Systemd
+    from ..render.units import tunnel_unit
     from .link import load
-    from .ops import confined_units
-    from .render import tunnel_unit
-    from .systemd import Systemd
 
     unit = tunnel_unit(name)
     with Systemd() as sd:

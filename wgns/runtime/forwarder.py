@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ..core.errors import WgnsError
+from ..core.text import one_line, redact
 from . import natpmp
-from .errors import WgnsError
 from .forward_sync import Client, ClientSync
 from .natpmp import GatewayError, NoMapping
 from .natpmp_io import Transport, write_atomic
-from .text import one_line, redact
 
 REFUSED_WAIT = 30.0      # a gateway that says no is asked again after 30 s
 
@@ -224,10 +224,10 @@ class Forwarder:
 def main(name: str) -> None:
     """The unit's entry: settings and login from the credentials systemd
     hands it (LoadCredential=), output to its runtime directory."""
-    from . import portconf
+    from ..core import portconf
+    from ..core.safeio import read_text
     from .clients import QBittorrent, Transmission
     from .hook import Command
-    from .safeio import read_text
 
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
     if not creds:

@@ -7,19 +7,19 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from . import netns, wireguard
+from ..core import netns, wireguard
+from ..core.systemd import Systemd
+from ..render.units import tunnel_unit
+from ..runtime.link import load
 from .bridge import reaches
 from .expose import exposures
-from .link import load
 from .ops import confined_units
-from .render import tunnel_unit
-from .systemd import Systemd
 
 
 def _interface(name: str) -> dict[str, Any] | None:
     """The tunnel's link as seen from inside its namespace (wgns's own
     netlink reader: no pyroute2 to import, status stays quick)."""
-    from .core import netlink
+    from ..core import netlink
     links = netlink.links()
     link = links.get(name)
     if link is None:
@@ -73,7 +73,7 @@ def gather(name: str, sd: Systemd | None) -> dict[str, Any]:
     out["reached"] = [{"target": r.target, "proto": r.proto, "at": r.at,
                        "state": sd.active_state(f"{base}.socket") if sd else "unknown"}
                       for base, r in reaches("/", name)]
-    from .portforward import state as forward_state
+    from .forward import state as forward_state
     out["port_forward"] = forward_state(name, sd)
     return out
 
@@ -128,7 +128,7 @@ def format_text(st: dict[str, Any]) -> str:
         lines.append(f"  reaches: {r['at']} inside -> {r['target']}/{r['proto']} on the host "
                      f"side ({r['state']})")
     if st.get("port_forward"):
-        from .portforward import format_text as forward_text
+        from .forward import format_text as forward_text
         lines += forward_text(st["port_forward"])
     return "\n".join(lines)
 

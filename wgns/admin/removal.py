@@ -4,11 +4,9 @@ re-install replaces. CLI side, called from ops.py."""
 
 from __future__ import annotations
 
-from . import metrics
-from .errors import SystemdError
-from .install import read_owned, remove_owned, under
-from .ops import WANTS_DIRS, Report, confined_units, installed_tunnels
-from .render import (
+from ..core.errors import SystemdError
+from ..core.systemd import Systemd
+from ..render.units import (
     CONF_DIR,
     LEGACY_WATCH_TIMER,
     NETNS_UNIT,
@@ -21,7 +19,9 @@ from .render import (
     tunnel_unit,
     watch_unit,
 )
-from .systemd import Systemd
+from . import metrics
+from .ops import WANTS_DIRS, Report, confined_units, installed_tunnels
+from .writer import read_owned, remove_owned, under
 
 
 def drop_legacy_watcher(root: str, name: str, sd: Systemd | None) -> None:
@@ -39,7 +39,7 @@ def drop_legacy_watcher(root: str, name: str, sd: Systemd | None) -> None:
 def remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> None:
     unit = tunnel_unit(name)
     from .bridge import owned_bridges, unit_paths
-    from .portforward import _paths as forward_paths
+    from .forward import _paths as forward_paths
     confined = list(confined_units(root, name))
     exposed = owned_bridges(root, name)  # exposes and reaches
     forwarding = [forward_unit(name)] if read_owned(
@@ -73,7 +73,7 @@ def remove_tunnel(root: str, name: str, sd: Systemd | None, report: Report) -> N
     remove_owned(root, paths, prune)
     metrics.forget(root, name, live=sd is not None)
     if sd is not None:
-        from .restore import clear_all
+        from ..core.restore import clear_all
         clear_all(name)
         sd.reload()
         for u in (unit, f"netns@{name}.service", f"wgns-watch@{name}.service", *forwarding,

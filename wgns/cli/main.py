@@ -13,9 +13,9 @@ from typing import List, Optional
 
 import typer
 
-from . import __version__
-from .errors import WgnsError
-from .text import one_line
+from .. import __version__
+from ..core.errors import WgnsError
+from ..core.text import one_line
 
 app = typer.Typer(
     help="Confine systemd services to a network namespace whose only way out "
@@ -88,12 +88,12 @@ def _number(value: Optional[str], what: str, lo: int, hi: int) -> Optional[int]:
 
 
 def _systemd(root: Optional[str]):  # type: ignore[no-untyped-def]
-    from .install import check_root, require_root
+    from ..admin.writer import check_root, require_root
     require_root(root)
     if root is not None:
         check_root(root)
         return None
-    from .systemd import Systemd
+    from ..core.systemd import Systemd
     return Systemd()
 
 
@@ -134,7 +134,8 @@ def install(
     root: Optional[str] = ROOT_OPTION,
 ) -> None:
     """Install a tunnel from a wg-quick file (--conf) or from options, and start it."""
-    from . import config, metrics, ops
+    from ..admin import metrics, ops
+    from ..core import config
     try:
         if conf is None and not any((address, private_key_file, peer, endpoint)):
             conf = _wg_quick_file(config.check_name(name), root)
@@ -178,7 +179,7 @@ def _wg_quick_file(name: str, root: Optional[str]) -> str:
     already runs with wg-quick, /etc/wireguard/NAME.conf, when there is one."""
     import os
 
-    from .render import WG_QUICK_DIR
+    from ..render.units import WG_QUICK_DIR
     path = f"{WG_QUICK_DIR}/{name}.conf"
     where = os.path.join(root, path.lstrip("/")) if root else path
     if not os.path.lexists(where):
@@ -201,7 +202,7 @@ def confine(
     root: Optional[str] = ROOT_OPTION,
 ) -> None:
     """Confine services to a tunnel (running ones are restarted into it)."""
-    from . import ops
+    from ..admin import ops
     try:
         sd = _systemd(root)
         _emit(ops.confine(list(units), name, root or "/", sd, force, not no_restart))
@@ -217,7 +218,7 @@ def unconfine(
     root: Optional[str] = ROOT_OPTION,
 ) -> None:
     """Remove the confinement drop-in from services."""
-    from . import ops
+    from ..admin import ops
     try:
         sd = _systemd(root)
         _emit(ops.unconfine(list(units), root or "/", sd, not no_restart))
@@ -234,8 +235,8 @@ def status(
         False, "--prometheus", help="The Prometheus text format (the watcher's metrics)."),
 ) -> None:
     """Show tunnels: state, namespace, peers, handshakes, transfer, DNS, confined units."""
-    from . import ops
-    from .install import require_root
+    from ..admin import ops
+    from ..admin.writer import require_root
     if as_json and prometheus:
         typer.echo("wgns: error: --json and --prometheus exclude each other", err=True)
         raise typer.Exit(2)
@@ -244,14 +245,14 @@ def status(
         names = [name] if name else ops.installed_tunnels("/")
         if name:
             ops.require_tunnel("/", name)
-        from . import status as st
-        from .systemd import Systemd
+        from ..admin import status as st
+        from ..core.systemd import Systemd
         with Systemd() as sd:
             result = [st.gather(n, sd) for n in names]
         if as_json:
             typer.echo(json.dumps({"tunnels": result}, indent=2))
         elif prometheus:
-            from .metrics import render
+            from ..admin.metrics import render
             typer.echo(render(result), nl=False)
         elif not result:
             typer.echo("no tunnels installed; add one with: wgns install --conf FILE")
@@ -270,15 +271,15 @@ def check(
         help="Fail when a peer's latest handshake is older."),
 ) -> None:
     """Leak test: interfaces, routes, DNS, resolver sockets, drop-ins, handshake."""
-    from . import ops
-    from .install import require_root
+    from ..admin import ops
+    from ..admin.writer import require_root
     try:
         require_root(None)
         ops.require_tunnel("/", name)
-        from .check import as_json as to_json
-        from .check import run_checks
-        from .link import load
-        from .render import helper_path
+        from ..admin.check import as_json as to_json
+        from ..admin.check import run_checks
+        from ..render.units import helper_path
+        from ..runtime.link import load
         checks = run_checks(load(name), ops.python_path(), helper_path(), max_handshake_age)
     except (WgnsError, OSError) as e:
         _fail(e)
@@ -298,7 +299,7 @@ def uninstall(
     root: Optional[str] = ROOT_OPTION,
 ) -> None:
     """Stop a tunnel and remove everything wgns wrote for it."""
-    from . import ops
+    from ..admin import ops
     try:
         sd = _systemd(root)
         _emit(ops.uninstall(name, root or "/", sd))
@@ -307,7 +308,7 @@ def uninstall(
 
 
 # The commands about ports (expose, unexpose, port-forward) live next door.
-from . import cli_ports  # noqa: E402,F401
+from . import ports as cli_ports  # noqa: E402,F401
 
 
 def run() -> None:

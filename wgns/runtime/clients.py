@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from .errors import WgnsError
+from ..core.errors import WgnsError
 
 TIMEOUT = 10
 

@@ -10,9 +10,9 @@ import ipaddress
 import socket
 from typing import Any
 
-from . import netns
-from .errors import WgnsError
-from .systemd import Systemd
+from ..core import netns
+from ..core.errors import WgnsError
+from ..core.systemd import Systemd
 
 RTN_LOCAL = 2  # a route to one of the namespace's own addresses
 
@@ -32,7 +32,7 @@ def _declared(name: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
 def _endpoint(listen: str) -> object:
     """ADDR:PORT as (address, port), however systemd writes it; what does
     not parse stays as it is (and so differs from any declared address)."""
-    from .names import split_host_port
+    from ..core.names import split_host_port
     try:
         host, port = split_host_port(listen, "listen")
         return ipaddress.ip_address(host), port

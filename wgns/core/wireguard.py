@@ -119,7 +119,7 @@ def kernel_info(name: str) -> DeviceInfo | None:
     """The kernel device NAME in the calling thread's namespace, read with
     wgns's own netlink reader (no pyroute2: the watcher stays small);
     None when there is none."""
-    from .core import netlink
+    from . import netlink
     found = netlink.wireguard_device(name)
     if found is None:
         return None

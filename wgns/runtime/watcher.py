@@ -25,7 +25,7 @@ import socket
 import time
 from typing import Callable
 
-from . import netns
+from ..core import netns
 
 PERIOD = 60.0          # a full look this often when nothing happens
 STAT_EVERY = 1.0       # the namespace's identity is checked this often
@@ -225,9 +225,9 @@ class Metrics:
         if not os.path.isdir(self.directory):
             return
         self.last = now
-        from . import metrics
-        from .errors import WgnsError
-        from .systemd import Systemd
+        from ..admin import metrics
+        from ..core.errors import WgnsError
+        from ..core.systemd import Systemd
         try:
             with Systemd() as sd:
                 metrics.update(self.name, sd, self.directory)
@@ -236,7 +236,7 @@ class Metrics:
 
 
 def run(name: str) -> None:
+    from ..admin.metrics import DEFAULT_DIR
     from .heal import look
-    from .metrics import DEFAULT_DIR
     directory = os.environ.get("WGNS_METRICS_DIR") or DEFAULT_DIR
     Watcher(name, look, after=Metrics(name, directory)).run(notify_ready)

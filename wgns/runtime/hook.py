@@ -12,8 +12,8 @@ import subprocess
 import time
 from typing import Callable
 
+from ..core.text import one_line
 from .clients import ClientError
-from .text import one_line
 
 EXEC_TIMEOUT = 60
 OUTPUT_KEPT = 8192     # of an --exec command's output, for the last 5 lines

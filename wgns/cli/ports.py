@@ -9,8 +9,8 @@ from typing import Optional
 
 import typer
 
-from .cli import NAME_OPTION, ROOT_OPTION, _emit, _fail, _number, _systemd, app
-from .errors import WgnsError
+from ..core.errors import WgnsError
+from .main import NAME_OPTION, ROOT_OPTION, _emit, _fail, _number, _systemd, app
 
 
 @app.command()
@@ -27,8 +27,8 @@ def expose(
     """Make a port of a confined service reachable from the host (no veth, no NAT)."""
     try:
         sd = _systemd(root)
-        from .expose import expose as do_expose
-        from .ops import python_path
+        from ..admin.expose import expose as do_expose
+        from ..admin.ops import python_path
         if listen == "":
             raise typer.BadParameter("--listen needs ADDRESS:PORT")
         _emit(do_expose(unit, _number(port, "PORT", 1, 65535) or 0, listen, name,
@@ -48,7 +48,7 @@ def unexpose(
     """Stop exposing a port and remove its units."""
     try:
         sd = _systemd(root)
-        from .expose import unexpose as do_unexpose
+        from ..admin.expose import unexpose as do_unexpose
         _emit(do_unexpose(unit, _number(port, "PORT", 1, 65535) or 0, name,
                           root or "/", sd, udp))
     except (WgnsError, OSError) as e:
@@ -71,8 +71,8 @@ def reach(
     """Let confined units reach one service on the host or the LAN (no route, no veth)."""
     try:
         sd = _systemd(root)
-        from .bridge import reach as do_reach
-        from .ops import python_path
+        from ..admin.bridge import reach as do_reach
+        from ..admin.ops import python_path
         _emit(do_reach(target, at, udp, name, root or "/", sd, python_path()))
     except (WgnsError, OSError) as e:
         _fail(e)
@@ -88,7 +88,7 @@ def unreach(
     """Stop reaching HOST:PORT from the tunnel and remove its units."""
     try:
         sd = _systemd(root)
-        from .bridge import unreach as do_unreach
+        from ..admin.bridge import unreach as do_unreach
         _emit(do_unreach(target, udp, name, root or "/", sd))
     except (WgnsError, OSError) as e:
         _fail(e)
@@ -121,7 +121,7 @@ def port_forward(
     """Get an incoming port from the provider (NAT-PMP) and keep a client on it."""
     try:
         sd = _systemd(root)
-        from . import portforward
+        from ..admin import forward as portforward
         if off:
             given = [o for o, v in (("--gateway", gateway), ("--qbittorrent", qbittorrent),
                                     ("--transmission", transmission),
@@ -133,7 +133,7 @@ def port_forward(
                 raise typer.Exit(2)
             _emit(portforward.disable(name, root or "/", sd))
             return
-        from .ops import python_path
+        from ..admin.ops import python_path
         _emit(portforward.enable(name, root or "/", sd, python_path(), gateway,
                                  qbittorrent, transmission, command, credentials))
     except (WgnsError, OSError) as e:

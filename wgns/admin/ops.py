@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from . import metrics
-from .config import Tunnel, check_name
-from .errors import ConflictError, SystemdError, WgnsError
-from .install import locked, lookup, read_owned, refuse_conflicts, remove_owned, under, write_plan
-from .names import check_service
-from .render import (
+from ..core.config import Tunnel, check_name
+from ..core.errors import ConflictError, SystemdError, WgnsError
+from ..core.names import check_service
+from ..core.restore import forget as _forget_restore
+from ..core.systemd import Systemd
+from ..render.units import (
     CONF_DIR,
     UNIT_DIR,
     File,
@@ -31,8 +31,8 @@ from .render import (
     tunnel_unit,
     watch_unit,
 )
-from .restore import forget as _forget_restore
-from .systemd import Systemd
+from . import metrics
+from .writer import locked, lookup, read_owned, refuse_conflicts, remove_owned, under, write_plan
 
 WANTS_DIRS = tuple(f"{UNIT_DIR}/{t}.wants" for t in ("multi-user.target", "timers.target",
                                                     "sockets.target"))
@@ -93,8 +93,8 @@ def confined_units(root: str, name: str | None = None) -> dict[str, str]:
 def _host_nsswitch(root: str) -> str | None:
     """The host's nsswitch.conf (bytes that are not UTF-8 become U+FFFD:
     only its hosts: line matters, and wgns rewrites that one)."""
-    from .errors import ConfigError
-    from .safeio import read_bytes
+    from ..core.errors import ConfigError
+    from ..core.safeio import read_bytes
     p = under(root, "/etc/nsswitch.conf")
     if not os.path.lexists(p):
         return None
@@ -117,7 +117,7 @@ def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
     plan = render_tunnel(tunnel, python, _host_nsswitch(root))
     if metrics_dir is not None:  # checked by metrics.check_dir
         plan.update(metrics.render_dropin(name, metrics_dir))
-    from .config import MAX_CONF_BYTES
+    from ..core.config import MAX_CONF_BYTES
     stored = plan[conf_path(name)]
     if isinstance(stored, File) and len(stored.text.encode()) > MAX_CONF_BYTES:
         raise WgnsError(f"the tunnel's configuration would be larger than {MAX_CONF_BYTES} "
@@ -175,7 +175,7 @@ def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
 
 def _previous(root: str, plan: Plan) -> Plan:
     """The files of a working install that a new plan replaces."""
-    from .install import _snapshot
+    from .writer import _snapshot
     out: Plan = {}
     for path in plan:
         before = _snapshot(under(root, path))

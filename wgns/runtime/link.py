@@ -17,10 +17,10 @@ import socket
 import sys
 import time
 
-from . import netns, restore, wireguard
-from .config import MAX_CONF_BYTES, Tunnel, parse_wgquick
-from .errors import ConfigError, TunnelError, WgnsError
-from .render import conf_path
+from ..core import netns, restore, wireguard
+from ..core.config import MAX_CONF_BYTES, Tunnel, parse_wgquick
+from ..core.errors import ConfigError, TunnelError, WgnsError
+from ..render.units import conf_path
 
 RESOLVE_FOR = 60.0  # seconds of retrying before the unit fails (and restarts)
 
@@ -30,7 +30,7 @@ def load(name: str, root: str = "/") -> Tunnel:
     if not os.path.lexists(path):
         raise ConfigError(path, f"no such tunnel {name!r}",
                           hint="wgns install creates it")
-    from .safeio import read_text
+    from ..core.safeio import read_text
     return parse_wgquick(read_text(path, MAX_CONF_BYTES, follow=False), path, name)
 
 
@@ -231,7 +231,7 @@ def _forget_restore_unless_restarting(name: str) -> None:
     propagates from the namespace unit) keeps it."""
     if not os.path.exists(restore.path(name)):
         return  # the usual case: no D-Bus needed
-    from .systemd import Systemd
+    from ..core.systemd import Systemd
     with Systemd() as sd:
         if "restart" not in sd.jobs(f"{name}.service"):
             restore.forget(name)
@@ -244,8 +244,8 @@ def restore_confined(name: str) -> None:
     units = restore.read(name)
     if not units:
         return
+    from ..core.systemd import Systemd
     from .heal import start_confined
-    from .systemd import Systemd
     with Systemd() as sd:
         lines = start_confined(sd, name, units, "running before the watcher's restart")
     restore.forget(name)

@@ -5,6 +5,11 @@ tunnel runs (BindsTo= it, wanted by it)."""
 
 from __future__ import annotations
 
+from ..core.errors import WgnsError
+from ..core.names import check_address, check_port
+from ..core.systemd import Systemd
+from ..render.bridges import expose_udp_unit, render_expose_udp
+from ..render.units import UNIT_DIR, expose_info, expose_unit, render_expose
 from .bridge import (
     dynamic_user_can_run,
     proxyd_path,
@@ -12,13 +17,8 @@ from .bridge import (
     start_bridge,
     stop_bridges,
 )
-from .errors import WgnsError
-from .install import read_owned, under, write_plan
-from .names import check_address, check_port
 from .ops import Report, confined_units, normalize_unit, require_tunnel, serialised
-from .render import UNIT_DIR, expose_info, expose_unit, render_expose
-from .render_bridge import expose_udp_unit, render_expose_udp
-from .systemd import Systemd
+from .writer import read_owned, under, write_plan
 
 
 def exposures(root: str, name: str | None = None

@@ -14,9 +14,10 @@ import ipaddress
 import re
 from typing import NamedTuple
 
-from . import __version__, render
-from .names import exec_word, join_host_port, setting
-from .render import UNIT_DIR, File, Link, Plan, _template, tunnel_unit
+from .. import __version__
+from ..core.names import exec_word, join_host_port, setting
+from . import units as render
+from .units import UNIT_DIR, File, Link, Plan, _template, tunnel_unit
 
 
 class Reach(NamedTuple):

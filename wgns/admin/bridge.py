@@ -14,13 +14,13 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from .errors import SystemdError, WgnsError
-from .install import lookup, read_owned, remove_owned, under, write_plan
-from .names import join_host_port, printable, split_host_port
+from ..core.errors import SystemdError, WgnsError
+from ..core.names import join_host_port, printable, split_host_port
+from ..core.systemd import Systemd
+from ..render.bridges import Reach, reach_info, reach_unit, render_reach
+from ..render.units import UNIT_DIR, tunnel_unit
 from .ops import Report, require_tunnel, serialised
-from .render import UNIT_DIR, tunnel_unit
-from .render_bridge import Reach, reach_info, reach_unit, render_reach
-from .systemd import Systemd
+from .writer import lookup, read_owned, remove_owned, under, write_plan
 
 PROXYD = ("/usr/lib/systemd/systemd-socket-proxyd", "/lib/systemd/systemd-socket-proxyd")
 
@@ -72,7 +72,7 @@ def reaches(root: str, name: str | None = None) -> list[tuple[str, Reach]]:
 
 
 def dynamic_user_can_run(python: str) -> bool:
-    from .portforward import dynamic_user_can_run as can_run  # one rule for every unit
+    from .forward import dynamic_user_can_run as can_run  # one rule for every unit
     return can_run(python)
 
 

@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import portconf
-from .config import parse_wgquick
-from .errors import SystemdError, WgnsError
-from .install import read_owned, remove_owned, under, write_plan
-from .ops import Report, require_tunnel, serialised
-from .portconf import Settings
-from .render import (
+from ..core import portconf
+from ..core.config import parse_wgquick
+from ..core.errors import SystemdError, WgnsError
+from ..core.portconf import Settings
+from ..core.safeio import read_text
+from ..core.systemd import Systemd
+from ..render.units import (
     UNIT_DIR,
     conf_path,
     forward_conf_path,
@@ -29,8 +29,8 @@ from .render import (
     render_forward,
     tunnel_unit,
 )
-from .safeio import read_text
-from .systemd import Systemd
+from .ops import Report, require_tunnel, serialised
+from .writer import read_owned, remove_owned, under, write_plan
 
 RUN_DIR = "/run/wgns"
 MAX_LOGIN_BYTES = 4096

@@ -19,12 +19,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
-from .errors import ConfigError, WgnsError
-from .names import printable, setting
-from .render import MARKER, UNIT_DIR, File, Plan
+from ..core.errors import ConfigError, WgnsError
+from ..core.names import printable, setting
+from ..render.units import MARKER, UNIT_DIR, File, Plan
 
 if TYPE_CHECKING:
-    from .systemd import Systemd
+    from ..core.systemd import Systemd
 
 DEFAULT_DIR = "/var/lib/prometheus/node-exporter"
 RUN_DIR = "/run/wgns"
@@ -79,7 +79,7 @@ def restarts(name: str, run_dir: str | None = None) -> dict[str, int]:
     RUN_DIR/NAME.restarts (a JSON object {reason: count}). An absent,
     unreadable or malformed file, or a count that is not a whole number,
     counts as zero."""
-    from .safeio import read_text
+    from ..core.safeio import read_text
     try:
         data = json.loads(read_text(f"{run_dir or RUN_DIR}/{name}.restarts", 65536,
                                     follow=False))
@@ -174,7 +174,7 @@ def write_textfile(path: str, text: str) -> None:
 
 def _ours(path: str) -> bool | None:
     """True: a file wgns wrote; None: nothing there; False: anything else."""
-    from .install import is_ours
+    from .writer import is_ours
     return is_ours(Path(path)) if os.path.lexists(path) else None
 
 
@@ -187,7 +187,7 @@ def update(name: str, sd: Systemd | None, directory: str = DEFAULT_DIR) -> bool:
     path = prom_path(directory, name)
     if _ours(path) is False:
         raise WgnsError(f"{path} exists and was not written by wgns; not replacing it")
-    from . import __version__
+    from .. import __version__
     from .status import gather
     header = (f"{MARKER} {__version__}: metrics of tunnel {name}, kept current by "
               f"wgns-watch@{name}.service. Do not edit; wgns uninstall removes it.\n")
@@ -227,7 +227,7 @@ def protected(python: str) -> list[str]:
     units and drop-ins (a unit written there runs as root), root's PATH,
     the keys of wg-quick, this copy of wgns and the interpreter with every
     directory it imports from (a module put there runs in every unit)."""
-    from .render import CONF_DIR, WG_QUICK_DIR, helper_path
+    from ..render.units import CONF_DIR, WG_QUICK_DIR, helper_path
     dirs = [CONF_DIR, WG_QUICK_DIR, *SYSTEM_DIRS, os.path.dirname(helper_path()),
             os.path.dirname(python),
             os.path.dirname(os.path.realpath(python))]
@@ -293,7 +293,7 @@ def _word(value: str) -> str:
 
 def render_dropin(name: str, directory: str) -> Plan:
     """The watcher's drop-in: where its metrics go, and leave to write there."""
-    from . import __version__
+    from .. import __version__
     text = (f"{MARKER} {__version__}: where wgns-watch@{name}.service writes the metrics "
             f"of tunnel {name}. Do not edit; wgns install --metrics-dir changes it, "
             "wgns uninstall removes it.\n"
@@ -305,7 +305,7 @@ def render_dropin(name: str, directory: str) -> Plan:
 
 def configured_dir(root: str, name: str) -> str:
     """Where the watcher of tunnel NAME writes: its drop-in's directory, or DEFAULT_DIR."""
-    from .install import read_owned
+    from .writer import read_owned
     text = read_owned(root, dropin_path(name)) or ""
     m = re.search(r'^Environment="?WGNS_METRICS_DIR=(.*?)"?$', text, flags=re.M)
     return m.group(1).replace("%%", "%") if m else DEFAULT_DIR
@@ -330,7 +330,7 @@ def moved(name: str, before: str, after: str, sd: Systemd | None) -> str:
 def forget(root: str, name: str, live: bool) -> None:
     """For uninstall: the drop-in, and on the live system the tunnel's .prom
     files (in the configured directory and in DEFAULT_DIR)."""
-    from .install import remove_owned
+    from .writer import remove_owned
     directories = {configured_dir(root, name), DEFAULT_DIR}
     remove_owned(root, [dropin_path(name)], prune=[dropin_dir(name)])
     for d in sorted(directories) if live else []:

@@ -20,9 +20,10 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import check_bridges, netns, wireguard
-from .config import Tunnel
-from .systemd import Systemd
+from ..core import netns, wireguard
+from ..core.config import Tunnel
+from ..core.systemd import Systemd
+from . import check_bridges
 
 RESOLVER_SOCKETS = ("/run/systemd/resolve/io.systemd.Resolve", "/run/nscd/socket",
                     "/run/avahi-daemon/socket")
@@ -38,7 +39,7 @@ class Check:
 
 def _dropin_settings(name: str) -> dict[str, list[str]]:
     """The confinement drop-in's [Service] settings, from wgns's template."""
-    from .render import render_dropin
+    from ..render.units import render_dropin
     text = next(iter(render_dropin("x.service", name).values())).text  # type: ignore[union-attr]
     out: dict[str, list[str]] = {}
     section = ""
@@ -209,7 +210,7 @@ def run_checks(tunnel: Tunnel, python: str, helper: str,
 
 def _forward_check(name: str, sd: Systemd) -> Check | None:
     """When port forwarding is on: a port held and renewed, clients in sync."""
-    from .portforward import state
+    from .forward import state
     st = state(name, sd)
     if st is None:
         return None

@@ -13,7 +13,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-from .errors import WgnsError
+from ..core.errors import WgnsError
 
 PORT = 5351
 VERSION = 0

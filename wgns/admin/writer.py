@@ -17,8 +17,8 @@ import stat
 from pathlib import Path
 from typing import Iterator
 
-from .errors import ConflictError, WgnsError
-from .render import CONF_DIR, MARKER, UNIT_DIR, File, Link, Plan
+from ..core.errors import ConflictError, WgnsError
+from ..render.units import CONF_DIR, MARKER, UNIT_DIR, File, Link, Plan
 
 TMP_TAG = ".wgns-tmp."  # in every temporary name: a killed run's leftovers
 
@@ -91,7 +91,7 @@ def locked(root: str) -> Iterator[None]:
     directory itself: no lock file to leave behind), then sweep the
     temporary files of runs that were killed mid-write: with the lock
     held, any that exist are stale, and one may hold a key."""
-    from .safeio import dir_lock
+    from ..core.safeio import dir_lock
     with dir_lock(root):
         sweep_temporaries(root)
         yield
@@ -178,7 +178,7 @@ def _snapshot(dest: Path) -> File | Link | None:
     if dest.is_symlink():
         return Link(os.readlink(dest))
     if dest.exists():
-        from .safeio import read_text
+        from ..core.safeio import read_text
         return File(read_text(str(dest), 1 << 20, follow=False),
                     dest.stat().st_mode & 0o7777)
     return None
@@ -253,8 +253,8 @@ def read_owned(root: str, path: str) -> str | None:
     dest = under(root, path)
     if not is_ours(dest):
         return None
-    from .errors import ConfigError
-    from .safeio import read_text
+    from ..core.errors import ConfigError
+    from ..core.safeio import read_text
     try:
         return read_text(str(dest), 1 << 20, follow=False)
     except ConfigError:
