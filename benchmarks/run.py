@@ -75,14 +75,16 @@ def table(info: dict) -> str:
                        f"{t['wireguard_go_rss_kib'] / 1024:.0f} | {t['status_s']:.2f} | "
                        f"{t['status_kib'] / 1024:.1f} |")
     out.append("")
-    out.append("| watchers (an idle minute) | CPU s per tunnel-hour | resident MiB in all | "
-               "MiB per tunnel | metrics file written |")
-    out.append("|---|---|---|---|---|")
+    out.append("| tunnels watched (an idle minute) | watcher CPU s per tunnel-hour | "
+               "watcher PSS MiB | watcher RSS MiB | wgns processes | metrics files written |")
+    out.append("|---|---|---|---|---|---|")
     for n, t in info["tunnels"].items():
         if "watcher_cpu_s_per_tunnel_hour" in t:
-            rss = t["watcher_rss_kib_total"] / 1024
-            out.append(f"| {n} | {t['watcher_cpu_s_per_tunnel_hour']:.2f} | {rss:.0f} | "
-                       f"{rss / int(n):.0f} | {'yes' if t['metrics_dir'] else 'no'} |")
+            cpu = t["watcher_cpu_s_per_tunnel_hour"]
+            out.append(f"| {n} | {'?' if cpu is None else f'{cpu:.2f}'} | "
+                       f"{t['watcher_pss_kib_total'] / 1024:.1f} | "
+                       f"{t['watcher_rss_kib_total'] / 1024:.1f} | {t['helper_processes']} | "
+                       f"{'yes' if t['metrics_dir'] else 'no'} |")
     out.append("")
     tp = info["throughput_mb_s"]
     out.append(f"| data path ({len(tp['confined'])} runs of 64 MiB each) | median MB/s "

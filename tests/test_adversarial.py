@@ -303,8 +303,7 @@ def test_hyphenated_tunnel_name_is_kept_exactly(root):
     assert {"etc/systemd/system/proton-ch.service", "etc/wgns/proton-ch.conf",
             "etc/wgns/proton-ch/resolv.conf", "etc/wgns/proton-ch/nsswitch.conf",
             "etc/systemd/system/multi-user.target.wants/proton-ch.service",
-            "etc/systemd/system/multi-user.target.wants/wgns-watch@proton-ch.service",
-            } <= names, sorted(names)
+            "etc/wgns/proton-ch/record.json"} <= names, sorted(names)
     for rel, e in snap.items():
         assert "proton/ch" not in rel
         if e[0] == "file":
@@ -584,8 +583,17 @@ def _tunnel():
     return parse_wgquick(PROTON, "protonvpn.conf", "wg")
 
 
+def render_tunnel(tunnel, python, nsswitch=None):
+    """Every file of a tunnel installed by the copy of wgns at PYTHON."""
+    from wgns.core.paths import helper_path
+    from wgns.core.record import Record
+    from wgns.render.tunnel import render, shared
+    record = Record(tunnel=tunnel, python=python, helper=helper_path(), nsswitch=nsswitch)
+    return {**render(record), **shared(record)}
+
+
 def _exec_lines(plan) -> list[tuple[str, str]]:
-    from wgns.render.units import File
+    from wgns.core.plan import File
     out = []
     for path, item in plan.items():
         if isinstance(item, File) and path.startswith("/etc/systemd/"):
@@ -620,7 +628,7 @@ DOLLAR_PYTHONS = ["/opt/$HOME/bin/python3", "/opt/${HOME}/bin/python3", "/opt/a$
 
 @pytest.mark.parametrize("case", sorted(PYTHONS))
 def test_interpreter_path_survives_systemd_quoting(case):
-    from wgns.render.units import helper_path, render_tunnel
+    from wgns.core.paths import helper_path
     python = PYTHONS[case]
     plan = render_tunnel(_tunnel(), python, None)
     lines = _exec_lines(plan)
@@ -636,8 +644,8 @@ def test_interpreter_path_with_a_quote_or_backslash_is_refused_in_one_line(
         root, monkeypatch, case):
     """They were written without a word (under --root), and systemd then
     refused every unit: "Executable name contains special characters"."""
-    from wgns.admin import ops
-    monkeypatch.setattr(ops, "python_path", lambda: QUOTED_PYTHONS[case])
+    from wgns.admin import store
+    monkeypatch.setattr(store, "python_path", lambda: QUOTED_PYTHONS[case])
     before = snapshot(root)
     r = invoke("install", "--conf", DATA / "protonvpn.conf", "--root", root)
     error_line(r)
@@ -648,7 +656,6 @@ def test_interpreter_path_with_a_quote_or_backslash_is_refused_in_one_line(
 @pytest.mark.parametrize("python", DOLLAR_PYTHONS)
 def test_interpreter_path_with_dollar_is_refused(python):
     from wgns.core.errors import WgnsError
-    from wgns.render.units import render_tunnel
     with pytest.raises(WgnsError, match="without '\\$'"):
         render_tunnel(_tunnel(), python, None)
 
@@ -657,7 +664,6 @@ def test_interpreter_path_with_dollar_is_refused(python):
                          ids=["lf", "cr", "tab", "nul", "esc", "del", "nel"])
 def test_interpreter_path_with_control_character_is_refused(bad):
     from wgns.core.errors import WgnsError
-    from wgns.render.units import render_tunnel
     with pytest.raises(WgnsError):
         render_tunnel(_tunnel(), f"/opt/x{bad}ExecStartPre=/bin/sh/python3", None)
 
@@ -979,8 +985,7 @@ def _make_outside(tmp_path: Path, names: dict[str, str]) -> Path:
 @pytest.mark.parametrize("rel,decoy", [
     ("etc/wgns", "wg.conf"),
     ("etc/systemd/system/multi-user.target.wants", "wg.service"),
-    ("etc/systemd/system/timers.target.wants", "wgns-watch@wg.timer"),
-], ids=["etc-wgns", "multi-user-wants", "timers-wants"])
+], ids=["etc-wgns", "multi-user-wants"])
 def test_install_refuses_a_symlinked_directory(root, tmp_path, rel, decoy):
     outside = _make_outside(tmp_path, {decoy: f"{MARKER} 0.0: decoy, keep me\n",
                                   "other": "someone else's\n"})
@@ -1042,7 +1047,7 @@ def _interrupting(real, n: int, exc: type[BaseException]):
 @pytest.mark.parametrize("func", ["replace", "fsync"])
 @pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "reinstall"])
 def test_interrupted_install_leaves_the_tree_as_it_was(root, monkeypatch, func, exc, n, fresh):
-    from wgns.admin import ops
+    from wgns.admin import tunnels
     from wgns.admin import writer as writer
     from wgns.core.config import parse_wgquick
     if not fresh:
@@ -1052,7 +1057,7 @@ def test_interrupted_install_leaves_the_tree_as_it_was(root, monkeypatch, func, 
     real = getattr(os, func)
     monkeypatch.setattr(writer.os, func, _interrupting(real, n, exc))
     try:
-        ops.install(tunnel, str(root), "/usr/bin/python3", None)
+        tunnels.install(tunnel, str(root), "/usr/bin/python3", None)
     except (KeyboardInterrupt, SystemExit):
         pass
     else:

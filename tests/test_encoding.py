@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from wgns.admin import ops
+from wgns.admin import store
 
 from .conftest import DATA
 from .test_adversarial import assert_same_tree, error_line, invoke, run_wgns, snapshot
@@ -62,7 +62,7 @@ def test_a_value_that_is_not_utf8_is_one_line(installed, case):
 
 
 def test_an_interpreter_path_that_is_not_utf8_is_one_line(root, monkeypatch):
-    monkeypatch.setattr(ops, "python_path", lambda: f"/opt/{LATIN1}/bin/python3")
+    monkeypatch.setattr(store, "python_path", lambda: f"/opt/{LATIN1}/bin/python3")
     before = snapshot(root)
     r = invoke("install", "--conf", DATA / "protonvpn.conf", "--root", root)
     assert "not valid UTF-8" in error_line(r)

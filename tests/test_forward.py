@@ -9,7 +9,6 @@ import struct
 import pytest
 from typer.testing import CliRunner
 
-from wgns.admin import forward as portforward
 from wgns.cli import app
 from wgns.core import portconf
 from wgns.core.errors import WgnsError
@@ -352,11 +351,13 @@ def test_state_without_a_published_file_is_no_port_not_an_error(root, tmp_path, 
     for args in (["install", "--conf", str(DATA / "protonvpn.conf")], ["port-forward"]):
         r = CliRunner().invoke(app, [*args, "--root", str(root)])
         assert r.exit_code == 0, r.output
-    monkeypatch.setattr(portforward, "RUN_DIR", str(tmp_path / "run"))
-    st = portforward.state("wg", _Units(unit_state), root=str(root))
+    from wgns.core import forward_state, paths
+    from wgns.core.record import load
+    monkeypatch.setattr(paths, "RUN_DIR", str(tmp_path / "run"))
+    st = forward_state.state(load(str(root), "wg"), _Units(unit_state))
     assert st is not None and st["port"] is None
     assert st["error"] == (None if unit_state == "active" else
                            "wgns-wg-forward.service is inactive")
     (tmp_path / "run/wg").mkdir(parents=True)
     (tmp_path / "run/wg/forward.json").write_text("{garbage")
-    assert portforward.state("wg", _Units(unit_state), root=str(root))["port"] is None
+    assert forward_state.state(load(str(root), "wg"), _Units(unit_state))["port"] is None

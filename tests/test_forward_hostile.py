@@ -16,12 +16,17 @@ import pytest
 from typer.testing import CliRunner
 
 from wgns.admin import forward as portforward
-from wgns.admin import metrics
-from wgns.admin.check import RESOLVER_SOCKETS, _forward_check
+from wgns.admin.check import _forward_check
 from wgns.cli import app
+from wgns.core import forward_state, paths
+from wgns.core import metrics_text as metrics
+from wgns.core.config import parse_wgquick
 from wgns.core.errors import WgnsError
+from wgns.core.paths import RESOLVER_SOCKETS
 from wgns.core.portconf import Settings, check_gateway
-from wgns.render.units import render_forward
+from wgns.core.record import Expose, Forward, Reach, Record, load
+from wgns.render import bridges
+from wgns.render.forward import forward as render_forward_record
 from wgns.runtime import clients, hook
 from wgns.runtime.clients import ClientError, QBittorrent, Transmission
 from wgns.runtime.forwarder import Forwarder
@@ -275,6 +280,18 @@ def _cmdline(pid):
 # -- the unit ------------------------------------------------------------------------
 
 
+def a_record(python="/usr/bin/python3", dynamic_user=True, forward=None) -> Record:
+    return Record(tunnel=parse_wgquick((DATA / "protonvpn.conf").read_text(), "p.conf", "wg"),
+                  python=python, helper="/usr/lib/python3/dist-packages/wgns/helper.py",
+                  dynamic_user=dynamic_user, forward=forward)
+
+
+def render_forward(name, settings, login, python, dynamic_user):
+    f = Forward("natpmp", settings.gateway, settings.qbittorrent, settings.transmission,
+                settings.command, login)
+    return render_forward_record(a_record(python, dynamic_user, f))
+
+
 def test_the_forward_unit_cannot_ask_the_hosts_resolver():
     """It runs the user's --exec command: names must be looked up through the
     tunnel as in every confined unit, never by the host's resolver."""
@@ -292,13 +309,11 @@ def test_the_units_that_parse_the_network_cannot_read_any_key(dynamic_user):
     """As root without capabilities (a copy of wgns private to root) they
     could read /etc/wireguard, where `wgns install` without --conf takes
     the private key from; /etc/wgns was hidden, that was not."""
-    from wgns.render.bridges import render_expose_udp, render_reach
     python = "/usr/bin/python3"
+    record = a_record(python, dynamic_user)
     plans = [render_forward("wg", Settings(GW), None, python, dynamic_user),
-             render_expose_udp("app.service", 53, "127.0.0.1:53", 53, "wg", python,
-                               dynamic_user),
-             render_reach("nas.lan", 53, "udp", "127.0.0.1:53", 53, "wg", "/x", python,
-                          dynamic_user)]
+             bridges.expose(record, Expose("app.service", 53, "127.0.0.1:53", "udp")),
+             bridges.reach(record, Reach("nas.lan:53", "127.0.0.1:53", "udp"))]
     units = [f.text for plan in plans for p, f in plan.items()
              if p.endswith(".service") and hasattr(f, "text")]
     assert len(units) == 3
@@ -345,15 +360,14 @@ def test_status_and_check_survive_a_garbage_forward_json(tmp_path, monkeypatch, 
     run = tmp_path / "run"
     (run / "wg").mkdir(parents=True)
     (run / "wg/forward.json").write_text(published)
-    monkeypatch.setattr(portforward, "RUN_DIR", str(run))
-    st = portforward.state("wg", SD(), str(root))
+    monkeypatch.setattr(paths, "RUN_DIR", str(run))
+    st = forward_state.state(load(str(root), "wg"), SD())
     lines = portforward.format_text(st)
     assert not any(ord(c) < 32 for line in lines for c in line)
     # what the watcher writes from the same state
     assert "wgns_forwarded_port" in metrics.render([{"name": "wg", "port_forward": st}],
                                                    run_dir=str(run))
-    monkeypatch.setattr(portforward, "settings_of", lambda r, n: portforward.Settings(GW))
-    _forward_check("wg", SD())
+    _forward_check(load(str(root), "wg"), SD())
 
 
 @pytest.mark.parametrize("unit_state", ["failed", "inactive", "activating", "active"])
@@ -361,8 +375,8 @@ def test_status_works_while_the_unit_has_published_nothing(tmp_path, monkeypatch
     """A stopped tunnel, a failed or starting unit: no forward.json. status and
     check failed whole ('forward.json: cannot read: No such file')."""
     root = installed(tmp_path)
-    monkeypatch.setattr(portforward, "RUN_DIR", str(tmp_path / "run"))
-    st = portforward.state("wg", SD(unit_state), str(root))
+    monkeypatch.setattr(paths, "RUN_DIR", str(tmp_path / "run"))
+    st = forward_state.state(load(str(root), "wg"), SD(unit_state))
     assert st["port"] is None
     if unit_state != "active":
         assert unit_state in st["error"]
@@ -375,18 +389,21 @@ def test_status_does_not_follow_a_symlinked_forward_json(tmp_path, monkeypatch):
     secret = tmp_path / "secret.json"
     secret.write_text('{"port": 4242, "error": "root-only text"}')
     (run / "wg/forward.json").symlink_to(secret)
-    monkeypatch.setattr(portforward, "RUN_DIR", str(run))
-    st = portforward.state("wg", SD(), str(root))
+    monkeypatch.setattr(paths, "RUN_DIR", str(run))
+    st = forward_state.state(load(str(root), "wg"), SD())
     assert st["port"] is None and "root-only" not in str(st)
 
 
 def test_a_forward_conf_that_does_not_parse_neither_breaks_status_nor_blocks_off(tmp_path):
+    """The settings' file is rendered from the record: garbage in it (the
+    unit would fail on it) neither breaks status nor keeps --off from
+    taking everything away."""
     root = installed(tmp_path)
     conf = root / "etc/wgns/wg/forward.conf"
     conf.write_text(conf.read_text().splitlines()[0] + "\ngarbage\n")
     (root / "etc/systemd/system/wgns-wg-forward.service").unlink()
-    st = portforward.state("wg", SD(), str(root))       # raised: status failed whole
-    assert st is not None and st["error"]
+    st = forward_state.state(load(str(root), "wg"), SD("failed"))
+    assert st is not None and "failed" in st["error"]
     r = CliRunner().invoke(app, ["port-forward", "--off", "--root", str(root)])
     assert r.exit_code == 0, r.output
     assert not conf.exists()

@@ -66,12 +66,10 @@ def world(tmp_path, monkeypatch):
     monkeypatch.setattr(heal, "link_problem", lambda name: state["problem"])
     monkeypatch.setattr(heal, "reresolve", lambda tunnel: [])
     monkeypatch.setattr(netns, "exists", lambda name: state.get("netns", True))
-    import wgns.admin.ops
     import wgns.core.systemd
-    import wgns.runtime.link
-    monkeypatch.setattr(wgns.runtime.link, "load", lambda name: None)
-    monkeypatch.setattr(wgns.admin.ops, "confined_units",
-                        lambda root, name=None: dict(state["confined"]))
+    monkeypatch.setattr(heal, "load_tunnel", lambda root, name: None)
+    monkeypatch.setattr(heal, "confined",
+                        lambda name: [u for u, t in state["confined"].items() if t == name])
 
     def use(sd):
         monkeypatch.setattr(wgns.core.systemd, "Systemd", lambda: sd)

@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from wgns.admin import writer as install
-from wgns.render.units import File, Link
+from wgns.core.plan import File, Link
 
 
 def plan():

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from wgns.admin import ops
+from wgns.admin import store
 from wgns.cli import app
-from wgns.render import units as render
+from wgns.core import paths
 
 from .conftest import DATA
 
@@ -25,8 +25,8 @@ PKG = "/usr/lib/wgns-golden/wgns"
 
 @pytest.fixture(autouse=True)
 def _system_wide_paths(monkeypatch):
-    monkeypatch.setattr(ops, "python_path", lambda: PYTHON)
-    monkeypatch.setattr(render, "helper_path", lambda: PKG + "/helper.py")
+    monkeypatch.setattr(store, "python_path", lambda: PYTHON)
+    monkeypatch.setattr(paths, "helper_path", lambda: PKG + "/helper.py")
 
 
 def tree(root: Path) -> dict[str, tuple[str, str]]:
@@ -82,11 +82,27 @@ def nsswitch(tmp_path):
     return root
 
 
+def renders_back(root: Path, name: str) -> None:
+    """The tunnel's record, rendered again, is every file it wrote, byte for
+    byte: nothing of it lives anywhere but in the record."""
+    from wgns.core.record import load
+    from wgns.render.tunnel import render, shared
+    record = load(str(root), name)
+    for path, item in {**render(record), **shared(record)}.items():
+        dest = root / path.lstrip("/")
+        if hasattr(item, "target"):
+            assert os.readlink(dest) == item.target, path
+        else:
+            assert dest.read_text() == item.text, path
+            assert stat.S_IMODE(dest.stat().st_mode) == item.mode, path
+
+
 def test_install_from_file(nsswitch):
     r = CliRunner().invoke(app, ["install", "--conf", str(DATA / "multi.conf"),
                                  "--root", str(nsswitch)])
     assert r.exit_code == 0, r.output
     check_golden("install-multi", nsswitch)
+    renders_back(nsswitch, "wg")
 
 
 def test_install_from_options_then_confine(nsswitch, tmp_path):
@@ -104,14 +120,13 @@ def test_install_from_options_then_confine(nsswitch, tmp_path):
                                  "--root", str(nsswitch)])
     assert r.exit_code == 0, r.output
     check_golden("install-options-confine", nsswitch)
+    renders_back(nsswitch, "vpn")
 
 
 def test_bridges(nsswitch, monkeypatch):
     """TCP and UDP exposes and reaches. Whether the relay runs as a dynamic
     user depends on who can read this copy of wgns: a dynamic user here."""
-    from wgns.admin import bridge, expose
-    for module in (bridge, expose):
-        monkeypatch.setattr(module, "dynamic_user_can_run", lambda python: True)
+    monkeypatch.setattr(store, "dynamic_user_can_run", lambda python, helper: True)
     units = nsswitch / "etc/systemd/system"
     units.mkdir(parents=True)
     (units / "game.service").write_text("[Service]\n")
@@ -126,6 +141,7 @@ def test_bridges(nsswitch, monkeypatch):
         r = CliRunner().invoke(app, [*args, "--root", str(nsswitch)])
         assert r.exit_code == 0, r.output
     check_golden("bridges", nsswitch)
+    renders_back(nsswitch, "p-1")
 
 
 def test_update_mode_deletes_stale_golden_files(tmp_path, monkeypatch):

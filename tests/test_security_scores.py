@@ -108,9 +108,9 @@ def test_what_is_compared():
     table = {"tunnel": {252: 2.3}, "watcher": {252: 2.4}}
     info = {"systemd": "systemd 252 (252.39-1~deb12u2)",
             "security:tunnel": {"unit": "wg.service", "score": 2.5},
-            "security:watcher": {"unit": "wgns-watch@wg.service", "score": 2.8}}
+            "security:watcher": {"unit": "wgns-watch.service", "score": 2.8}}
     assert problems(info, table, {"tunnel", "watcher"}) == [
-        "watcher (wgns-watch@wg.service): 2.8 on systemd 252, the README says 2.4"]
+        "watcher (wgns-watch.service): 2.8 on systemd 252, the README says 2.4"]
     info["security:tunnel"] = {"unit": "wg.service", "error": "RuntimeError: exit 1"}
     assert problems(info, table, {"tunnel"})[0].startswith("tunnel (wg.service): no score")
     assert problems({"systemd": "systemd 257 (257.9)"}, table, {"tunnel"}) == [

@@ -54,7 +54,7 @@ def test_every_rendered_unit_verifies_without_a_warning(tmp_path, name):
     login.chmod(0o600)
     invoke("port-forward", "--qbittorrent", "http://[::1]:8080", "--credentials", login,
            "--exec", "echo $WGNS_PORT %h", "--name", name, "--root", root)
-    to_verify = [f"{name}.service", f"netns@{name}.service", f"wgns-watch@{name}.service",
+    to_verify = [f"{name}.service", f"netns@{name}.service", "wgns-watch.service",
                  "app.service", "worker@a-b.service",
                  f"wgns-{name}-expose-8081.socket", f"wgns-{name}-expose-8081.service",
                  f"wgns-{name}-forward.service",
@@ -77,7 +77,7 @@ def test_a_metrics_dir_with_a_single_quote_verifies(tmp_path):
     invoke("install", "--conf", DATA / "protonvpn.conf", "--root", root,
            "--metrics-dir", "/srv/it's")
     env = dict(os.environ, SYSTEMD_UNIT_PATH=f"{units}:", SYSTEMD_LOG_LEVEL="notice")
-    p = subprocess.run([ANALYZE, "verify", "--man=no", "wgns-watch@wg.service"], env=env,
+    p = subprocess.run([ANALYZE, "verify", "--man=no", "wgns-watch.service"], env=env,
                        capture_output=True, text=True)
     assert p.returncode == 0 and not (p.stdout + p.stderr).strip(), p.stdout + p.stderr
 
@@ -89,11 +89,11 @@ ODD_PYTHON_DIRS = ["my env", "100%h", "a;b %%i"]
 def test_an_interpreter_path_that_needs_quoting_verifies(tmp_path, monkeypatch, odd):
     """The units of an interpreter at an odd path (a venv there): systemd
     parses every ExecStart= and finds the program (it must exist)."""
-    from wgns.admin import ops
+    from wgns.admin import store
     python = tmp_path / odd / "python3"
     python.parent.mkdir()
     python.symlink_to(os.path.realpath("/usr/bin/python3"))
-    monkeypatch.setattr(ops, "python_path", lambda: str(python))
+    monkeypatch.setattr(store, "python_path", lambda: str(python))
     root = tmp_path / "root"
     units = root / "etc/systemd/system"
     units.mkdir(parents=True)
@@ -104,7 +104,7 @@ def test_an_interpreter_path_that_needs_quoting_verifies(tmp_path, monkeypatch, 
     invoke("port-forward", "--root", root)
     env = dict(os.environ, SYSTEMD_UNIT_PATH=f"{units}:", SYSTEMD_LOG_LEVEL="notice")
     p = subprocess.run([ANALYZE, "verify", "--man=no", "wg.service", "netns@wg.service",
-                        "wgns-watch@wg.service", "wgns-wg-forward.service",
+                        "wgns-watch.service", "wgns-wg-forward.service",
                         "wgns-wg-expose-udp-5353.service"], env=env, capture_output=True,
                        text=True)
     assert p.returncode == 0 and not (p.stdout + p.stderr).strip(), p.stdout + p.stderr

@@ -115,10 +115,17 @@ def test_the_boot_check_runs_until_healthy_and_again_after_a_namespace_change(ns
 
 def test_metrics_are_written_after_changes_and_otherwise_every_two_minutes(tmp_path,
                                                                           monkeypatch):
-    from wgns.admin import metrics
-    from wgns.core import systemd
+    from wgns.core import record, systemd
+    from wgns.core.config import parse_wgquick
+    from wgns.runtime import metrics
+
+    from .conftest import GOOD
     calls = []
-    monkeypatch.setattr(metrics, "update", lambda name, sd, d: calls.append(d) or True)
+    where = {"dir": str(tmp_path)}
+    monkeypatch.setattr(metrics, "update", lambda rec, sd: calls.append(rec.metrics_dir) or True)
+    monkeypatch.setattr(record, "load", lambda root, name: record.Record(
+        tunnel=parse_wgquick(GOOD, "x", name), python="/p", helper="/h",
+        metrics_dir=where["dir"]))
 
     class NoBus:
         def __enter__(self):
@@ -128,14 +135,15 @@ def test_metrics_are_written_after_changes_and_otherwise_every_two_minutes(tmp_p
             return False
     monkeypatch.setattr(systemd, "Systemd", NoBus)
     t = [0.0]
-    m = watcher.Metrics("wg", str(tmp_path), clock=lambda: t[0])
+    m = watcher.Metrics("wg", clock=lambda: t[0])
     m(False)                 # the first one, whatever it is
     m(False)
     m(True)                  # a change: at once
     t[0] += watcher.METRICS_EVERY
     m(False)
     assert calls == [str(tmp_path)] * 3
-    watcher.Metrics("wg", str(tmp_path / "missing"), clock=lambda: t[0])(True)
+    where["dir"] = str(tmp_path / "missing")   # the record's directory, read each time
+    watcher.Metrics("wg", clock=lambda: t[0])(True)
     assert len(calls) == 3   # no node-exporter directory: nothing written
 
 

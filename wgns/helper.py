@@ -2,10 +2,12 @@
 
     netns up|down NAME   netns@NAME.service: bind or unbind the namespace
     link up|down NAME    NAME.service: bring the tunnel up or down
-    watch NAME           wgns-watch@NAME.service: heal the tunnel (watcher.py, heal.py)
+    watch                wgns-watch.service: heal every tunnel, keep the metrics
+                         (runtime/watcher.py, heal.py); `watch NAME` one tunnel
+                         (the per-tunnel unit of wgns 0.1, until it is replaced)
     forward NAME         wgns-NAME-forward.service: NAT-PMP port forwarding
     relay NAME HOST PORT the UDP relay of `wgns expose --udp` and `wgns reach --udp`
-    probe NAME           the transient unit of `wgns check` (check.py)
+    probe NAME           the transient unit of `wgns check` (runtime/probe.py)
 
 The units name this file by its absolute path, and it puts the directory
 holding this copy of wgns first on sys.path, so a unit always runs the wgns
@@ -13,22 +15,29 @@ that wrote it: a .deb install and a pip install on one machine never mix.
 Every failure is one line on stderr (the journal) and exit status 1.
 """
 
+from __future__ import annotations
+
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-USAGE = ("usage: helper.py netns|link up|down NAME | watch|forward|probe NAME"
+USAGE = ("usage: helper.py netns|link up|down NAME | watch [NAME] | forward|probe NAME"
          " | relay NAME HOST PORT")
 
 
-def run(command: str, action: str, name: str, rest: list[str]) -> None:
+def run(command: str, action: str, name: str | None, rest: list[str]) -> None:
+    if command == "watch":
+        from wgns.runtime import watcher
+        watcher.run(name)
+        return
+    assert name is not None
     if command == "relay":
         from wgns.runtime import relay
         relay.main(name, *rest)
     elif command == "netns":
-        from wgns.core import netns
-        (netns.up if action == "up" else netns.down)(name)
+        from wgns.runtime import netns_unit
+        (netns_unit.up if action == "up" else netns_unit.down)(name)
     elif command == "link":
         from wgns.runtime import link
         if action == "up":
@@ -36,28 +45,28 @@ def run(command: str, action: str, name: str, rest: list[str]) -> None:
             link.restore_confined(name)
         else:
             link.stop(name)
-    elif command == "watch":
-        from wgns.runtime import watcher
-        watcher.run(name)
     elif command == "forward":
         from wgns.runtime import forwarder
         forwarder.main(name)
     else:
         import json
 
-        from wgns.admin import check
-        print(json.dumps(check.probe(name)))
+        from wgns.runtime import probe
+        print(json.dumps(probe.probe(name)))
 
 
 def main(argv: list[str]) -> int:
     command, args = (argv[0], argv[1:]) if argv else ("", [])
     rest: list[str] = []
+    name: str | None
     if command == "relay" and len(args) == 3:
         action, name, rest = command, args[0], args[1:]
     elif command in ("netns", "link") and len(args) == 2 and args[0] in ("up", "down"):
         action, name = args
     elif command in ("watch", "forward", "probe") and len(args) == 1:
         action, name = command, args[0]
+    elif command == "watch" and not args:
+        action, name = command, None
     else:
         print(USAGE, file=sys.stderr)
         return 2
@@ -65,9 +74,10 @@ def main(argv: list[str]) -> int:
     from wgns.core.names import check_tunnel_name as check_name  # light: no config parser
     from wgns.core.text import one_line
     what = f"wgns: {name} {command} {action}" if command in ("netns", "link") else \
-        f"wgns: {name} {command}"
+        f"wgns: {name or 'every tunnel'} {command}"
     try:
-        check_name(name)
+        if name is not None:
+            check_name(name)
         run(command, action, name, rest)
     except WgnsError as e:
         print(one_line(f"{what}: {e}"), file=sys.stderr)

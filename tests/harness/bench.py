@@ -171,19 +171,28 @@ def wgo_rss_kib() -> int:
 
 
 def watchers(n: int, seconds: float = 60) -> dict:
-    """The watchers of tunnels t0..t(n-1) over an idle minute: CPU per
-    tunnel-hour and resident memory in all."""
-    pids = [sc.main_pid(f"wgns-watch@t{i}.service") for i in range(n)]
-
-    def cpu() -> float:
-        return sum(max(0.0, sc.process_cost(pid)[0]) for pid in pids)
+    """wgns's long-lived processes for tunnels t0..t(n-1) (and wg, stopped)
+    over an idle minute: the one watcher's CPU per tunnel-hour, its
+    resident and proportional set sizes, and how many processes there are."""
+    pid = sc.main_pid("wgns-watch.service")
     time.sleep(5)      # past the first looks and their follow-ups
-    before = cpu()
+    before = sc.process_cost(pid)[0]
     time.sleep(seconds)
-    per_hour = (cpu() - before) * 3600 / seconds / n
-    rss = sum(sc.process_cost(pid)[1] for pid in pids)
+    after, rss = sc.process_cost(pid)
+    per_hour = (after - before) * 3600 / seconds / n if min(before, after) >= 0 else None
+    python = [p for p in Path("/proc").glob("[0-9]*/cmdline")
+              if b"helper.py" in _read(p)]
     return {"watcher_cpu_s_per_tunnel_hour": per_hour, "watcher_rss_kib_total": rss,
-            "watchers": n, "metrics_dir": os.path.isdir("/var/lib/prometheus/node-exporter")}
+            "watcher_pss_kib_total": sc.pss_kib(pid), "watchers": n,
+            "helper_processes": len(python),
+            "metrics_dir": os.path.isdir("/var/lib/prometheus/node-exporter")}
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
 
 
 def bench(rec: sc.Recorder, flavour: str) -> None:
@@ -217,7 +226,7 @@ def bench(rec: sc.Recorder, flavour: str) -> None:
     subprocess.run(["systemctl", "daemon-reload"], check=True)
     if sc.run(sc.WGNS, "install", "--conf", "/root/provider.conf", "--no-start").returncode:
         raise RuntimeError("wgns install failed")
-    subprocess.run(["systemctl", "stop", "wgns-watch@wg.service"], check=True)
+    subprocess.run(["systemctl", "stop", "wgns-watch.service"], check=True)
 
     # 1. bring-up and stop, alternating which goes first
     up: dict[str, list[float]] = {"wgns": [], "baseline": []}

@@ -284,7 +284,7 @@ def lifecycle(rec: sc.Recorder, state: dict) -> None:
     for unit in ROGUE:
         Path(f"/etc/systemd/system/{unit}").unlink()
     sc.systemctl("daemon-reload")
-    sc.systemctl("stop", "wgns-watch@wg.service")  # it would see the new link
+    sc.systemctl("stop", "wgns-watch.service")  # it would see the new link
     sc.run("ip", "link", "add", "hole0", "type", "veth", "peer", "name", "hole1")
     sc.run("ip", "link", "set", "hole1", "netns", "wg")
     sc.run("ip", "-n", "wg", "addr", "add", "10.77.0.2/24", "dev", "hole1")
@@ -295,7 +295,7 @@ def lifecycle(rec: sc.Recorder, state: dict) -> None:
               code == 1 and not checks.get("host-addresses", {"ok": True})["ok"]
               and f"{prov.HOST_LAN4} via hole1" in checks["host-addresses"]["detail"], checks)
     sc.run("ip", "-n", "wg", "link", "del", "hole1")
-    sc.systemctl("start", "wgns-watch@wg.service")
+    sc.systemctl("start", "wgns-watch.service")
 
     done = [sc.wgns("unreach", t, *u) for t, u in (
         ("127.0.0.1:15432", ()), ("prowlarr.host.test:19696", ()),

@@ -43,7 +43,7 @@ METRICS_DIR = "/srv/wgns metrics"
 # table) and the unit of that kind the `units` scenario makes.
 UNITS = {
     "tunnel": "wg.service", "namespace": "netns@wg.service",
-    "watcher": "wgns-watch@wg.service", "TCP expose": "wgns-wg-expose-8000.service",
+    "watcher": "wgns-watch.service", "TCP expose": "wgns-wg-expose-8000.service",
     "UDP expose": "wgns-wg-expose-udp-5353.service",
     "TCP reach, an address": "wgns-wg-reach-5432.service",
     "TCP reach, a name": "wgns-wg-reach-9696.service",

@@ -168,13 +168,13 @@ def hardening(rec: sc.Recorder, flavour: str) -> None:
     # The watcher looks at once when the link and namespace go, and 3 s
     # later; a restart of it forces one more look (done when systemctl
     # returns: Type=notify), which must leave the stopped tunnel alone too.
-    sc.systemctl("restart", f"wgns-watch@{NAME}.service")
+    sc.systemctl("restart", "wgns-watch.service")
     sc.jobs_idle()
     # Window: that look's follow-up comes 3 s later (watcher.FOLLOW_UP), and
     # a restart it made would bring the tunnel back in about 1 s (the heal
     # times): 3 s + 3 x 1 s. Whatever it did is in its journal too.
     time.sleep(6)
-    said = [ln for ln in sc.journal_since(cursor, f"wgns-watch@{NAME}.service").splitlines()
+    said = [ln for ln in sc.journal_since(cursor, "wgns-watch.service").splitlines()
             if ": restarting " in ln or ": starting " in ln]
     rec.check("expose_stopped_tunnel_stays_stopped",
               sc.active(UNIT) == "inactive" and sc.active(f"netns@{NAME}.service") == "inactive"
@@ -225,12 +225,12 @@ def hardening(rec: sc.Recorder, flavour: str) -> None:
         for i in range(12):
             sc.systemctl("start", UNIT, "sleeper.service")
             # A restarted watcher looks at once: a look racing the stop.
-            sc.run("systemctl", "restart", "--no-block", f"wgns-watch@{NAME}.service",
+            sc.run("systemctl", "restart", "--no-block", "wgns-watch.service",
                    quiet=True)
             time.sleep(0.03 * (i % 6))      # where the stop lands in that look: varied
             sc.run("systemctl", "stop", UNIT, quiet=True)
             # Settled, and the watcher ready (its first look done): nothing queued.
-            sc.settle(UNIT, f"netns@{NAME}.service", f"wgns-watch@{NAME}.service", timeout=20)
+            sc.settle(UNIT, f"netns@{NAME}.service", "wgns-watch.service", timeout=20)
             sc.jobs_idle()
             if sc.active(UNIT) != "inactive" or sc.active(f"netns@{NAME}.service") != "inactive":
                 undone.append(i)
@@ -239,7 +239,7 @@ def hardening(rec: sc.Recorder, flavour: str) -> None:
         # looks are in the journal: a restart undone before a round's check
         # shows there.
         time.sleep(6)
-        said = [ln for ln in sc.journal_since(cursor, f"wgns-watch@{NAME}.service").splitlines()
+        said = [ln for ln in sc.journal_since(cursor, "wgns-watch.service").splitlines()
                 if ": restarting " in ln or ": starting " in ln]
         if sc.active(UNIT) != "inactive":
             undone.append("after the last round")
@@ -309,9 +309,9 @@ def hardening(rec: sc.Recorder, flavour: str) -> None:
     took = sc.wait_for("bootsvc runs", lambda: sc.active("bootsvc.service") == "active", 60)
     if took is None:   # what the tunnel, the unit and the watcher did, for the log
         sc.run("systemctl", "status", "--no-pager", "-n", "0", UNIT, "bootsvc.service",
-               f"wgns-watch@{NAME}.service", story=False)
+               "wgns-watch.service", story=False)
         sc.run("journalctl", "-b", "-o", "short-monotonic", "--no-pager", "-n", "60",
-               "-u", f"wgns-watch@{NAME}.service", "-u", UNIT, "-u", "bootsvc.service",
+               "-u", "wgns-watch.service", "-u", UNIT, "-u", "bootsvc.service",
                story=False)
     rec.check("boot_unresolvable_then_confined_unit_runs",
               failed_once is not None and never and took is not None,
@@ -325,7 +325,7 @@ def hardening(rec: sc.Recorder, flavour: str) -> None:
     # (compared with the README's table for this systemd by the host test)
     sc.wgns("expose", "web", "8000", "--name", NAME)
     security.record(rec, {"tunnel": UNIT, "namespace": f"netns@{NAME}.service",
-                          "watcher": f"wgns-watch@{NAME}.service",
+                          "watcher": "wgns-watch.service",
                           "TCP expose": f"wgns-{NAME}-expose-8000.service"})
 
     p = sc.wgns("uninstall", "--name", NAME)

@@ -38,13 +38,17 @@ def traffic_ok(instance: str = "ops") -> bool:
     return sc.body(r, "http4") == prov.TOKEN and r.get("links") == ["lo", "wg"]
 
 
+NODE_EXPORTER_DIR = Path("/var/lib/prometheus/node-exporter")
+ASIDE = NODE_EXPORTER_DIR.with_name("node-exporter.aside")
+
+
 def watcher_cost(rec: sc.Recorder, during: Callable[[], None] = lambda: None,
                  seconds: float = 60) -> None:
     """The watcher's CPU time over at least a minute, per tunnel-hour, and
     its resident memory. DURING runs meanwhile: work that gives the watcher
     nothing to look at (no link, address or namespace changes), so that the
     minute also serves another purpose."""
-    pid = sc.main_pid("wgns-watch@wg.service")
+    pid = sc.main_pid("wgns-watch.service")
     before, _ = sc.process_cost(pid)
     t0 = time.monotonic()
     during()
@@ -62,10 +66,10 @@ def ops(rec: sc.Recorder, flavour: str) -> None:
     # The watcher's own cost is measured here without its metrics file (the
     # metrics scenario measures what a metrics update costs): this guest
     # has node-exporter's directory only because the test host installs it.
-    # A runtime drop-in (gone with the guest) points the watcher elsewhere.
-    dropin = Path("/run/systemd/system/wgns-watch@.service.d/50-no-metrics.conf")
-    dropin.parent.mkdir(parents=True, exist_ok=True)
-    dropin.write_text("[Service]\nEnvironment=WGNS_METRICS_DIR=/nonexistent\n")
+    # It is moved aside for this scenario (a watcher writes no metrics
+    # where the directory is missing) and back at its end.
+    if NODE_EXPORTER_DIR.is_dir():
+        NODE_EXPORTER_DIR.rename(ASIDE)
     sc.install_wgns(flavour, rec)
     provider = prov.Provider()
     client_priv, client_pub = prov.genkey()
@@ -94,9 +98,9 @@ def ops(rec: sc.Recorder, flavour: str) -> None:
     sc.systemctl("start", "web.service", "sleeper.service")
     # install queues the watcher's restart without waiting for it; its
     # first look (Type=notify) can take a few seconds on a loaded machine.
-    sc.settle("wgns-watch@wg.service", timeout=30)
-    rec.check("ops_install", ok and sc.active("wgns-watch@wg.service") == "active",
-              sc.active("wgns-watch@wg.service"))
+    sc.settle("wgns-watch.service", timeout=30)
+    rec.check("ops_install", ok and sc.active("wgns-watch.service") == "active",
+              sc.active("wgns-watch.service"))
 
     # -- expose --------------------------------------------------------------
     before_expose = sc.snapshot()
@@ -158,13 +162,13 @@ def ops(rec: sc.Recorder, flavour: str) -> None:
     sc.wait_for("traffic after the server came back", traffic_ok, 30)
     # The watcher would heal it at once: 'check' sees the broken state
     # only with the watcher stopped.
-    sc.systemctl("stop", "wgns-watch@wg.service")
+    sc.systemctl("stop", "wgns-watch.service")
     sc.run("ip", "-n", "wg", "link", "del", "wg")
     code, checks = sc.check_json()
     rec.check("check_fails_link_removed",
               code == 1 and not checks.get("interfaces", {"ok": True})["ok"]
               and not checks["routes"]["ok"], checks)
-    sc.systemctl("start", "wgns-watch@wg.service")   # its first look heals it
+    sc.systemctl("start", "wgns-watch.service")   # its first look heals it
     sc.wait_for("traffic after the watcher's first look", traffic_ok, 60)
     # The bridges (bridges.py) share this boot: declared and used while
     # the watcher's idle cost is measured, stopped and started after.
@@ -210,7 +214,7 @@ def ops(rec: sc.Recorder, flavour: str) -> None:
     # The watcher resolves endpoints again at every look: once a minute, or
     # at once after a restart (test_watcher covers the minute). A restart
     # here saves most of that minute; the tunnel must still not restart.
-    sc.systemctl("restart", "wgns-watch@wg.service")
+    sc.systemctl("restart", "wgns-watch.service")
 
     def endpoint_moved() -> bool:
         p = sc.run(sc.WGNS, "status", "--json", quiet=True)
@@ -232,11 +236,13 @@ def ops(rec: sc.Recorder, flavour: str) -> None:
               (took, resumed, pid, sc.main_pid("sleeper.service")))
     sc.run("ip", "-n", prov.NS, "addr", "add", f"{prov.PROV_LAN4}/24", "dev", "vp")
     provider.point_name_at(prov.PROV_LAN4)
-    sc.run("journalctl", "-b", "-o", "short-monotonic", "--no-pager", "-u", "wgns-watch@*",
+    sc.run("journalctl", "-b", "-o", "short-monotonic", "--no-pager", "-u", "wgns-watch*",
         "-u", "wg.service")
     p = sc.wgns("uninstall")
     changed = sc.diff(before_install, sc.snapshot())
     rec.check("ops_uninstall_leaves_no_trace", p.returncode == 0 and not changed, changed[:10])
+    if ASIDE.is_dir():
+        ASIDE.rename(NODE_EXPORTER_DIR)
     bait.stop()
     provider.stop()
 

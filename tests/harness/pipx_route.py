@@ -59,7 +59,7 @@ def one_route(rec: sc.Recorder, route: str, flavour: str) -> None:
     p = sc.wgns("install", "--conf", "/root/provider.conf")
     units = Path("/etc/systemd/system")
     texts = [(units / u).read_text() if (units / u).exists() else ""
-             for u in ("wg.service", "wgns-watch@.service")]
+             for u in ("wg.service", "wgns-watch.service")]
     runs_venv = all(f"ExecStart={venv}/bin/python -I " in t for t in texts)
     home = venv.startswith("/root/")
     rec.check(f"{route}_units_run_its_python",
@@ -78,13 +78,13 @@ def one_route(rec: sc.Recorder, route: str, flavour: str) -> None:
                                                      "provider_lan", "nscd_socket")),
               r)
 
-    p = sc.systemctl("start", "wgns-watch@wg.service")
-    result = sc.run("systemctl", "show", "-p", "Result", "--value", "wgns-watch@wg.service",
+    p = sc.systemctl("start", "wgns-watch.service")
+    result = sc.run("systemctl", "show", "-p", "Result", "--value", "wgns-watch.service",
                     quiet=True).stdout.strip()
     rec.check(f"{route}_watch_service_runs",
               p.returncode == 0 and result == "success"
-              and sc.active("wgns-watch@wg.service") == "active",
-              (p.returncode, result, sc.active("wgns-watch@wg.service"), p.stderr[-300:]))
+              and sc.active("wgns-watch.service") == "active",
+              (p.returncode, result, sc.active("wgns-watch.service"), p.stderr[-300:]))
 
     code, found = sc.check_json()
     rec.check(f"{route}_check_passes",

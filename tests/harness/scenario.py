@@ -259,6 +259,16 @@ def process_cost(pid: str) -> tuple[float, int]:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), rss
 
 
+def pss_kib(pid: str) -> int:
+    """A process's proportional set size (its share of pages it shares
+    with others, the interpreter's among them), 0 when gone."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    return next((int(ln.split()[1]) for ln in text.splitlines() if ln.startswith("Pss:")), 0)
+
+
 def snapshot() -> dict[str, str]:
     """What wgns could leave behind: files under /etc, namespaces, links,
     wireguard-go sockets, loaded units."""
@@ -454,7 +464,7 @@ def core(rec: Recorder, flavour: str) -> None:
               and where[0].startswith(os.path.dirname(WGNS)), (where, unit_text))
     import security
     security.record(rec, {"tunnel": "wg.service", "namespace": "netns@wg.service",
-                          "watcher": "wgns-watch@wg.service"})
+                          "watcher": "wgns-watch.service"})
 
     rec.step("Confine services; look from inside one (a DynamicUser probe)")
     p = wgns("confine", "nosuch.service")
@@ -634,17 +644,17 @@ def peer_update(rec: Recorder, provider: prov.Provider,
     provider.point_name_at(NOWHERE)
     narrate("note", text=f"the provider's name {prov.ENDPOINT_NAME} now points at {NOWHERE}, "
             "where nothing answers")
-    systemctl("restart", "wgns-watch@wg.service")
+    systemctl("restart", "wgns-watch.service")
     moved = live_peer()
     # WireGuard may roam the endpoint back as soon as a packet of the server
     # arrives from its old address, so the move itself is read from the log.
-    log = run("journalctl", "-u", "wgns-watch@wg.service", "-o", "cat", quiet=True).stdout
+    log = run("journalctl", "-u", "wgns-watch.service", "-o", "cat", quiet=True).stdout
     for line in log.splitlines():
         if "endpoint" in line:
             narrate("note", text=f"the watcher's log: {line}")
     provider.point_name_at(prov.PROV_LAN4)
     narrate("note", text=f"{prov.ENDPOINT_NAME} points at {prov.PROV_LAN4} again")
-    systemctl("restart", "wgns-watch@wg.service")
+    systemctl("restart", "wgns-watch.service")
     back = live_peer()
     narrate("note", text=f"the peer's endpoint: {back.get('endpoint')}, allowed IPs: "
             f"{', '.join(back.get('allowed_ips', []))}")

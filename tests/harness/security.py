@@ -3,7 +3,7 @@
 Run inside a booted guest (the units must be loaded, e.g. after
 `wgns install`), as the scenarios do, or by hand:
 
-    python3 security.py wg.service netns@wg.service wgns-watch@wg.service
+    python3 security.py wg.service netns@wg.service wgns-watch.service
 
 `scores(units)` returns {unit: overall exposure} (0.0 best, 10.0 worst), as
 systemd-analyze prints it in "Overall exposure level for UNIT: 2.2 OK";

@@ -11,10 +11,7 @@ actually loaded for each confined unit, so a hand-edited drop-in shows.
 from __future__ import annotations
 
 import json
-import os
-import random
 import socket
-import struct
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -22,11 +19,13 @@ from typing import Any
 
 from ..core import netns, wireguard
 from ..core.config import Tunnel
+from ..core.forward_state import state as forward_state
+from ..core.paths import CONF_DIR, RESOLVER_SOCKETS
+from ..core.record import Record
 from ..core.systemd import Systemd
+from ..render.units import confinement
 from . import check_bridges
 
-RESOLVER_SOCKETS = ("/run/systemd/resolve/io.systemd.Resolve", "/run/nscd/socket",
-                    "/run/avahi-daemon/socket")
 MAX_HANDSHAKE_AGE = 180  # WireGuard rejects a session older than this
 
 
@@ -35,21 +34,6 @@ class Check:
     name: str
     ok: bool
     detail: str
-
-
-def _dropin_settings(name: str) -> dict[str, list[str]]:
-    """The confinement drop-in's [Service] settings, from wgns's template."""
-    from ..render.units import render_dropin
-    text = next(iter(render_dropin("x.service", name).values())).text  # type: ignore[union-attr]
-    out: dict[str, list[str]] = {}
-    section = ""
-    for line in text.splitlines():
-        if line.startswith("["):
-            section = line
-        elif "=" in line and not line.startswith("#") and section == "[Service]":
-            key, value = line.split("=", 1)
-            out.setdefault(key, []).extend(value.split())
-    return out
 
 
 def _namespace_view(tunnel: Tunnel) -> dict[str, Any]:
@@ -63,45 +47,6 @@ def _namespace_view(tunnel: Tunnel) -> dict[str, Any]:
                 routes.append((f"{dst or ('::' if family == socket.AF_INET6 else '0.0.0.0')}"
                                f"/{r['dst_len']}", links.get(r.get_attr("RTA_OIF"))))
     return {"links": sorted(links.values()), "routes": routes}
-
-
-def _dns_query(server: str, timeout: float = 3.0) -> bool:
-    """Ask `server` for the root's NS records; any answer counts."""
-    qid = random.randrange(65536)
-    query = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + b"\x00" + struct.pack(">HH", 2, 1)
-    family = socket.AF_INET6 if ":" in server else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        try:
-            s.sendto(query, (server, 53))
-            reply = s.recv(4096)
-        except OSError:
-            return False
-    return len(reply) >= 12 and struct.unpack(">H", reply[:2])[0] == qid
-
-
-def probe(name: str) -> dict[str, Any]:
-    """What a confined unit sees (runs inside the transient unit)."""
-    try:
-        with open("/etc/resolv.conf") as f:
-            servers = [ln.split()[1] for ln in f if ln.startswith("nameserver ")]
-    except OSError as e:
-        servers = [f"unreadable: {e.strerror}"]
-    sockets = {}
-    for path in RESOLVER_SOCKETS:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            try:
-                s.connect(path)
-                sockets[path] = "reachable"
-            except OSError as e:
-                sockets[path] = e.strerror or str(e)
-    return {
-        "uid": os.getuid(),
-        "links": sorted(n for _, n in socket.if_nameindex()),
-        "nameservers": servers,
-        "answers": {s: _dns_query(s) for s in servers},
-        "sockets": sockets,
-    }
 
 
 # The probe runs as root without any capability: it sees exactly the
@@ -118,8 +63,8 @@ def _run_probe(name: str, python: str, helper: str) -> dict[str, Any]:
     cmd = ["systemd-run", "--quiet", "--wait", "--pipe", "--collect",
            f"--property=After={name}.service"]
     cmd += [f"--property={p}" for p in PROBE_SANDBOX]
-    for key, values in _dropin_settings(name).items():
-        cmd.append(f"--property={key}={' '.join(values)}")
+    for key, value in confinement(name).items():
+        cmd.append(f"--property={key}={value}")
     cmd += [python, "-I", helper, "probe", name]
     try:
         p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
@@ -148,18 +93,17 @@ def loaded_confinement(sd: Systemd, unit: str, name: str) -> list[str]:
         missing.append(f"BindsTo={name}.service")
     binds = {(src, dst) for src, dst in props["BindReadOnlyPaths"]}
     for f in ("resolv.conf", "nsswitch.conf"):
-        if (f"/etc/wgns/{name}/{f}", f"/etc/{f}") not in binds:
+        if (f"{CONF_DIR}/{name}/{f}", f"/etc/{f}") not in binds:
             missing.append(f"the tunnel's {f}")
-    for path in RESOLVER_SOCKETS[:2]:
+    for path in (RESOLVER_SOCKETS[0], RESOLVER_SOCKETS[2]):
         if path not in props["InaccessiblePaths"]:
             missing.append(f"InaccessiblePaths={path}")
     return missing
 
 
-def run_checks(tunnel: Tunnel, python: str, helper: str,
+def run_checks(record: Record, python: str, helper: str,
                max_age: int = MAX_HANDSHAKE_AGE) -> list[Check]:
-    from .ops import confined_units
-    name = tunnel.name
+    tunnel, name = record.tunnel, record.name
     checks: list[Check] = []
     if not netns.exists(name):
         return [Check("namespace", False, f"{netns.path(name)} does not exist")]
@@ -192,7 +136,7 @@ def run_checks(tunnel: Tunnel, python: str, helper: str,
                             f"reachable: {', '.join(open_sockets)}" if open_sockets
                             else "host resolver sockets are blocked"))
     with Systemd() as sd:
-        gaps = {u: loaded_confinement(sd, u, name) for u in confined_units("/", name)}
+        gaps = {u: loaded_confinement(sd, u, name) for u in record.confined}
     bad = {u: g for u, g in gaps.items() if g}
     checks.append(Check("drop-ins", not bad,
                         "; ".join(f"{u} lacks {', '.join(g)}" for u, g in bad.items())
@@ -201,17 +145,16 @@ def run_checks(tunnel: Tunnel, python: str, helper: str,
     checks.append(_handshake_check(name, max_age))
     with Systemd() as sd:
         checks.append(Check("bridges", *check_bridges.bridges(
-            name, sd, sd.active_state(f"{name}.service") == "active")))
-        forward = _forward_check(name, sd)
+            record, sd, sd.active_state(f"{name}.service") == "active")))
+        forward = _forward_check(record, sd)
     if forward:
         checks.append(forward)
     return checks
 
 
-def _forward_check(name: str, sd: Systemd) -> Check | None:
+def _forward_check(record: Record, sd: Systemd) -> Check | None:
     """When port forwarding is on: a port held and renewed, clients in sync."""
-    from .forward import state
-    st = state(name, sd)
+    st = forward_state(record, sd)
     if st is None:
         return None
     unsynced = [f"{c['client']}: {c['error'] or 'not told yet'}"

@@ -12,27 +12,32 @@ from typing import Any
 
 from ..core import netns
 from ..core.errors import WgnsError
+from ..core.names import split_host_port
+from ..core.paths import expose_unit, reach_unit
+from ..core.record import Record
 from ..core.systemd import Systemd
 
 RTN_LOCAL = 2  # a route to one of the namespace's own addresses
 
 
-def _declared(name: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """[(socket unit, how status shows it)] of the tunnel's bridges, and
-    {reach socket unit: the loopback ADDR:PORT it declares inside}."""
-    from .bridge import reaches
-    from .expose import exposures
-    shown = [(f"{base}.socket", f"expose {info[3]}->{info[0]}:{info[1]}/{info[4]}")
-             for base, info in exposures("/", name)]
-    found = reaches("/", name)
-    shown += [(f"{base}.socket", f"reach {r.at}->{r.target}/{r.proto}") for base, r in found]
-    return shown, {f"{base}.socket": r.at for base, r in found}
+def _declared(record: Record) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """[(socket unit, how status shows it)] of the tunnel's bridges (its
+    record's), and {reach socket unit: the loopback ADDR:PORT it declares
+    inside}."""
+    name = record.name
+
+    def port(address: str) -> int:
+        return split_host_port(address, "address")[1]
+    shown = [(f"{expose_unit(name, port(e.listen), e.proto)}.socket",
+              f"expose {e.listen}->{e.unit}:{e.port}/{e.proto}") for e in record.exposes]
+    inside = {f"{reach_unit(name, port(r.at), r.proto)}.socket": r for r in record.reaches}
+    shown += [(unit, f"reach {r.at}->{r.target}/{r.proto}") for unit, r in inside.items()]
+    return shown, {unit: r.at for unit, r in inside.items()}
 
 
 def _endpoint(listen: str) -> object:
     """ADDR:PORT as (address, port), however systemd writes it; what does
     not parse stays as it is (and so differs from any declared address)."""
-    from ..core.names import split_host_port
     try:
         host, port = split_host_port(listen, "listen")
         return ipaddress.ip_address(host), port
@@ -40,11 +45,12 @@ def _endpoint(listen: str) -> object:
         return listen
 
 
-def bridges(name: str, sd: Systemd, tunnel_active: bool) -> tuple[bool, str]:
+def bridges(record: Record, sd: Systemd, tunnel_active: bool) -> tuple[bool, str]:
     """(ok, detail): every declared bridge listens while the tunnel runs; a
     reach's socket inside the namespace listens exactly where its header
     declares (a loopback address); no other socket unit listens inside."""
-    declared, inside_declared = _declared(name)
+    name = record.name
+    declared, inside_declared = _declared(record)
     states = {unit: sd.active_state(unit) for unit, _ in declared}
     down = [f"{shown} ({states[unit]})" for unit, shown in declared
             if tunnel_active and states[unit] != "active"]

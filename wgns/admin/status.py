@@ -1,81 +1,27 @@
-"""`wgns status`: what a tunnel is doing, gathered from systemd, the
-namespace and the WireGuard device. Never shows a private or preshared key."""
+"""`wgns status`: what each tunnel is doing (core/state.py gathers it)
+and what its record declares, as text for a person; `--json` prints the
+gathered dicts, `--prometheus` the metrics. Never a private or preshared
+key."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict
 from typing import Any
 
-from ..core import netns, wireguard
+from ..core.metrics_text import render as prometheus
+from ..core.record import installed, load
+from ..core.state import gather
 from ..core.systemd import Systemd
-from ..render.units import tunnel_unit
-from ..runtime.link import load
-from .bridge import reaches
-from .expose import exposures
-from .ops import confined_units
+from .forward import format_text as forward_text
 
 
-def _interface(name: str) -> dict[str, Any] | None:
-    """The tunnel's link as seen from inside its namespace (wgns's own
-    netlink reader: no pyroute2 to import, status stays quick)."""
-    from ..core import netlink
-    links = netlink.links()
-    link = links.get(name)
-    if link is None:
-        return None
-    return {
-        "name": name, "kind": link.kind, "state": link.state, "up": link.up,
-        "mtu": link.mtu, "addresses": link.addresses, "namespace_links": sorted(links),
-    }
+def tunnels(names: list[str] | None) -> list[dict[str, Any]]:
+    """The state of the tunnels NAMES (every installed one for None)."""
+    with Systemd() as sd:
+        return [gather(load("/", n), sd) for n in (names or installed("/"))]
 
 
-def gather(name: str, sd: Systemd | None) -> dict[str, Any]:
-    tunnel = load(name)
-    unit = tunnel_unit(name)
-    out: dict[str, Any] = {
-        "name": name,
-        "unit": unit,
-        "state": sd.active_state(unit) if sd else "unknown",
-        "namespace": netns.path(name) if netns.exists(name) else None,
-        "interface": None,
-        "implementation": None,
-        "dns": [str(d) for d in tunnel.dns],
-        "search": list(tunnel.search),
-        "peers": [],
-        "confined": [],
-    }
-    if out["namespace"]:
-        out["interface"] = netns.run_in(name, lambda: _interface(name))
-    device = wireguard.device_info(name)
-    now = int(time.time())
-    configured = {p.public_key: p for p in tunnel.peers}
-    if device is not None:
-        out["implementation"] = device.implementation
-        for p in device.peers:
-            peer = asdict(p)
-            peer["handshake_age"] = now - p.latest_handshake if p.latest_handshake else None
-            cfg = configured.get(p.public_key)
-            peer["configured_endpoint"] = str(cfg.endpoint) if cfg and cfg.endpoint else None
-            out["peers"].append(peer)
-    else:
-        out["peers"] = [{"public_key": p.public_key,
-                         "configured_endpoint": str(p.endpoint) if p.endpoint else None,
-                         "endpoint": None, "latest_handshake": None,
-                         "handshake_age": None, "rx_bytes": 0, "tx_bytes": 0,
-                         "allowed_ips": [str(n) for n in p.allowed_ips]}
-                        for p in tunnel.peers]
-    for u in confined_units("/", name):
-        out["confined"].append({"unit": u, "state": sd.active_state(u) if sd else "unknown"})
-    out["exposed"] = [{"unit": info[0], "port": info[1], "listen": info[3], "proto": info[4],
-                       "state": sd.active_state(f"{base}.socket") if sd else "unknown"}
-                      for base, info in exposures("/", name)]
-    out["reached"] = [{"target": r.target, "proto": r.proto, "at": r.at,
-                       "state": sd.active_state(f"{base}.socket") if sd else "unknown"}
-                      for base, r in reaches("/", name)]
-    from .forward import state as forward_state
-    out["port_forward"] = forward_state(name, sd)
-    return out
+def metrics(states: list[dict[str, Any]]) -> str:
+    return prometheus(states)
 
 
 def _bytes(n: int) -> str:
@@ -128,7 +74,6 @@ def format_text(st: dict[str, Any]) -> str:
         lines.append(f"  reaches: {r['at']} inside -> {r['target']}/{r['proto']} on the host "
                      f"side ({r['state']})")
     if st.get("port_forward"):
-        from .forward import format_text as forward_text
         lines += forward_text(st["port_forward"])
     return "\n".join(lines)
 

@@ -12,42 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-import stat
 from pathlib import Path
 from typing import Iterator
 
 from ..core.errors import ConflictError, WgnsError
-from ..render.units import CONF_DIR, MARKER, UNIT_DIR, File, Link, Plan
+from ..core.files import TMP_TAG, fsync_dir, is_ours, lookup, read_owned, stage, under
+from ..core.paths import CONF_DIR, UNIT_DIR
+from ..core.plan import File, Link, Plan
 
-TMP_TAG = ".wgns-tmp."  # in every temporary name: a killed run's leftovers
-
-
-def under(root: str, path: str) -> Path:
-    """PATH below ROOT, refusing a symlinked directory on the way: wgns
-    never follows a link out of the tree it manages."""
-    dest = Path(root) / path.lstrip("/")
-    d = Path(root)
-    for part in Path(path.lstrip("/")).parts[:-1]:
-        d = d / part
-        try:
-            st = os.lstat(d)
-        except FileNotFoundError:
-            break
-        except OSError as e:
-            raise ConflictError(f"{d}: {e.strerror}") from None
-        if stat.S_ISLNK(st.st_mode):
-            raise ConflictError(f"{d} is a symbolic link; refusing to follow it",
-                                hint="wgns writes only into real directories")
-        if not stat.S_ISDIR(st.st_mode):
-            raise ConflictError(f"{d} is not a directory")
-    return dest
-
-
-def lookup(root: str, path: str) -> Path:
-    """PATH below ROOT for a look only (is systemd's vendor unit there?),
-    where links are the system's own (/lib -> usr/lib): never to write."""
-    return Path(root) / path.lstrip("/")
+__all__ = ["lookup", "read_owned", "under", "write_plan", "remove_owned", "locked",
+           "check_root", "require_root", "conflicts", "refuse_conflicts"]
 
 
 def check_root(root: str) -> None:
@@ -59,30 +33,6 @@ def check_root(root: str) -> None:
         raise WgnsError(f"--root {root}: not an existing directory")
     if not os.access(root, os.W_OK | os.X_OK):
         raise WgnsError(f"--root {root}: not writable")
-
-
-def _first_line(dest: Path) -> str | None:
-    """The first line of a regular file, read without following a link and
-    without blocking on a FIFO; None for anything else."""
-    try:
-        fd = os.open(dest, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return os.read(fd, 256).decode("utf-8", "replace").split("\n", 1)[0]
-    finally:
-        os.close(fd)
-
-
-def is_ours(dest: Path, item: File | Link | None = None) -> bool:
-    """A file wgns wrote (marker on its first line), or a link that points
-    where wgns would point it."""
-    if dest.is_symlink():
-        return isinstance(item, Link) and os.readlink(dest) == item.target
-    line = _first_line(dest)
-    return line is not None and line.startswith(MARKER)
 
 
 @contextlib.contextmanager
@@ -136,14 +86,6 @@ def refuse_conflicts(root: str, plan: Plan) -> None:
             hint="move it away, or pick another tunnel with --name")
 
 
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _makedirs(d: Path, created: list[Path]) -> None:
     missing = []
     while not os.path.lexists(d):
@@ -153,25 +95,6 @@ def _makedirs(d: Path, created: list[Path]) -> None:
         m.mkdir(mode=0o755)
         os.chmod(m, 0o755)
         created.append(m)
-
-
-def _stage(dest: Path, item: File | Link) -> str:
-    tmp = str(dest.parent / f".{dest.name[:200]}{TMP_TAG}{secrets.token_hex(4)}")
-    if isinstance(item, Link):
-        os.symlink(item.target, tmp)
-        return tmp
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600)
-    try:
-        os.fchmod(fd, item.mode)
-        os.write(fd, item.text.encode())
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp)  # it may hold a key
-        raise
-    os.close(fd)
-    return tmp
 
 
 def _snapshot(dest: Path) -> File | Link | None:
@@ -197,13 +120,13 @@ def write_plan(root: str, plan: Plan) -> list[str]:
                 not kv[0].startswith(CONF_DIR + "/"), kv[0])):
             dest = under(root, path)
             _makedirs(dest.parent, created)
-            staged.append((_stage(dest, item), dest))
+            staged.append((stage(dest, item), dest))
         for tmp, dest in staged:
             before = _snapshot(dest)
             os.replace(tmp, dest)
             replaced.append((dest, before))
         for d in {dest.parent for _, dest in staged}:
-            _fsync_dir(d)
+            fsync_dir(d)
     except BaseException:
         for tmp, _ in staged:
             if os.path.lexists(tmp):
@@ -220,7 +143,7 @@ def write_plan(root: str, plan: Plan) -> list[str]:
 
 
 def _stage_back(dest: Path, before: File | Link) -> None:
-    os.replace(_stage(dest, before), dest)
+    os.replace(stage(dest, before), dest)
 
 
 def remove_owned(root: str, paths: list[str], prune: tuple[str, ...] | list[str] = ()
@@ -246,19 +169,6 @@ def remove_owned(root: str, paths: list[str], prune: tuple[str, ...] | list[str]
         except OSError:
             pass  # not empty: someone else's files are there
     return removed
-
-
-def read_owned(root: str, path: str) -> str | None:
-    """The text of a wgns file, or None when absent or not wgns's."""
-    dest = under(root, path)
-    if not is_ours(dest):
-        return None
-    from ..core.errors import ConfigError
-    from ..core.safeio import read_text
-    try:
-        return read_text(str(dest), 1 << 20, follow=False)
-    except ConfigError:
-        return None
 
 
 def require_root(root: str | None) -> None:

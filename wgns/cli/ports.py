@@ -1,7 +1,6 @@
 """The commands about ports: expose and unexpose (into the namespace from
 the host), reach and unreach (from the namespace to the host or the LAN)
-and port-forward (from the provider's gateway). Registered on
-cli.app; the same conventions as cli.py."""
+and port-forward (from the provider's gateway). Typer only, as tunnel.py."""
 
 from __future__ import annotations
 
@@ -9,11 +8,10 @@ from typing import Optional
 
 import typer
 
-from ..core.errors import WgnsError
-from .main import NAME_OPTION, ROOT_OPTION, _emit, _fail, _number, _systemd, app
+from .options import NAME_OPTION, ROOT_OPTION, emit, handled, number, systemd, usage
 
 
-@app.command()
+@handled
 def expose(
     unit: str = typer.Argument(..., help="A confined service."),
     port: str = typer.Argument(..., help="The port it listens on inside the tunnel."),
@@ -25,19 +23,15 @@ def expose(
     root: Optional[str] = ROOT_OPTION,
 ) -> None:
     """Make a port of a confined service reachable from the host (no veth, no NAT)."""
-    try:
-        sd = _systemd(root)
-        from ..admin.expose import expose as do_expose
-        from ..admin.ops import python_path
-        if listen == "":
-            raise typer.BadParameter("--listen needs ADDRESS:PORT")
-        _emit(do_expose(unit, _number(port, "PORT", 1, 65535) or 0, listen, name,
-                        root or "/", sd, udp, python_path()))
-    except (WgnsError, OSError) as e:
-        _fail(e)
+    from ..admin.bridges import expose as do_expose
+    sd = systemd(root)
+    if listen == "":
+        raise typer.BadParameter("--listen needs ADDRESS:PORT")
+    emit(do_expose(unit, number(port, "PORT", 1, 65535) or 0, listen, name, root or "/", sd,
+                   udp))
 
 
-@app.command()
+@handled
 def unexpose(
     unit: str = typer.Argument(..., help="A confined service."),
     port: str = typer.Argument(..., help="The port given to 'wgns expose'."),
@@ -46,16 +40,12 @@ def unexpose(
     root: Optional[str] = ROOT_OPTION,
 ) -> None:
     """Stop exposing a port and remove its units."""
-    try:
-        sd = _systemd(root)
-        from ..admin.expose import unexpose as do_unexpose
-        _emit(do_unexpose(unit, _number(port, "PORT", 1, 65535) or 0, name,
-                          root or "/", sd, udp))
-    except (WgnsError, OSError) as e:
-        _fail(e)
+    from ..admin.bridges import unexpose as do_unexpose
+    emit(do_unexpose(unit, number(port, "PORT", 1, 65535) or 0, name, root or "/",
+                     systemd(root), udp))
 
 
-@app.command()
+@handled
 def reach(
     target: str = typer.Argument(..., metavar="HOST:PORT",
                                  help="A service outside: an address or a name the host "
@@ -69,16 +59,11 @@ def reach(
     root: Optional[str] = ROOT_OPTION,
 ) -> None:
     """Let confined units reach one service on the host or the LAN (no route, no veth)."""
-    try:
-        sd = _systemd(root)
-        from ..admin.bridge import reach as do_reach
-        from ..admin.ops import python_path
-        _emit(do_reach(target, at, udp, name, root or "/", sd, python_path()))
-    except (WgnsError, OSError) as e:
-        _fail(e)
+    from ..admin.bridges import reach as do_reach
+    emit(do_reach(target, at, udp, name, root or "/", systemd(root)))
 
 
-@app.command()
+@handled
 def unreach(
     target: str = typer.Argument(..., metavar="HOST:PORT", help="As given to 'wgns reach'."),
     udp: bool = typer.Option(False, "--udp", help="The UDP bridge, not the TCP one."),
@@ -86,15 +71,11 @@ def unreach(
     root: Optional[str] = ROOT_OPTION,
 ) -> None:
     """Stop reaching HOST:PORT from the tunnel and remove its units."""
-    try:
-        sd = _systemd(root)
-        from ..admin.bridge import unreach as do_unreach
-        _emit(do_unreach(target, udp, name, root or "/", sd))
-    except (WgnsError, OSError) as e:
-        _fail(e)
+    from ..admin.bridges import unreach as do_unreach
+    emit(do_unreach(target, udp, name, root or "/", systemd(root)))
 
 
-@app.command("port-forward")
+@handled
 def port_forward(
     name: str = NAME_OPTION,
     gateway: Optional[str] = typer.Option(
@@ -119,22 +100,16 @@ def port_forward(
     root: Optional[str] = ROOT_OPTION,
 ) -> None:
     """Get an incoming port from the provider (NAT-PMP) and keep a client on it."""
-    try:
-        sd = _systemd(root)
-        from ..admin import forward as portforward
-        if off:
-            given = [o for o, v in (("--gateway", gateway), ("--qbittorrent", qbittorrent),
-                                    ("--transmission", transmission),
-                                    ("--credentials", credentials), ("--exec", command))
-                     if v is not None]
-            if given:
-                typer.echo(f"wgns: error: --off takes no {given[0]}; run "
-                           "'wgns port-forward --off' alone", err=True)
-                raise typer.Exit(2)
-            _emit(portforward.disable(name, root or "/", sd))
-            return
-        from ..admin.ops import python_path
-        _emit(portforward.enable(name, root or "/", sd, python_path(), gateway,
-                                 qbittorrent, transmission, command, credentials))
-    except (WgnsError, OSError) as e:
-        _fail(e)
+    from ..admin import forward
+    sd = systemd(root)
+    if off:
+        given = [o for o, v in (("--gateway", gateway), ("--qbittorrent", qbittorrent),
+                                ("--transmission", transmission),
+                                ("--credentials", credentials), ("--exec", command))
+                 if v is not None]
+        if given:
+            usage(f"--off takes no {given[0]}; run 'wgns port-forward --off' alone")
+        emit(forward.disable(name, root or "/", sd))
+        return
+    emit(forward.enable(name, root or "/", sd, gateway, qbittorrent, transmission, command,
+                        credentials))

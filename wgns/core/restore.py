@@ -13,9 +13,9 @@ import contextlib
 import os
 
 from .errors import ConfigError, WgnsError
+from .files import write_atomic
 from .names import check_service
-
-RESTORE_DIR = "/run/wgns"
+from .paths import RUN_DIR as RESTORE_DIR
 
 
 def path(name: str) -> str:
@@ -24,13 +24,7 @@ def path(name: str) -> str:
 
 def write(name: str, units: list[str]) -> None:
     os.makedirs(RESTORE_DIR, mode=0o755, exist_ok=True)
-    tmp = f"{path(name)}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w") as f:
-        f.write("".join(u + "\n" for u in units))
-    os.replace(tmp, path(name))
+    write_atomic(path(name), "".join(u + "\n" for u in units))
 
 
 def read(name: str) -> list[str]:

@@ -89,6 +89,10 @@ class Systemd:
             "InaccessiblePaths": [_decode(p).lstrip("-+") for p in svc.InaccessiblePaths],
         }
 
+    def main_pid(self, unit: str) -> int:
+        """The service's main process (0: none)."""
+        return int(self._unit(unit).Service.MainPID)
+
     def known(self, unit: str) -> bool:
         return self.load_state(unit) not in ("not-found", "error", "bad-setting")
 

@@ -1,38 +1,26 @@
-"""The units of the UDP exposes and of the reaches (`wgns expose --udp`,
-`wgns reach`). Pure, as render.py: plans of files, no disk, no systemd.
+"""The units of the bridges, from the record's exposes and reaches. Pure.
 
-A bridge is a socket unit on one side of the namespace boundary and, started
-by it, a proxy on the other: the TCP expose (render.py) listens on the host
-and proxies inside; a UDP expose does the same with wgns's relay; a reach
-listens inside, on a loopback address, and proxies from the host to one
-declared HOST:PORT (systemd-socket-proxyd for TCP, the relay for UDP).
+A bridge is a socket unit on one side of the namespace boundary and,
+started by it, a proxy on the other: an expose listens on the host and
+proxies inside (systemd-socket-proxyd for TCP, wgns's relay for UDP); a
+reach listens inside, on a loopback address, and proxies from the host to
+one declared HOST:PORT.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
-from typing import NamedTuple
 
 from .. import __version__
-from ..core.names import exec_word, join_host_port, setting
-from . import units as render
-from .units import UNIT_DIR, File, Link, Plan, _template, tunnel_unit
+from ..core.names import exec_word, join_host_port, setting, split_host_port
+from ..core.paths import UNIT_DIR, expose_unit, netns_path, reach_unit, tunnel_unit
+from ..core.plan import File, Link, Plan
+from ..core.record import Expose, Reach, Record
+from .units import copy_values, secret_paths, template, user_setting
 
 
-class Reach(NamedTuple):
-    target: str  # HOST:PORT, [IPv6]:PORT
-    proto: str  # "tcp" or "udp"
-    tunnel: str
-    at: str  # ADDR:PORT inside the namespace
-
-
-def expose_udp_unit(name: str, listen_port: int) -> str:
-    return f"wgns-{name}-expose-udp-{listen_port}"
-
-
-def reach_unit(name: str, at_port: int, proto: str) -> str:
-    return f"wgns-{name}-reach-{'udp-' if proto == 'udp' else ''}{at_port}"
+def _port(address: str) -> int:
+    return split_host_port(address, "address")[1]
 
 
 def _fence(host: str) -> str:
@@ -47,71 +35,61 @@ def _fence(host: str) -> str:
            f"IPAddressDeny=any\nIPAddressAllow={host}"
 
 
-def _relay(values: dict[str, str], python: str, target_host: str, target_port: int,
-           dynamic_user: bool) -> str:
-    values = {**values, "python": exec_word(python, "the interpreter's path", first=True),
-              "helper": exec_word(render.helper_path(), "the wgns package's path"),
-              "target_host": exec_word(target_host, "HOST"), "target_port": str(target_port),
-              "user": render.user_setting(dynamic_user, python),
-              "secret_paths": render.secret_paths(),
-              **render.sandbox_values(python, render.helper_path())}
-    return _template("relay.service").substitute(values)
+def _relay(record: Record, values: dict[str, str], host: str, port: int) -> str:
+    return template("relay.service").substitute(
+        {**values, **copy_values(record), "target_host": exec_word(host, "HOST"),
+         "target_port": str(port), "user": user_setting(record),
+         "secret_paths": secret_paths()})
 
 
-def render_expose_udp(unit: str, port: int, listen: str, listen_port: int, name: str,
-                      python: str, dynamic_user: bool) -> Plan:
-    """A datagram socket in the host namespace and, started by it, the relay
-    inside the tunnel's namespace, towards 127.0.0.1:PORT there."""
-    base = expose_udp_unit(name, listen_port)
-    header = f"exposes UDP port {port} of {setting(unit, 'unit')} (tunnel {name}) on " \
-             f"{setting(listen, '--listen')}"
-    values = {"version": __version__, "name": name, "unit": setting(unit, "unit"),
-              "port": str(port), "listen": setting(listen, "--listen"),
-              "listen_kind": "ListenDatagram", "proto_word": "UDP ", "udp_flag": " --udp",
-              "header": header, "undo": f"wgns unexpose {setting(unit, 'unit')} {port} --udp "
-              f"--name {name}", "target": f"127.0.0.1:{port} inside",
-              "netns": f"NetworkNamespacePath=/run/netns/{name}",
-              "fence": "# Only 127.0.0.1 inside the namespace.\n"
-                       "IPAddressDeny=any\nIPAddressAllow=localhost"}
-    return {
-        f"{UNIT_DIR}/{base}.socket": File(_template("expose.socket").substitute(values), 0o644),
-        f"{UNIT_DIR}/{base}.service": File(
-            _relay(values, python, "127.0.0.1", port, dynamic_user), 0o644),
-        f"{UNIT_DIR}/{tunnel_unit(name)}.wants/{base}.socket": Link(
-            f"{UNIT_DIR}/{base}.socket"),
-    }
+def _pair(record: Record, base: str, socket: str, service: str) -> Plan:
+    return {f"{UNIT_DIR}/{base}.socket": File(socket, 0o644),
+            f"{UNIT_DIR}/{base}.service": File(service, 0o644),
+            f"{UNIT_DIR}/{tunnel_unit(record.name)}.wants/{base}.socket": Link(
+                f"{UNIT_DIR}/{base}.socket")}
 
 
-def render_reach(host: str, port: int, proto: str, at: str, at_port: int, name: str,
-                 proxyd: str, python: str, dynamic_user: bool) -> Plan:
+def expose(record: Record, e: Expose) -> Plan:
+    """A socket in the host's namespace and, started by it, a proxy inside
+    the tunnel's namespace towards 127.0.0.1:PORT there."""
+    name, udp = record.name, e.proto == "udp"
+    unit, listen = setting(e.unit, "unit"), setting(e.listen, "--listen")
+    values = {"version": __version__, "name": name, "unit": unit, "port": str(e.port),
+              "listen": listen, "listen_kind": "ListenDatagram" if udp else "ListenStream",
+              "proto_word": "UDP " if udp else "", "udp_flag": " --udp" if udp else ""}
+    base = expose_unit(name, _port(e.listen), e.proto)
+    if not udp:
+        service = template("expose.service").substitute(
+            values, proxyd=exec_word(record.proxyd, "systemd-socket-proxyd", first=True))
+    else:
+        service = _relay(record, {
+            **values, "header": f"exposes UDP port {e.port} of {unit} (tunnel {name}) on "
+            f"{listen}", "undo": f"wgns unexpose {unit} {e.port} --udp --name {name}",
+            "target": f"127.0.0.1:{e.port} inside",
+            "netns": f"NetworkNamespacePath={netns_path(name)}",
+            "fence": "# Only 127.0.0.1 inside the namespace.\n"
+                     "IPAddressDeny=any\nIPAddressAllow=localhost"}, "127.0.0.1", e.port)
+    return _pair(record, base, template("expose.socket").substitute(values), service)
+
+
+def reach(record: Record, r: Reach) -> Plan:
     """A socket inside the tunnel's namespace (on a loopback address) and,
     started by it, a proxy in the host's namespace towards HOST:PORT."""
-    base = reach_unit(name, at_port, proto)
-    target = setting(join_host_port(host, port), "HOST:PORT")
-    values = {"version": __version__, "name": name, "target": target, "proto": proto,
-              "at": setting(at, "--at"), "listen": setting(at, "--at") + " inside",
-              "listen_kind": "ListenDatagram" if proto == "udp" else "ListenStream",
-              "header": f"reaches {target} ({proto}) from {setting(at, '--at')} in tunnel {name}",
-              "undo": f"wgns unreach {target}{' --udp' if proto == 'udp' else ''} "
-              f"--name {name}",
+    name, udp = record.name, r.proto == "udp"
+    host, port = split_host_port(r.target, "HOST:PORT")
+    target, at = setting(join_host_port(host, port), "HOST:PORT"), setting(r.at, "--at")
+    values = {"version": __version__, "name": name, "target": target, "proto": r.proto,
+              "at": at, "listen": at + " inside",
+              "listen_kind": "ListenDatagram" if udp else "ListenStream",
+              "header": f"reaches {target} ({r.proto}) from {at} in tunnel {name}",
+              "undo": f"wgns unreach {target}{' --udp' if udp else ''} --name {name}",
               "netns": "# In the host's namespace: it reaches the target from there.",
               "fence": _fence(host)}
-    if proto == "udp":
-        service = _relay(values, python, host, port, dynamic_user)
+    if udp:
+        service = _relay(record, values, host, port)
     else:
-        service = _template("reach.service").substitute(
-            values, proxyd=exec_word(proxyd, "systemd-socket-proxyd", first=True),
+        service = template("reach.service").substitute(
+            values, proxyd=exec_word(record.proxyd, "systemd-socket-proxyd", first=True),
             target_word=exec_word(join_host_port(host, port), "HOST:PORT"))
-    return {
-        f"{UNIT_DIR}/{base}.socket": File(_template("reach.socket").substitute(values), 0o644),
-        f"{UNIT_DIR}/{base}.service": File(service, 0o644),
-        f"{UNIT_DIR}/{tunnel_unit(name)}.wants/{base}.socket": Link(
-            f"{UNIT_DIR}/{base}.socket"),
-    }
-
-
-def reach_info(text: str) -> Reach | None:
-    """What a reach unit's header declares."""
-    m = re.match(r"# Generated by wgns [^:\n]*: reaches (\S+) \((tcp|udp)\) from (\S+) "
-                 r"in tunnel ([a-z0-9_-]{1,15})\.", text, flags=re.ASCII)
-    return Reach(m.group(1), m.group(2), m.group(4), m.group(3)) if m else None
+    base = reach_unit(name, _port(r.at), r.proto)
+    return _pair(record, base, template("reach.socket").substitute(values), service)

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..core.errors import WgnsError
+from ..core.files import write_atomic
 from ..core.text import one_line, redact
 from . import natpmp
 from .forward_sync import Client, ClientSync
 from .natpmp import GatewayError, NoMapping
-from .natpmp_io import Transport, write_atomic
+from .natpmp_io import Transport
 
 REFUSED_WAIT = 30.0      # a gateway that says no is asked again after 30 s
 

@@ -27,7 +27,11 @@ from typing import TYPE_CHECKING
 
 from ..core import netns, restore, wireguard
 from ..core.config import Tunnel
-from ..core.errors import SystemdError
+from ..core.errors import SystemdError, WgnsError
+from ..core.files import write_atomic
+from ..core.paths import tunnel_unit
+from ..core.record import load, load_tunnel
+from . import wgconf
 
 if TYPE_CHECKING:
     from ..core.systemd import Systemd
@@ -35,19 +39,21 @@ if TYPE_CHECKING:
 STALE_AFTER = 135
 
 
+def confined(name: str) -> list[str]:
+    """The units the record of tunnel NAME confines to it (none when the
+    record cannot be read: nothing is started or restored on a guess)."""
+    try:
+        return list(load("/", name).confined)
+    except WgnsError:
+        return []
+
+
 def link_problem(name: str) -> str | None:
     """Why the tunnel's data path is broken, or None."""
     if not netns.exists(name):
         return f"namespace {netns.path(name)} is gone"
 
-    def has_link() -> bool:   # by name, in the namespace: no netlink library needed
-        try:
-            socket.if_nametoindex(name)
-        except OSError:
-            return False
-        return True
-
-    if not netns.run_in(name, has_link):
+    if not netns.run_in(name, lambda: netns.has_link(name)):
         return f"link {name} is gone from its namespace"
     if wireguard.device_info(name) is None:
         return f"the WireGuard device {name} does not answer"
@@ -91,7 +97,7 @@ def reresolve(tunnel: Tunnel, now: float | None = None) -> list[str]:
             new = addresses[(addresses.index(current) + 1) % len(addresses)]
         else:
             new = addresses[0]
-        wireguard.set_endpoint(tunnel.name, device, peer, (new, ep.port))
+        wgconf.set_endpoint(tunnel.name, device, peer, (new, ep.port))
         changes.append(f"{tunnel.name}: peer {peer.public_key[:8]}... endpoint "
                        f"{ep.host} now {new} (was {current})")
     return changes
@@ -118,9 +124,7 @@ def count(name: str, reason: str, n: int = 1) -> None:
     counts[reason] = (value if isinstance(value, int) else 0) + n
     with contextlib.suppress(OSError):
         os.makedirs(restore.RESTORE_DIR, mode=0o755, exist_ok=True)
-        with open(path + ".tmp", "w") as f:
-            json.dump(counts, f)
-        os.replace(path + ".tmp", path)
+        write_atomic(path, json.dumps(counts))
 
 
 def _backoff_path(name: str) -> str:
@@ -143,9 +147,7 @@ def _set_backoff(name: str, count: int, when: float) -> None:
             os.unlink(_backoff_path(name))
         return
     os.makedirs(restore.RESTORE_DIR, mode=0o755, exist_ok=True)
-    with open(_backoff_path(name) + ".tmp", "w") as f:
-        f.write(f"{count} {when}\n")
-    os.replace(_backoff_path(name) + ".tmp", _backoff_path(name))
+    write_atomic(_backoff_path(name), f"{count} {when}\n")
 
 
 def backoff_wait(count: int) -> float:
@@ -192,13 +194,12 @@ def missed_at_boot(sd: Systemd, name: str) -> list[str]:
     stopped by a person has left the inactive state once, and is left alone;
     each unit is started this way once per boot (/run/wgns/NAME.booted), so
     one whose conditions keep it from running is not tried at every look."""
-    from ..admin.ops import confined_units
     try:
         with open(_booted_path(name)) as f:
             done = set(f.read().split())
     except OSError:
         done = set()
-    return [u for u in confined_units("/", name) if u not in done
+    return [u for u in confined(name) if u not in done
             and sd.unit_file_state(u) == "enabled" and not sd.ever_started(u)
             and sd.active_state(u) in ("inactive", "failed")]
 
@@ -231,10 +232,7 @@ def look(name: str, boot_check: bool) -> tuple[list[str], bool | None]:
     The boot check (confined units that missed their start) costs a D-Bus
     call or three per confined unit: the watcher asks for it only until the
     tunnel was seen healthy after its namespace changed."""
-    from ..admin.ops import confined_units
     from ..core.systemd import Systemd
-    from ..render.units import tunnel_unit
-    from .link import load
 
     unit = tunnel_unit(name)
     with Systemd() as sd:
@@ -248,7 +246,7 @@ def look(name: str, boot_check: bool) -> tuple[list[str], bool | None]:
         if problem is None:
             if _backoff(name)[0]:
                 _set_backoff(name, 0, 0)
-            lines = reresolve(load(name))
+            lines = reresolve(load_tunnel("/", name))
             if lines:
                 count(name, "endpoint_moved", len(lines))
             started = start_missed_at_boot(sd, name) if boot_check else []
@@ -264,7 +262,7 @@ def look(name: str, boot_check: bool) -> tuple[list[str], bool | None]:
         # while the link was inspected (and is why the link is gone).
         if not _settled_active(sd, unit):
             return [], False
-        running = [u for u in confined_units("/", name)
+        running = [u for u in confined(name)
                    if sd.active_state(u) in ("active", "activating", "reloading")]
         restore.write(name, running)
         # A deleted namespace needs its namespace unit restarted (it is

@@ -17,21 +17,19 @@ import socket
 import sys
 import time
 
-from ..core import netns, restore, wireguard
-from ..core.config import MAX_CONF_BYTES, Tunnel, parse_wgquick
-from ..core.errors import ConfigError, TunnelError, WgnsError
-from ..render.units import conf_path
+from ..core import netns, restore
+from ..core import wireguard as wgread
+from ..core.config import Tunnel
+from ..core.errors import TunnelError, WgnsError
+from ..core.record import load_tunnel
+from . import wgconf as wireguard
 
 RESOLVE_FOR = 60.0  # seconds of retrying before the unit fails (and restarts)
 
 
 def load(name: str, root: str = "/") -> Tunnel:
-    path = os.path.join(root, conf_path(name).lstrip("/"))
-    if not os.path.lexists(path):
-        raise ConfigError(path, f"no such tunnel {name!r}",
-                          hint="wgns install creates it")
-    from ..core.safeio import read_text
-    return parse_wgquick(read_text(path, MAX_CONF_BYTES, follow=False), path, name)
+    """The tunnel, from /etc/wgns/NAME.conf."""
+    return load_tunnel(root, name)
 
 
 def resolve(tunnel: Tunnel, wait: float = RESOLVE_FOR) -> dict[str, tuple[str, int]]:
@@ -100,7 +98,7 @@ def wireguard_go_pid(name: str) -> int | None:
     in /proc/net/unix, then the process with that socket open), named
     wireguard-go, in the tunnel unit's cgroup. A user's own wireguard-go
     (wg-quick up NAME) is never touched."""
-    path = wireguard.uapi_path(name)
+    path = wgread.uapi_path(name)
     inodes = set()
     with open("/proc/net/unix") as f:
         for line in f:
@@ -152,22 +150,22 @@ def up(name: str) -> str:
             "within 20 s")
     endpoints = resolve(tunnel)
     down(name)  # a stale link from an earlier run would make 'add' fail
-    if _has_link(name):
+    if netns.has_link(name):
         raise TunnelError(
             f"an interface named {name} already exists in the host namespace",
             hint=f"remove it ('ip link del {name}') or install under another --name")
-    impl = wireguard.KERNEL
+    impl = wgread.KERNEL
     try:
         if wireguard.kernel_known_missing():
             # Known this boot: start wireguard-go first and import pyroute2
             # (most of the helper's own time) while it comes up.
-            impl = wireguard.USERSPACE
+            impl = wgread.USERSPACE
             wireguard.userspace_create(name, meanwhile=lambda: __import__("pyroute2"))
         elif not wireguard.kernel_create(name):
-            impl = wireguard.USERSPACE
+            impl = wgread.USERSPACE
             wireguard.remember_kernel_missing()
             wireguard.userspace_create(name)
-        if impl == wireguard.KERNEL:
+        if impl == wgread.KERNEL:
             wireguard.kernel_configure(tunnel, endpoints)
         else:
             wireguard.userspace_configure(tunnel, endpoints)
@@ -201,14 +199,6 @@ def _undo(name: str) -> None:
             print(f"{name}: cleanup after failure: {e}", file=sys.stderr)
 
 
-def _has_link(name: str) -> bool:
-    try:
-        socket.if_nametoindex(name)
-    except OSError:
-        return False
-    return True
-
-
 def stop(name: str) -> None:
     """ExecStop of the tunnel unit: the link goes down whatever else fails."""
     try:
@@ -221,7 +211,7 @@ def down(name: str) -> None:
     # wireguard-go first: its TUN link goes with it, and then this needs no
     # netlink (nor pyroute2's import time) at all.
     _stop_wireguard_go(name)
-    if netns.exists(name) and netns.run_in(name, lambda: _has_link(name)):
+    if netns.exists(name) and netns.run_in(name, lambda: netns.has_link(name)):
         netns.run_in(name, lambda: _delete_link(name))
 
 

@@ -1,12 +1,10 @@
-"""The forwarder's two ways of touching the world: a UDP socket to the
-gateway's NAT-PMP port, and atomic files in its runtime directory."""
+"""The forwarder's way of touching the gateway: a UDP socket to its
+NAT-PMP port. (Its runtime files go through core.files.write_atomic.)"""
 
 from __future__ import annotations
 
-import os
 import socket
 import time
-from pathlib import Path
 
 from . import natpmp
 
@@ -40,13 +38,3 @@ class Transport:
     def send(self, packet: bytes) -> None:
         if self.sock is not None:
             self.sock.send(packet)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)

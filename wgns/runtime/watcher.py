@@ -1,20 +1,23 @@
-"""What `wgns-watch@NAME.service` runs: one long-lived process per tunnel
-that sleeps until something happens, then runs heal.watch() (one look, the
-decisions of which live there).
+"""What `wgns-watch.service` runs: one long-lived process for every
+tunnel (a Watcher each, gathered by a Fleet) that sleeps until something
+happens, then runs heal.look() for that tunnel (one look, the decisions of
+which live there).
 
 It wakes up for:
-- a link event inside the tunnel's namespace (an rtnetlink socket made
+- a link event inside a tunnel's namespace (an rtnetlink socket made
   there and subscribed to link changes; only a wake-up signal, never
-  parsed: heal.watch() looks with pyroute2). The tunnel's link going away,
-  by `ip link del` or because wireguard-go died and took its TUN device
-  along, is noticed at once instead of at the next poll;
-- the namespace changing identity or disappearing (`ip netns delete`, a
+  parsed). The tunnel's link going away, by `ip link del` or because
+  wireguard-go died and took its TUN device along, is noticed at once
+  instead of at the next poll;
+- a namespace changing identity or disappearing (`ip netns delete`, a
   tunnel restart), seen by a stat() of /run/netns/NAME once a second;
 - a full look every 60 s (a hung wireguard-go, an endpoint whose name now
-  resolves elsewhere, a stale handshake, the next step of a back-off).
+  resolves elsewhere, a stale handshake, the next step of a back-off);
+- a tunnel installed or uninstalled (/etc/wgns changed: its records are
+  listed again).
 
-Between those it costs one stat() a second. Every look prints what it did
-to the journal, as the one-shot watcher did.
+Between those it costs a stat() per tunnel a second. Every look prints
+what it did to the journal, each line starting with the tunnel's name.
 """
 
 from __future__ import annotations
@@ -209,34 +212,57 @@ def notify_ready() -> None:
 
 
 class Metrics:
-    """The tunnel's Prometheus textfile (metrics.py), rewritten after every
-    look that saw a change and otherwise every 2 minutes: a gather costs
-    about 30 ms of CPU, more than a look."""
+    """The tunnel's Prometheus textfile (runtime/metrics.py), rewritten
+    after every look that saw a change and otherwise every 2 minutes: a
+    gather costs more CPU than a look. Its directory is the record's, read
+    at each write (a new --metrics-dir needs no restart)."""
 
-    def __init__(self, name: str, directory: str,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.name, self.directory, self.clock = name, directory, clock
+    def __init__(self, name: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.name, self.clock = name, clock
         self.last: float | None = None
 
     def __call__(self, urgent: bool) -> None:
         now = self.clock()
         if not urgent and self.last is not None and now - self.last < METRICS_EVERY:
             return
-        if not os.path.isdir(self.directory):
-            return
-        self.last = now
-        from ..admin import metrics
         from ..core.errors import WgnsError
+        from ..core.record import load
         from ..core.systemd import Systemd
+        from . import metrics
         try:
+            record = load("/", self.name)
+            if not os.path.isdir(metrics.directory(record)):
+                return
+            self.last = now
             with Systemd() as sd:
-                metrics.update(self.name, sd, self.directory)
+                metrics.update(record, sd)
         except (WgnsError, OSError) as e:
             print(f"{self.name}: metrics not written: {e}", flush=True)
 
 
-def run(name: str) -> None:
-    from ..admin.metrics import DEFAULT_DIR
+def run(name: str | None = None) -> None:
+    """One tunnel's watcher (`helper.py watch NAME`: the unit of an older
+    wgns, still running until a command of this one replaces it), or one
+    for every tunnel (`helper.py watch`: wgns-watch.service)."""
+    from ..core.paths import CONF_DIR
+    from ..core.record import installed
     from .heal import look
-    directory = os.environ.get("WGNS_METRICS_DIR") or DEFAULT_DIR
-    Watcher(name, look, after=Metrics(name, directory)).run(notify_ready)
+
+    def make(n: str) -> Watcher:
+        return Watcher(n, look, after=Metrics(n))
+
+    seen: list = [None, []]
+
+    def names() -> list[str]:   # listed again only when /etc/wgns changed
+        try:
+            mtime = os.stat(CONF_DIR).st_mtime_ns
+        except OSError:
+            mtime = None
+        if mtime != seen[0]:
+            seen[:] = [mtime, installed("/")]
+        return list(seen[1])
+
+    if name is not None:
+        make(name).run(notify_ready)
+    else:
+        Fleet(names, make).run(notify_ready)
