@@ -1,0 +1,332 @@
+"""The fake provider's pool of servers (tests/harness/pool.py), its MTU hop
+(mtu.py) and its capture (capture.py), for real, on this host.
+
+A throwaway namespace stands in for a guest's root namespace; three pool
+servers hang off it, each in its own namespace; a WireGuard client in the
+root plays the tunnel wgns would run, moving from server to server as a
+failover would. Everything is made with this run's pid in its name and
+taken away afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .harness import capture, mtu
+from .harness import pool as poolmod
+from .provider_net import PID, Root, WgClient, eventually, fetch, require
+
+MULLVAD_GW = poolmod.MULLVAD_DNS[0]
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    """(root, pool): three servers, up."""
+    require()
+    root = Root(f"pt{PID}-root")
+    pool = poolmod.Pool(3, tag=f"pt{PID}", root=root.name,
+                        state=tmp_path_factory.mktemp("pool"), hosts=None)
+    try:
+        pool.setup()
+        yield root, pool
+    finally:
+        pool.teardown()
+        root.close()
+
+
+@pytest.fixture
+def client(net, tmp_path):
+    root, _ = net
+    wg = WgClient(root, f"c{PID}", tmp_path)
+    try:
+        yield wg
+    finally:
+        wg.close()
+
+
+@pytest.fixture
+def mullvad(net, client):
+    """The client with the pool's one Mullvad-style key, on no server yet."""
+    _, pool = net
+    keys = pool.mullvad_clients()
+    client.up(keys[0].priv, ["10.67.0.2/32"], ["10.67.0.0/24", "198.18.0.0/24"])
+    return keys
+
+
+def page(root: Root) -> str:
+    return fetch(root, f"http://{MULLVAD_GW}/")
+
+
+def test_every_server_answers_with_its_own_name(net, client, mullvad):
+    root, pool = net
+    names = []
+    for key in mullvad:
+        s = key.server
+        client.use(s.pub, f"{s.public4}:{s.port}")
+        body = page(root)
+        assert pool.answered(body) is s, body
+        assert s.handshakes()[key.pub] > 0
+        names.append(s.name)
+    assert len(set(names)) == 3 and len({s.public4 for s in pool.servers}) == 3
+    assert len({s.pub for s in pool.servers}) == 3
+
+
+def test_traffic_goes_through_the_next_server_after_one_stops(net, client, mullvad):
+    root, pool = net
+    first, second = pool.servers[0], pool.servers[1]
+    client.use(first.pub, f"{first.public4}:{first.port}")
+    assert page(root) == first.page
+    first.stop()
+    try:
+        assert not first.running() and page(root).startswith("error")
+        client.use(second.pub, f"{second.public4}:{second.port}")
+        assert page(root) == second.page
+    finally:
+        first.start()
+    assert first.running()
+    client.use(first.pub, f"{first.public4}:{first.port}")
+    assert page(root) == first.page  # its clients survive a restart
+
+
+def test_a_dropped_server_is_alive_but_unreachable(net, client, mullvad):
+    root, pool = net
+    s = pool.servers[1]
+    client.use(s.pub, f"{s.public4}:{s.port}")
+    assert page(root) == s.page
+    s.drop()
+    try:
+        shook = s.handshakes()[mullvad[0].pub]
+        client.use(s.pub, f"{s.public4}:{s.port}")  # a fresh peer: a new handshake is due
+        assert page(root).startswith("error")
+        assert s.dropped() and s.running() and s.handshakes()[mullvad[0].pub] == shook
+        assert root.py(TCP_CONNECT, s.public4, 80) == "no answer"
+    finally:
+        s.undrop()
+    assert not s.dropped() and page(root) == s.page
+
+
+TCP_CONNECT = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), 1).close()
+    print("connected")
+except OSError:
+    print("no answer")
+"""
+
+
+def test_proton_style_a_key_per_server_one_address(net, client, tmp_path):
+    root, pool = net
+    keys = pool.proton_clients()
+    assert len({k.pub for k in keys}) == 3 and {tuple(k.addrs) for k in keys} == {
+        ("10.2.0.2/32", "fd02::2/128")}
+    files = pool.write_confs(tmp_path / "proton", keys)
+    assert [f.name for f in files] == [f"{s.name}.conf" for s in pool.servers]
+    for f, k in zip(files, keys):
+        text = f.read_text()
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600
+        assert f"PrivateKey = {k.priv}\n" in text and f"PublicKey = {k.server.pub}\n" in text
+        assert f"Endpoint = {k.server.public4}:51820\n" in text
+        assert "Address = 10.2.0.2/32, fd02::2/128\nDNS = 10.2.0.1\n" in text
+    named = keys[0].conf(endpoint="name", dns="own", mtu=1328)
+    assert f"Endpoint = {keys[0].server.hostname}:51820" in named
+    assert f"DNS = {keys[0].server.own_dns}\nMTU = 1328\n" in named
+    first, second = pool.servers[0], pool.servers[1]
+    client.up(keys[0].priv, ["10.2.0.2/32"], ["10.2.0.0/24"])
+    client.use(second.pub, f"{second.public4}:{second.port}")  # the wrong key for it
+    assert fetch(root, "http://10.2.0.1/", 2).startswith("error")
+    client.use(first.pub, f"{first.public4}:{first.port}")
+    assert fetch(root, "http://10.2.0.1/") == first.page
+
+
+DNS_A = """
+import socket, struct, sys
+q = struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0)
+q += b"".join(bytes([len(p)]) + p.encode() for p in sys.argv[2].split(".")) + b"\\0"
+q += struct.pack("!HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.sendto(q, (sys.argv[1], 53))
+print(socket.inet_ntoa(s.recv(512)[-4:]))
+"""
+
+
+def test_dns_through_the_tunnel_names_the_server(net, client, mullvad):
+    root, pool = net
+    for key in mullvad[:2]:
+        s = key.server
+        client.use(s.pub, f"{s.public4}:{s.port}")
+        assert root.py(DNS_A, MULLVAD_GW, "whoami.probe.test") == s.whoami
+        assert root.py(DNS_A, MULLVAD_GW, "probe.test") == MULLVAD_GW
+
+
+ECHO = """
+import socket, sys
+t = socket.create_server((sys.argv[1], int(sys.argv[2])))
+while True:
+    c, _ = t.accept()
+    c.sendall(b"echo " + c.recv(100))
+    c.close()
+"""
+NATPMP_MAP = """
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.2.0.2", 0))
+s.settimeout(3)
+s.sendto(struct.pack("!BBHHHI", 0, 2, 0, int(sys.argv[1]), 0, 60), ("10.2.0.1", 5351))
+print(struct.unpack("!BBHIHHI", s.recv(16))[5])
+"""
+SAY = """
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), 3)
+c.sendall(b"hello")
+print(c.recv(100).decode())
+"""
+
+
+def test_natpmp_forwards_for_real_through_a_pool_server(net, client):
+    root, pool = net
+    s = pool.servers[2]
+    keys = pool.proton_clients()
+    client.up(keys[2].priv, ["10.2.0.2/32"], ["10.2.0.0/24"])
+    client.use(s.pub, f"{s.public4}:{s.port}", keepalive=1)
+    root.spawn(ECHO, "10.2.0.2", 7000)
+    s.start_natpmp(lifetime_cap=30)
+    try:
+        port = int(root.py(NATPMP_MAP, 7000))
+        assert 40000 <= port <= 60999
+        mapped = s.natpmp_state()["mappings"]
+        assert [(m["client"], m["internal"], m["external"]) for m in mapped] == [
+            ("10.2.0.2", 7000, port)]
+        # From the world (the root's side of the link) to the server's public
+        # address, through the server and the tunnel, to the client.
+        assert root.py(SAY, s.public4, port) == "echo hello"
+    finally:
+        s.stop_natpmp()
+    assert s.natpmp_state()["mappings"] == []
+
+
+def test_capture_sees_wireguard_to_the_endpoints_and_a_stray_tcp_packet(net, client, mullvad):
+    root, pool = net
+    s = pool.servers[0]
+    with capture.Capture(pool.host_links(), netns=root.name) as cap:
+        client.use(s.pub, f"{s.public4}:{s.port}")
+        assert page(root) == s.page
+        clean = list(cap.packets)
+        assert root.py(TCP_CONNECT, s.public4, 80) == "connected"  # outside the tunnel
+        time.sleep(0.3)
+    assert cap.dropped == 0
+    sent = [p for p in clean if p.outgoing]
+    kinds = {p.wg for p in sent if p.is_wireguard_to(pool.endpoints())}
+    assert {1, 4} <= kinds, [str(p) for p in sent]  # handshake initiation, data
+    assert any(p.wg == 2 and not p.outgoing for p in clean)  # the server's response
+    # Besides ARP and neighbour discovery, at most the kernel's answers to an
+    # earlier test's server keepalives (their client link is gone).
+    assert not [p for p in sent if not p.is_wireguard_to(pool.endpoints())
+                and not p.is_link_chatter() and not p.is_error_about(pool.endpoints())
+                ], [str(p) for p in sent]
+    stray = cap.stray(pool.endpoints())
+    assert stray and all(p.proto == "tcp" and (p.dst, p.dport) == (s.public4, 80)
+                         for p in stray), [str(p) for p in stray]
+    assert str(stray[0]).startswith(f"out {s.host_if} ipv4 tcp {s.host4}:")
+
+
+def test_capture_parses_what_it_cannot_classify():
+    frame = bytes(12) + b"\x88\xcc" + bytes(40)  # LLDP
+    assert capture.parse("x", True, frame).family == "0x88cc"
+    ip6 = bytes(12) + b"\x86\xdd" + bytes([0x60, 0, 0, 0, 0, 8, 17, 64]) + bytes(32)
+    udp = struct.pack("!HHHH", 1234, 51820, 8, 0) + bytes([4, 0, 0, 0])
+    p = capture.parse("x", True, ip6 + udp)
+    assert (p.family, p.proto, p.dport, p.wg, p.dst) == ("ipv6", "udp", 51820, 4, "::")
+    assert p.is_wireguard_to({("0::0", 51820)}) and not p.is_wireguard_to({("::", 1)})
+    # Port unreachable about a packet from 10.251.2.2:51820.
+    quoted = bytes([0x45]) + bytes(11) + bytes([10, 251, 2, 2, 10, 251, 2, 1])
+    quoted += struct.pack("!HH", 51820, 40000)
+    icmp = bytes([3, 3]) + bytes(6) + quoted
+    ip4 = bytes(12) + b"\x08\x00" + bytes([0x45, 0, 0, 20 + len(icmp)]) + bytes(5) \
+        + bytes([1, 0, 0, 10, 251, 2, 1, 10, 251, 2, 2]) + icmp
+    p = capture.parse("x", True, ip4)
+    assert (p.proto, p.icmp, p.about) == ("icmp", 3, ("10.251.2.2", 51820))
+    assert p.is_error_about({("10.251.2.2", 51820)}) and not p.is_error_about({("::", 1)})
+
+
+DF_UDP = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 10, 2 if sys.argv[3] == "df" else 0)  # IP_MTU_DISCOVER
+s.settimeout(1)
+s.sendto(bytes(int(sys.argv[2]) - 28), (sys.argv[1], 9))
+try:
+    print(len(s.recv(65535)) + 28)
+except OSError:
+    print("lost")
+"""
+UDP_ECHO = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 9))
+while True:
+    d, a = s.recvfrom(65535)
+    s.sendto(d, a)
+"""
+
+
+def test_mtu_hop_drops_what_does_not_fit_and_stalls_the_default_mtu(net, client, mullvad):
+    root, pool = net
+    s = pool.servers[0]
+    echo = s.spawn([sys.executable, "-c", UDP_ECHO])
+    hop = mtu.Hop(s, 1400)
+    try:
+        eventually("the echo answers", lambda: root.py(DF_UDP, s.public4, 1500, "df") == "1500")
+        hop.insert()
+        assert root.py(DF_UDP, s.public4, 1400, "df") == "1400"
+        assert root.py(DF_UDP, s.public4, 1401, "df") == "lost"
+        assert root.py(DF_UDP, s.public4, 1401, "nodf") == "lost"  # the root's link is 1500
+        assert root.py(DF_UDP, s.public4, 3000, "nodf") == "lost"  # fragments dropped too
+        assert root.py(DF_UDP, s.public4, 1000, "nodf") == "1000"
+        assert hop.drops() >= 4
+        path = mtu.big_file(s, 8 << 20)
+        client.use(s.pub, f"{s.public4}:{s.port}")
+        stalled = mtu.download(f"http://{MULLVAD_GW}{path}", root.name, limit=20, stall=2)
+        assert stalled.bytes < 8 << 20 and stalled.error, stalled  # WireGuard's 1420
+        client.mtu(1328)  # 1400 - 60, less the server's padding to 16 bytes
+        done = mtu.download(f"http://{MULLVAD_GW}{path}", root.name, limit=60, stall=5)
+        assert done.bytes == 8 << 20 and not done.error and done.mbit_s > 0, done
+        client.mtu(1329)
+        assert mtu.download(f"http://{MULLVAD_GW}{path}", root.name, limit=20,
+                            stall=2).error
+    finally:
+        hop.remove()
+        echo.kill()
+        echo.wait()
+    assert not os.path.exists(f"/run/netns/{hop.ns}")
+    assert root.py(DF_UDP, s.public4, 1500, "df") == "lost"  # the echo is gone, the path is not
+    client.mtu(1420)
+    assert page(root) == s.page
+
+
+def test_a_failed_setup_leaves_nothing(net, tmp_path, monkeypatch):
+    root, _ = net
+    broken = poolmod.Pool(2, tag=f"pf{PID}", root=root.name, state=tmp_path, hosts=None)
+
+    def fail(self):  # the second server's WireGuard cannot start
+        if self.n == 2:
+            raise RuntimeError("no WireGuard here")
+        return real(self)
+    real = poolmod.Server.start
+    monkeypatch.setattr(poolmod.Server, "start", fail)
+    with pytest.raises(RuntimeError, match="no WireGuard here"):
+        broken.setup()
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"pf{PID}" not in left
+    links = subprocess.run(["ip", "-n", root.name, "-o", "link"], capture_output=True,
+                           text=True).stdout
+    assert f"pf{PID}" not in links
+    assert not os.path.exists(f"/var/run/wireguard/pf{PID}1wg.sock")
