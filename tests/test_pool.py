@@ -19,6 +19,7 @@ import time
 
 import pytest
 
+from .conftest import REPO
 from .harness import capture, mtu
 from .harness import pool as poolmod
 from .provider_net import PID, Root, WgClient, eventually, fetch, require
@@ -330,3 +331,25 @@ def test_a_failed_setup_leaves_nothing(net, tmp_path, monkeypatch):
                            text=True).stdout
     assert f"pf{PID}" not in links
     assert not os.path.exists(f"/var/run/wireguard/pf{PID}1wg.sock")
+
+
+def test_reset_takes_away_what_a_broken_scenario_left(net, tmp_path):
+    """provider.reset() between the scenarios of a boot: a pool's
+    namespaces (a hop's too) and its root links gone, nothing else."""
+    root, pool = net
+    left = poolmod.Pool(1, tag=f"pr{PID}", root=root.name, state=tmp_path, hosts=None)
+    left.setup()
+    try:
+        hop = mtu.Hop(left.servers[0], 1400)
+        hop.insert()
+        code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+                "from tests.harness import netnode; netnode.reset(sys.argv[2])")
+        root.py(code, REPO, f"pr{PID}")
+        names = subprocess.run(["ip", "netns", "list"], capture_output=True,
+                               text=True).stdout
+        assert f"pr{PID}" not in names and pool.servers[0].ns in names
+        links = subprocess.run(["ip", "-n", root.name, "-o", "link"], capture_output=True,
+                               text=True).stdout
+        assert f"pr{PID}1h" not in links and pool.servers[0].host_if in links
+    finally:
+        left.teardown()

@@ -27,16 +27,17 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 try:
     from .gatewayctl import GatewayProcess
     from .netnode import Node, python, reset, set_hosts, wait_for
+    from .pool_client import Client, write_confs
     from .provider import PORT, STATE, TOKEN, genkey
 except ImportError:  # a guest runs the harness's modules side by side
     from gatewayctl import GatewayProcess  # type: ignore[no-redef]
     from netnode import Node, python, reset, set_hosts, wait_for  # type: ignore[no-redef]
+    from pool_client import Client, write_confs  # type: ignore[no-redef]
     from provider import PORT, STATE, TOKEN, genkey  # type: ignore[no-redef]
 
 TAG = "prov"  # namespaces prov1, prov2, ...; root links prov1h, ...
@@ -53,37 +54,6 @@ NATPMP_CLIENTS = ["10.2.0.0/24", "10.67.0.0/24"]
 
 def server_name(n: int) -> str:
     return NAMES[n - 1] if 0 < n <= len(NAMES) else f"xx-srv-{n:03d}"
-
-
-@dataclass
-class Client:
-    """One client key's view of one server: what its wg-quick file says."""
-    server: Server
-    priv: str
-    pub: str
-    addrs: list[str]
-    dns: list[str] = field(default_factory=list)
-    psk: str = ""
-
-    def conf(self, endpoint: str = "address", dns: str = "gateway",
-             allowed_ips: str = "0.0.0.0/0, ::/0", mtu: int | None = None,
-             keepalive: int | None = 25) -> str:
-        """The server's wg-quick file for this client, as a provider's
-        download has it. endpoint: "address" (10.251.N.2:51820) or "name"
-        (the host name); dns: "gateway" (the style's DNS), "own" (this
-        server's own DNS address) or "none"."""
-        s = self.server
-        host = s.public4 if endpoint == "address" else s.hostname
-        servers = {"gateway": self.dns, "own": [s.own_dns], "none": []}[dns]
-        lines = [f"# {s.name}: a server of the fake provider's pool", "[Interface]",
-                 f"PrivateKey = {self.priv}", f"Address = {', '.join(self.addrs)}"]
-        lines += [f"DNS = {', '.join(servers)}"] if servers else []
-        lines += [f"MTU = {mtu}"] if mtu else []
-        lines += ["", "[Peer]", f"PublicKey = {s.pub}"]
-        lines += [f"PresharedKey = {self.psk}"] if self.psk else []
-        lines += [f"AllowedIPs = {allowed_ips}", f"Endpoint = {host}:{s.port}"]
-        lines += [f"PersistentKeepalive = {keepalive}"] if keepalive else []
-        return "\n".join(lines) + "\n"
 
 
 class Server(Node):
@@ -285,15 +255,7 @@ class Pool:
     def write_confs(self, directory: Path, clients: list[Client], **conf: object) -> list[Path]:
         """Each client's wg-quick file as DIRECTORY/SERVER.conf (0600), as a
         provider's download would be; conf: Client.conf's options."""
-        directory.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for c in clients:
-            path = directory / f"{c.server.name}.conf"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(c.conf(**conf))  # type: ignore[arg-type]
-            paths.append(path)
-        return paths
+        return write_confs(directory, clients, **conf)
 
     def teardown(self) -> None:
         """Every server gone (idempotent), the hosts file as it was."""
@@ -306,4 +268,5 @@ class Pool:
 def reset_pool(tag: str = TAG) -> None:
     """What a scenario that broke off left of a pool, gone (guests only)."""
     reset(tag)
-    set_hosts(Path("/etc/hosts"), f"wgns-test {tag}", [])
+    for marker in (f"wgns-test {tag}", f"wgns-test {tag} api"):  # the pool's, pia.py's
+        set_hosts(Path("/etc/hosts"), marker, [])

@@ -181,9 +181,9 @@ class Provider:
 
 
 def reset() -> None:
-    """Take away a provider and its processes, and the host's bait, that a
-    scenario which broke off left behind (the next scenario of the boot
-    starts new ones)."""
+    """Take away a provider (a pool of servers too) and its processes, and
+    the host's bait, that a scenario which broke off left behind (the next
+    scenario of the boot starts new ones)."""
     for bait in list(HostBait.running):
         bait.stop()
     for pidfile in [STATE / "dnsmasq.pid"]:
@@ -199,6 +199,11 @@ def reset() -> None:
             pass
     sh("ip", "link", "del", "vh", check=False)
     sh("ip", "netns", "del", NS, check=False)
+    try:  # and a pool of servers (pool.py, which imports this module)
+        from .pool import reset_pool
+    except ImportError:
+        from pool import reset_pool  # type: ignore[no-redef]
+    reset_pool()
 
 
 def wait_tcp(host: str, port: int, netns: str | None = None, timeout: float = 10) -> None:
