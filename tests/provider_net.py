@@ -52,6 +52,13 @@ class Root:
         assert p.returncode == 0, p.stderr
         return p.stdout.strip()
 
+    def script(self, path: Path, *args: object, timeout: float = 30) -> str:
+        """The Python script PATH run in this namespace: what it printed."""
+        p = subprocess.run(["ip", "netns", "exec", self.name, sys.executable, str(path),
+                            *map(str, args)], capture_output=True, text=True, timeout=timeout)
+        assert p.returncode == 0, p.stderr
+        return p.stdout.strip()
+
     def spawn(self, code: str, *args: object) -> subprocess.Popen:
         p = subprocess.Popen(["ip", "netns", "exec", self.name, sys.executable, "-c", code,
                               *map(str, args)])

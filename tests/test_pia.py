@@ -21,36 +21,11 @@ import time
 
 import pytest
 
+from .conftest import REPO
 from .harness import pia as piamod
 from .harness import pool as poolmod
 from .provider_net import PID, Root, WgClient, fetch, require
 
-CALL = r"""
-import json, socket, ssl, sys, time
-ip, port, host, ca, method, path, body, ctype = sys.argv[1:9]
-ctx = ssl.create_default_context(cafile=ca)
-t = time.monotonic()
-try:
-    s = ctx.wrap_socket(socket.create_connection((ip, int(port)), 10), server_hostname=host)
-except ssl.SSLCertVerificationError as e:
-    print(json.dumps({"tls": "refused", "error": e.verify_message}))
-    sys.exit()
-head = "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n" % (method, path, host)
-if method == "POST":
-    head += "Content-Type: %s\r\nContent-Length: %d\r\n" % (ctype, len(body.encode()))
-s.sendall((head + "\r\n" + (body if method == "POST" else "")).encode())
-data = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
-top, _, payload = data.partition(b"\r\n\r\n")
-lines = top.decode().split("\r\n")
-print(json.dumps({"status": int(lines[0].split()[1]), "body": payload.decode("latin-1"),
-                  "headers": dict((k.lower(), v) for k, v in (x.split(": ", 1) for x in lines[1:])),
-                  "seconds": time.monotonic() - t}))
-"""
 ECHO = """
 import socket, sys, threading
 addr = (sys.argv[1], int(sys.argv[2]))
@@ -86,6 +61,7 @@ except OSError:
 print(tcp + " / " + udp)
 """
 FIRST = "se-sto-001"
+CLIENT = REPO / "tests/harness/pia_client.py"
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +93,8 @@ def _calm(net):
 
 def call(root: Root, ip: str, port: int, host: str, ca, method: str = "GET",  # type: ignore[no-untyped-def]
          path: str = "/", body: str = "", ctype: str = "application/x-www-form-urlencoded"):
-    return json.loads(root.py(CALL, ip, port, host, ca, method, path, body, ctype))
+    """The harness's own PIA client (pia_client.py) in the root."""
+    return json.loads(root.script(CLIENT, ip, port, host, ca, method, path, body, ctype))
 
 
 def api(root, pia, method, path, body="", ctype="application/x-www-form-urlencoded",  # type: ignore[no-untyped-def]
