@@ -271,17 +271,19 @@ def test_a_bound_port_lapses_without_a_fresh_bind(net, tunnel):
     root, pool, pia = net
     wg, answer, token, pub = tunnel
     s = pool.server(FIRST)
-    pia.set_modes(bind_window=3)
+    pia.set_modes(bind_window=4)
     sig = signature(root, pia, s, answer, token)
     port = json.loads(base64.b64decode(sig["payload"]))["port"]
     root.spawn(ECHO, answer["peer_ip"], port)
+    bound = time.monotonic()
     assert bind(root, pia, s, answer, sig)["status"] == "OK"
     assert root.py(KNOCK, s.public4, port).startswith("tcp hello")
-    time.sleep(2)
-    assert bind(root, pia, s, answer, sig)["status"] == "OK"  # renewed: 3 s from now
-    time.sleep(2)
+    time.sleep(max(0.0, bound + 2.5 - time.monotonic()))
+    assert bind(root, pia, s, answer, sig)["status"] == "OK"  # renewed: 4 s from now
+    renewed = time.monotonic()
+    time.sleep(max(0.0, bound + 5 - time.monotonic()))  # the first bind's window is over
     assert root.py(KNOCK, s.public4, port).startswith("tcp hello")
-    time.sleep(3)
+    time.sleep(max(0.0, renewed + 5 - time.monotonic()))
     assert root.py(KNOCK, s.public4, port).startswith("refused")
     assert port not in [b["port"] for b in pia.state(FIRST)["bindings"]]
 
@@ -290,10 +292,11 @@ def test_expired_signatures_and_odd_ports_are_refused(net, tunnel):
     root, pool, pia = net
     wg, answer, token, pub = tunnel
     s = pool.server(FIRST)
-    pia.set_modes(sig_lifetime=1)
+    pia.set_modes(sig_lifetime=3)
+    signed = time.monotonic()
     sig = signature(root, pia, s, answer, token)
     assert bind(root, pia, s, answer, sig)["status"] == "OK"
-    time.sleep(1.5)
+    time.sleep(max(0.0, signed + 3.5 - time.monotonic()))
     assert bind(root, pia, s, answer, sig)["message"] == "payload expired"
     pia.set_modes(sig_lifetime=None, expired_signature=True)
     sig = signature(root, pia, s, answer, token)

@@ -31,12 +31,12 @@ from pathlib import Path
 
 try:
     from .gatewayctl import GatewayProcess
-    from .netnode import Node, python, reset, set_hosts, wait_for
+    from .netnode import Node, kill_namespace, python, reset, set_hosts, wait_for
     from .pool_client import Client, write_confs
     from .provider import PORT, STATE, TOKEN, genkey
 except ImportError:  # a guest runs the harness's modules side by side
     from gatewayctl import GatewayProcess  # type: ignore[no-redef]
-    from netnode import Node, python, reset, set_hosts, wait_for  # type: ignore[no-redef]
+    from netnode import Node, kill_namespace, python, reset, set_hosts, wait_for  # type: ignore[no-redef]
     from pool_client import Client, write_confs  # type: ignore[no-redef]
     from provider import PORT, STATE, TOKEN, genkey  # type: ignore[no-redef]
 
@@ -193,6 +193,8 @@ class Server(Node):
     def teardown(self) -> None:
         self.stop_natpmp()
         self.run("ip", "link", "del", self.wg_if, check=False)
+        if os.path.exists(f"/run/netns/{self.ns}hop"):  # an MTU hop left in place (mtu.py)
+            kill_namespace(f"{self.ns}hop")
         super().teardown()
 
 
