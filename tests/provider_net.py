@@ -41,9 +41,13 @@ class Root:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        sh("ip", "netns", "add", name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
         self.procs: list[subprocess.Popen] = []
+        sh("ip", "netns", "add", name)
+        try:
+            sh("ip", "-n", name, "link", "set", "lo", "up")
+        except BaseException:
+            kill_namespace(name)
+            raise
 
     def py(self, code: str, *args: object, timeout: float = 30) -> str:
         """Python CODE run in this namespace: what it printed (it must succeed)."""
