@@ -1,6 +1,6 @@
-"""Helpers for the host tests of the fake provider itself (test_pool.py,
-test_pia.py): a throwaway network namespace that stands in for a guest's
-root namespace, and a WireGuard client in it (wireguard-go, as wgns's own
+"""Helpers for the host tests of the fake provider itself (this folder): a
+throwaway network namespace that stands in for a guest's root namespace,
+and a WireGuard client in it (wireguard-go, as wgns's own
 link would be on a kernel without WireGuard). Every name has the test
 run's pid in it; everything made is taken away again, also after a setup
 that failed half way. Nothing leaves the namespaces the tests make.
@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from .harness.ci import can_make_links, tier_unavailable
-from .harness.netnode import kill_namespace, sh
+from ..harness.ci import can_make_links, tier_unavailable
+from ..harness.netnode import kill_namespace, sh
 
 PID = os.getpid()
 TOOLS = {"wg": "wireguard-tools", "wireguard-go": "wireguard-go", "dnsmasq": "dnsmasq-base",
