@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -82,8 +81,3 @@ class GatewayProcess:
             return dict(json.loads(self.state_file.read_text()))
         except FileNotFoundError:
             return {}
-
-
-def python() -> str:
-    """The interpreter the harness runs on, for the processes it starts."""
-    return sys.executable or "python3"
