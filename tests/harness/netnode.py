@@ -138,18 +138,20 @@ def wait_for(what: str, cond, timeout: float = 10, proc: subprocess.Popen | None
         time.sleep(0.05)
 
 
-def reset(tag: str) -> None:
+def reset(tag: str, root: str | None = None) -> None:
     """Take away the namespaces and root links of tag TAG's nodes that a
-    scenario which broke off left behind (in a guest: the root is its own)."""
+    scenario which broke off left behind (ROOT: the namespace standing in
+    for the guest's, None in a guest)."""
     node = re.compile(rf"{re.escape(tag)}(\d+|\d+hop|api)")
     for line in sh("ip", "netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         if node.fullmatch(name):
             kill_namespace(name)
-    for line in sh("ip", "-o", "link", "show", check=False).stdout.splitlines():
+    ip = ["ip", *(["-n", root] if root else [])]
+    for line in sh(*ip, "-o", "link", "show", check=False).stdout.splitlines():
         name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
         if name.endswith("h") and node.fullmatch(name[:-1]):
-            sh("ip", "link", "del", name, check=False)
+            sh(*ip, "link", "del", name, check=False)
 
 
 def set_hosts(path: Path, marker: str, entries: list[tuple[str, str]]) -> None:

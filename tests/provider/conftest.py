@@ -20,7 +20,7 @@ def pool_net(tmp_path_factory):
     """(root, pool): three servers, up."""
     require()
     root = Root(f"pt{PID}-root")
-    pool = poolmod.Pool(3, tag=f"pt{PID}", root=root.name,
+    pool = poolmod.Pool(3, tag=f"pt{PID}-", root=root.name,
                         state=tmp_path_factory.mktemp("pool"), hosts=None)
     try:
         pool.setup()
@@ -55,7 +55,7 @@ def pia_net(tmp_path_factory):
     """(root, pool, pia): three servers, the third's region without port forwarding."""
     require()
     root = Root(f"pa{PID}-root")
-    pool = poolmod.Pool(3, tag=f"pa{PID}", root=root.name,
+    pool = poolmod.Pool(3, tag=f"pa{PID}-", root=root.name,
                         state=tmp_path_factory.mktemp("pia"), hosts=None)
     pia = piamod.PiaApi(pool, no_port_forward=("swiss",))
     try:

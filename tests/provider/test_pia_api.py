@@ -164,14 +164,14 @@ def test_account_file_and_certificates(pia_net, tmp_path):
 
 def test_a_failed_setup_leaves_nothing(pia_net, tmp_path, monkeypatch):
     root, _, _ = pia_net
-    pool = poolmod.Pool(1, tag=f"pb{PID}", root=root.name, state=tmp_path, hosts=None)
+    pool = poolmod.Pool(1, tag=f"pb{PID}-", root=root.name, state=tmp_path, hosts=None)
     pool.setup()
     try:
         broken = piamod.PiaApi(pool)
         monkeypatch.setattr(piamod, "SCRIPT", tmp_path / "missing.py")
         with pytest.raises(RuntimeError, match=r"the PIA API \(api\) did not come up"):
             broken.setup()
-        assert not os.path.exists(f"/run/netns/pb{PID}api")
+        assert not os.path.exists(f"/run/netns/pb{PID}-api")
         assert not broken.procs
     finally:
         pool.teardown()

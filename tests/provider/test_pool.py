@@ -13,8 +13,7 @@ import subprocess
 
 import pytest
 
-from ..conftest import REPO
-from ..harness import mtu
+from ..harness import mtu, netnode
 from ..harness import pool as poolmod
 from .net import PID, Root, fetch
 
@@ -176,7 +175,7 @@ def test_natpmp_forwards_for_real_through_a_pool_server(pool_net, client):
 
 def test_a_failed_setup_leaves_nothing(pool_net, tmp_path, monkeypatch):
     root, _ = pool_net
-    broken = poolmod.Pool(2, tag=f"pf{PID}", root=root.name, state=tmp_path, hosts=None)
+    broken = poolmod.Pool(2, tag=f"pf{PID}-", root=root.name, state=tmp_path, hosts=None)
 
     def fail(self):  # the second server's WireGuard cannot start
         if self.n == 2:
@@ -187,30 +186,28 @@ def test_a_failed_setup_leaves_nothing(pool_net, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="no WireGuard here"):
         broken.setup()
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert f"pf{PID}" not in left
+    assert f"pf{PID}-" not in left
     links = subprocess.run(["ip", "-n", root.name, "-o", "link"], capture_output=True,
                            text=True).stdout
-    assert f"pf{PID}" not in links
-    assert not os.path.exists(f"/var/run/wireguard/pf{PID}1wg.sock")
+    assert f"pf{PID}-" not in links
+    assert not os.path.exists(f"/var/run/wireguard/pf{PID}-1wg.sock")
 
 
 def test_reset_takes_away_what_a_broken_scenario_left(pool_net, tmp_path):
     """provider.reset() between the scenarios of a boot: a pool's
     namespaces (a hop's too) and its root links gone, nothing else."""
     root, pool = pool_net
-    left = poolmod.Pool(1, tag=f"pr{PID}", root=root.name, state=tmp_path, hosts=None)
+    left = poolmod.Pool(1, tag=f"pr{PID}-", root=root.name, state=tmp_path, hosts=None)
     left.setup()
     try:
         hop = mtu.Hop(left.servers[0], 1400)
         hop.insert()
-        code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-                "from tests.harness import netnode; netnode.reset(sys.argv[2])")
-        root.py(code, REPO, f"pr{PID}")
+        netnode.reset(f"pr{PID}-", root=root.name)
         names = subprocess.run(["ip", "netns", "list"], capture_output=True,
                                text=True).stdout
-        assert f"pr{PID}" not in names and pool.servers[0].ns in names
+        assert f"pr{PID}-" not in names and pool.servers[0].ns in names
         links = subprocess.run(["ip", "-n", root.name, "-o", "link"], capture_output=True,
                                text=True).stdout
-        assert f"pr{PID}1h" not in links and pool.servers[0].host_if in links
+        assert f"pr{PID}-1h" not in links and pool.servers[0].host_if in links
     finally:
         left.teardown()
