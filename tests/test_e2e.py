@@ -47,13 +47,14 @@ BOOTS = {
 def _checks(scenario: str, flavour: str) -> tuple:
     """What a scenario reports (guest-side modules; their imports resolve
     via the harness directory, which importing scenario puts on the path)."""
-    from .harness import bridges, distro, forward, hardening, metrics, ops
+    from .harness import bridges, distro, forward, hardening, metrics, ops, providers
     return {
         "core": CORE_CHECKS + (DEB_CHECKS if flavour == "deb" else ()),
         "ops": ops.OPS_CHECKS, "hardening": hardening.HARDENING_CHECKS,
         "forward": forward.FORWARD_CHECKS, "metrics": metrics.METRICS_CHECKS,
         "units": distro.UNITS_CHECKS, "unittests": distro.UNITTEST_CHECKS,
         "resolved": distro.RESOLVED_CHECKS, "bridges": bridges.BRIDGE_CHECKS,
+        "providers": providers.PROVIDERS_CHECKS,
     }[scenario]
 
 

@@ -48,6 +48,8 @@ HOST_TOOLS = {
     "wireguard-go": "wireguard-go",
     "wg": "wireguard-tools",
     "dnsmasq": "dnsmasq-base",
+    "nft": "nftables",
+    "openssl": "openssl",
 }
 
 

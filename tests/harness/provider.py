@@ -11,13 +11,17 @@ unit must reach none of them. Stdlib only: this runs on any guest python3.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
+
+try:
+    from .gatewayctl import GatewayProcess
+except ImportError:  # a guest runs the harness's modules side by side
+    from gatewayctl import GatewayProcess  # type: ignore[no-redef]
 
 NS = "provider"
 HOST_LAN4, PROV_LAN4 = "10.251.0.1", "10.251.0.2"
@@ -30,13 +34,7 @@ TOKEN = "provider-ok"
 HOST_TOKEN = "host-secret"
 HOST_REPLY = f"HTTP/1.0 200 OK\r\n\r\n{HOST_TOKEN}".encode()
 RESOLVER_SOCKETS = ["/run/nscd/socket", "/run/systemd/resolve/io.systemd.Resolve"]
-GATEWAY = Path(__file__).resolve().parent / "gateway.py"
 NATPMP_STATE = STATE / "natpmp.json"
-# Answered only if the gateway is up: an external address request from the
-# provider's own tunnel address (one of the 10.66.0.0/24 it answers).
-NATPMP_PROBE = (
-    "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.5); "
-    f"s.sendto(bytes(2), ({SERVER4!r}, 5351)); assert s.recv(16)[:4] == bytes([0, 128, 0, 0])")
 
 
 def sh(*cmd: str, check: bool = True, inp: str | None = None) -> subprocess.CompletedProcess:
@@ -61,8 +59,13 @@ class Provider:
         self.clients: dict[str, list[str]] = {}  # pubkey -> allowed ips
         self.psks: dict[str, str] = {}
         self.procs: list[subprocess.Popen] = []
-        self.natpmp: subprocess.Popen | None = None
-        self.natpmp_settings = (False, 10)  # refuse, lifetime_cap: the last start's
+        self.gateway = GatewayProcess(NS, SERVER4, PROV_LAN4, NATPMP_STATE,
+                                      STATE / "natpmp.log")
+
+    @property
+    def natpmp(self) -> subprocess.Popen | None:
+        """The NAT-PMP gateway's process, while it runs."""
+        return self.gateway.proc
 
     def add_client(self, pub: str, addrs: list[str], psk: str | None = None) -> None:
         self.clients[pub] = addrs
@@ -150,50 +153,22 @@ class Provider:
         """Start the NAT-PMP gateway on the tunnel address (after start_server)
         and wait until it answers. refuse: every mapping refused, as for a
         key made without port forwarding. Its log: STATE/natpmp.log."""
-        self.stop_natpmp()
-        self.natpmp_settings = (refuse, lifetime_cap)
-        cmd = ["ip", "netns", "exec", NS, "python3", str(GATEWAY), "--listen", SERVER4,
-               "--outside", PROV_LAN4, "--state", str(NATPMP_STATE),
-               "--lifetime-cap", str(lifetime_cap)] + (["--refuse"] if refuse else [])
-        with open(STATE / "natpmp.log", "a") as log:
-            self.natpmp = subprocess.Popen(cmd, stdout=log, stderr=log)
-        deadline = time.monotonic() + 10
-        while nsexec("python3", "-c", NATPMP_PROBE, check=False).returncode:
-            if self.natpmp.poll() is not None or time.monotonic() > deadline:
-                tail = (STATE / "natpmp.log").read_text()[-2000:]
-                self.stop_natpmp()
-                raise RuntimeError(f"the NAT-PMP gateway did not come up:\n{tail}")
-            time.sleep(0.1)
+        self.gateway.start(refuse, lifetime_cap)
 
     def stop_natpmp(self) -> None:
         """Stop the NAT-PMP gateway (SIGTERM): its ports close. Idempotent."""
-        if self.natpmp is None:
-            return
-        if self.natpmp.poll() is None:
-            self.natpmp.terminate()
-            try:
-                self.natpmp.wait(5)
-            except subprocess.TimeoutExpired:
-                self.natpmp.kill()
-                self.natpmp.wait()
-        self.natpmp = None
+        self.gateway.stop()
 
     def restart_natpmp(self, refuse: bool | None = None, lifetime_cap: int | None = None) -> None:
         """The gateway restarts: a new epoch, new ports. The settings of the
         last start unless given."""
-        last_refuse, last_cap = self.natpmp_settings
-        self.stop_natpmp()
-        self.start_natpmp(last_refuse if refuse is None else refuse,
-                          last_cap if lifetime_cap is None else lifetime_cap)
+        self.gateway.restart(refuse, lifetime_cap)
 
     def natpmp_state(self) -> dict:
         """The gateway's state file ({} if none): epoch_started, pid, refuse,
         requests (the readiness probes count too), ports (client -> port) and
         mappings [{client, proto, internal, external, expires}]."""
-        try:
-            return json.loads(NATPMP_STATE.read_text())
-        except FileNotFoundError:
-            return {}
+        return self.gateway.state()
 
     def stop(self) -> None:
         self.stop_natpmp()
@@ -206,9 +181,9 @@ class Provider:
 
 
 def reset() -> None:
-    """Take away a provider and its processes, and the host's bait, that a
-    scenario which broke off left behind (the next scenario of the boot
-    starts new ones)."""
+    """Take away a provider (a pool of servers too) and its processes, and
+    the host's bait, that a scenario which broke off left behind (the next
+    scenario of the boot starts new ones)."""
     for bait in list(HostBait.running):
         bait.stop()
     for pidfile in [STATE / "dnsmasq.pid"]:
@@ -224,6 +199,11 @@ def reset() -> None:
             pass
     sh("ip", "link", "del", "vh", check=False)
     sh("ip", "netns", "del", NS, check=False)
+    try:  # and a pool of servers (pool.py, which imports this module)
+        from .pool import reset_pool
+    except ImportError:
+        from pool import reset_pool  # type: ignore[no-redef]
+    reset_pool()
 
 
 def wait_tcp(host: str, port: int, netns: str | None = None, timeout: float = 10) -> None:

@@ -188,9 +188,11 @@ def add_wireguard_go(root: Path) -> None:
 
 
 # The scenarios' needs in every debootstrap root: systemd, what the
-# scenario and the fake provider run.
+# scenario and the fake provider run (nftables: a pool server's dropped
+# packets and a path with a smaller MTU; openssl: the certificate
+# authorities of its PIA-like API).
 BASE = ("systemd", "systemd-sysv", "dbus", "iproute2", "python3", "python3-venv",
-        "wireguard-tools", "dnsmasq-base")
+        "wireguard-tools", "dnsmasq-base", "nftables", "openssl")
 # pip's route: pystemd compiles.
 BUILD = ("gcc", "python3-dev", "pkg-config", "libsystemd-dev")
 # The distribution's own libraries for wgns, and the unit tests' tools.
