@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from wgns.cli import app
-from wgns.core.record import load
+from wgns.core.installed import load
 from wgns.runtime import relay
 
 from .conftest import DATA, one_error

@@ -352,7 +352,7 @@ def test_state_without_a_published_file_is_no_port_not_an_error(root, tmp_path, 
         r = CliRunner().invoke(app, [*args, "--root", str(root)])
         assert r.exit_code == 0, r.output
     from wgns.core import forward_state, paths
-    from wgns.core.record import load
+    from wgns.core.installed import load
     monkeypatch.setattr(paths, "RUN_DIR", str(tmp_path / "run"))
     st = forward_state.state(load(str(root), "wg"), _Units(unit_state))
     assert st is not None and st["port"] is None

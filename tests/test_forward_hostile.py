@@ -22,9 +22,10 @@ from wgns.core import forward_state, paths
 from wgns.core import metrics_text as metrics
 from wgns.core.config import parse_wgquick
 from wgns.core.errors import WgnsError
+from wgns.core.installed import load
 from wgns.core.paths import RESOLVER_SOCKETS
 from wgns.core.portconf import Settings, check_gateway
-from wgns.core.record import Expose, Forward, Reach, Record, load
+from wgns.core.record import Expose, Forward, Reach, Record
 from wgns.render import bridges
 from wgns.render.forward import forward as render_forward_record
 from wgns.runtime import clients, hook

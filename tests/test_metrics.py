@@ -24,7 +24,8 @@ from wgns.core import metrics_text as metrics
 from wgns.core.config import parse_wgquick
 from wgns.core.errors import WgnsError
 from wgns.core.files import write_atomic
-from wgns.core.record import Record, load
+from wgns.core.installed import load
+from wgns.core.record import Record
 from wgns.runtime import metrics as writer
 
 from .conftest import DATA, GOOD, PRIV, PUB

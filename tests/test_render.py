@@ -85,7 +85,7 @@ def nsswitch(tmp_path):
 def renders_back(root: Path, name: str) -> None:
     """The tunnel's record, rendered again, is every file it wrote, byte for
     byte: nothing of it lives anywhere but in the record."""
-    from wgns.core.record import load
+    from wgns.core.installed import load
     from wgns.render.tunnel import render, shared
     record = load(str(root), name)
     for path, item in {**render(record), **shared(record)}.items():

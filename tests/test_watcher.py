@@ -115,7 +115,7 @@ def test_the_boot_check_runs_until_healthy_and_again_after_a_namespace_change(ns
 
 def test_metrics_are_written_after_changes_and_otherwise_every_two_minutes(tmp_path,
                                                                           monkeypatch):
-    from wgns.core import record, systemd
+    from wgns.core import installed, record, systemd
     from wgns.core.config import parse_wgquick
     from wgns.runtime import metrics
 
@@ -123,7 +123,7 @@ def test_metrics_are_written_after_changes_and_otherwise_every_two_minutes(tmp_p
     calls = []
     where = {"dir": str(tmp_path)}
     monkeypatch.setattr(metrics, "update", lambda rec, sd: calls.append(rec.metrics_dir) or True)
-    monkeypatch.setattr(record, "load", lambda root, name: record.Record(
+    monkeypatch.setattr(installed, "load", lambda root, name: record.Record(
         tunnel=parse_wgquick(GOOD, "x", name), python="/p", helper="/h",
         metrics_dir=where["dir"]))
 

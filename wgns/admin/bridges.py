@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 
 from ..core.errors import SystemdError, WgnsError
+from ..core.installed import installed, load
 from ..core.names import (
     check_address,
     check_port,
@@ -17,7 +18,7 @@ from ..core.names import (
     split_host_port,
 )
 from ..core.paths import expose_unit, reach_unit, tunnel_unit
-from ..core.record import Expose, Reach, Record, installed, load
+from ..core.record import Expose, Reach, Record
 from ..core.systemd import Systemd
 from . import store
 from .store import Report, serialised

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from ..core.errors import WgnsError
 from ..core.files import lookup
+from ..core.installed import installed, load
 from ..core.names import check_service
-from ..core.record import installed, load
 from ..core.restore import forget as forget_restore
 from ..core.systemd import Systemd
 from . import store

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..core.installed import installed, load
 from ..core.metrics_text import render as prometheus
-from ..core.record import installed, load
 from ..core.state import gather
 from ..core.systemd import Systemd
 from .forward import format_text as forward_text

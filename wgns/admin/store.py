@@ -20,8 +20,9 @@ from ..core.config import Tunnel
 from ..core.copy import dynamic_user_can_run, proxyd_path
 from ..core.errors import ConfigError, WgnsError
 from ..core.files import is_ours, under
+from ..core.installed import installed, load, stored
 from ..core.plan import File, Link, Plan
-from ..core.record import Record, installed, load, stored
+from ..core.record import Record
 from ..core.safeio import read_bytes
 from ..render.tunnel import render, shared
 from .writer import locked, remove_owned, write_plan

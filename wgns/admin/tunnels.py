@@ -17,9 +17,10 @@ from ..core import paths
 from ..core.config import MAX_CONF_BYTES, Tunnel, check_name
 from ..core.errors import ConflictError, SystemdError, WgnsError
 from ..core.files import lookup, read_owned, under
+from ..core.installed import installed, load, stored
 from ..core.paths import UNIT_DIR, WATCH_UNIT, tunnel_unit
 from ..core.plan import File, Plan
-from ..core.record import Record, installed, load, stored
+from ..core.record import Record
 from ..core.restore import clear_all
 from ..core.systemd import Systemd
 from ..render.tunnel import render

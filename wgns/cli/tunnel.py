@@ -5,11 +5,14 @@ each does is in admin/, imported when the command runs)."""
 from __future__ import annotations
 
 import json
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from .options import NAME_OPTION, ROOT_OPTION, emit, handled, number, systemd, usage
+
+if TYPE_CHECKING:
+    from ..core.config import Tunnel
 
 
 @handled
@@ -55,26 +58,37 @@ def install(
             raise typer.BadParameter(f"{extra[0]} cannot be combined with --conf")
         tunnel = config.read_conf(conf, config.check_name(name))
     else:
-        missing = [o for o, v in (("--address", address),
-                                  ("--private-key-file", private_key_file),
-                                  ("--peer", peer), ("--endpoint", endpoint)) if not v]
-        if missing:
-            raise typer.BadParameter(
-                f"{missing[0]} is required without --conf (or import a provider's "
-                "file with --conf FILE)")
-        assert private_key_file and peer and endpoint and address
-        tunnel = config.from_options(
-            name, list(address), config.read_key_file(private_key_file, "private key"),
-            peer, endpoint, list(allowed_ips or []),
-            config.read_key_file(preshared_key_file, "preshared key")
-            if preshared_key_file else None,
-            number(keepalive, "--keepalive", 0, 65535), list(dns or []),
-            number(mtu, "--mtu", 1280, 65535))
+        tunnel = _from_options(name, address, private_key_file, peer, endpoint, allowed_ips,
+                               preshared_key_file, keepalive, dns, mtu)
     sd = systemd(root)
     if metrics_dir is not None:
         metrics_dir = metrics.check_dir(metrics_dir, root or "/", store.python_path())
     emit(tunnels.install(tunnel, root or "/", store.python_path(), sd, start=not no_start,
                          metrics=metrics_dir))
+
+
+def _from_options(name: str, address: Optional[List[str]], private_key_file: Optional[str],
+                  peer: Optional[str], endpoint: Optional[str],
+                  allowed_ips: Optional[List[str]], preshared_key_file: Optional[str],
+                  keepalive: Optional[str], dns: Optional[List[str]],
+                  mtu: Optional[str]) -> Tunnel:
+    """The tunnel `wgns install` describes with options instead of --conf."""
+    from ..core import config
+    missing = [o for o, v in (("--address", address),
+                              ("--private-key-file", private_key_file),
+                              ("--peer", peer), ("--endpoint", endpoint)) if not v]
+    if missing:
+        raise typer.BadParameter(
+            f"{missing[0]} is required without --conf (or import a provider's "
+            "file with --conf FILE)")
+    assert private_key_file and peer and endpoint and address
+    return config.from_options(
+        name, list(address), config.read_key_file(private_key_file, "private key"),
+        peer, endpoint, list(allowed_ips or []),
+        config.read_key_file(preshared_key_file, "preshared key")
+        if preshared_key_file else None,
+        number(keepalive, "--keepalive", 0, 65535), list(dns or []),
+        number(mtu, "--mtu", 1280, 65535))
 
 
 def _wg_quick_file(name: str, root: Optional[str]) -> str:

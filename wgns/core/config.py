@@ -28,30 +28,12 @@ from .values import (  # noqa: F401  (Endpoint and the parsers are part of this 
     parse_interface_address,
     parse_network,
 )
+from .wgquick import Values, ignored, sections
 
 MAX_CONF_BYTES = 256 * 1024
 # Whole base64 quanta, '=' padding only at the end (RFC 4648, as strict).
 BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?",
                     flags=re.ASCII)
-
-# wg-quick keys that make no sense inside a namespace: warned about, ignored.
-IGNORED_KEYS = {
-    "table": "routes are set inside the namespace, not in a host table",
-    "fwmark": "no fwmark is needed: the namespace has no other way out",
-    "saveconfig": "wgns keeps its own copy of the configuration",
-    "preup": "wgns runs no hook commands; the namespace is the kill switch",
-    "postup": "wgns runs no hook commands; the namespace is the kill switch",
-    "predown": "wgns runs no hook commands",
-    "postdown": "wgns runs no hook commands",
-}
-INTERFACE_KEYS = {"privatekey", "address", "dns", "mtu", "listenport"}
-PEER_KEYS = {
-    "publickey", "presharedkey", "endpoint", "allowedips",
-    "persistentkeepalive",
-}
-# Keys that may appear more than once and accumulate, as in wg-quick.
-LIST_KEYS = {"address", "dns", "allowedips"}
-
 
 class Secret:
     """A base64 WireGuard key that never shows itself in repr or str."""
@@ -139,116 +121,30 @@ def check_key(value: str, source: str, what: str, line: int | None = None) -> st
 
 
 def parse_wgquick(text: str, source: str, name: str) -> Tunnel:
-    """Parse a wg-quick file. `source` names it in errors."""
-    sections: list[tuple[str, int, dict[str, list[tuple[int, str]]]]] = []
-    current: dict[str, list[tuple[int, str]]] | None = None
-    # A Windows editor's byte order mark is not part of the first line.
-    text = text[1:] if text.startswith("\ufeff") else text
-    for lineno, raw_line in enumerate(text.split("\n"), 1):
-        line = raw_line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if any(ord(c) < 32 and c != "\t" for c in line):
-            raise ConfigError(source, "control character in line", lineno)
-        if line.startswith("["):
-            m = re.fullmatch(r"\[\s*([A-Za-z]+)\s*\]", line)
-            section = m.group(1).lower() if m else ""
-            if section not in ("interface", "peer"):
-                # Never echo it: a wrapped key line can look like anything.
-                raise ConfigError(
-                    source, "unknown section", lineno,
-                    hint="wg-quick files have [Interface] and [Peer] sections")
-            if section == "interface" and any(s == "interface" for s, _, _ in sections):
-                raise ConfigError(source, "duplicate [Interface] section", lineno)
-            current = {}
-            sections.append((section, lineno, current))
-            continue
-        if "=" not in line:
-            # Never echo the line: it may be a key that lost its "PrivateKey =".
-            raise ConfigError(source, "expected KEY = VALUE", lineno)
-        if current is None:
-            raise ConfigError(source, "key outside a section", lineno)
-        key, value = (p.strip() for p in line.split("=", 1))
-        # base64 keys end in '=': split at the first '=' keeps them whole.
-        lkey = key.lower()
-        section = sections[-1][0]
-        known = INTERFACE_KEYS if section == "interface" else PEER_KEYS
-        if lkey not in known and not (section == "interface" and lkey in IGNORED_KEYS):
-            # Never echo it: the tail of a key wrapped onto its own line is
-            # a perfectly plausible key name.
-            raise ConfigError(
-                source, f"unknown key in [{section.capitalize()}]", lineno,
-                hint="keys there are " + ", ".join(
-                    key_title(k) for k in sorted(known | (
-                        set(IGNORED_KEYS) if section == "interface" else set()))))
-        if lkey in current and lkey not in LIST_KEYS:
-            raise ConfigError(source, f"duplicate key {key!r}", lineno)
-        current.setdefault(lkey, []).append((lineno, value))
-
-    interfaces = [s for s in sections if s[0] == "interface"]
+    """Parse a wg-quick file (its keys: wgquick.KEYS). `source` names it
+    in errors."""
+    found = sections(text, source)
+    interfaces = [values for section, _, values in found if section == "interface"]
     if not interfaces:
         raise ConfigError(source, "no [Interface] section")
-    iface = interfaces[0][2]
-    warnings: list[str] = []
-    for key in IGNORED_KEYS:
-        if key in iface:
-            lineno = iface[key][0][0]
-            warnings.append(
-                f"{source}:{lineno}: ignoring {key_title(key)}: {IGNORED_KEYS[key]}")
-
-    def one(d: dict[str, list[tuple[int, str]]], key: str) -> tuple[int, str] | None:
-        return d[key][0] if key in d else None
-
-    def many(d: dict[str, list[tuple[int, str]]], key: str) -> Iterable[tuple[int, str]]:
-        for lineno, value in d.get(key, []):
-            for item in _split(value):
-                yield lineno, item
-
-    pk = one(iface, "privatekey")
+    iface = interfaces[0]
+    warnings = ignored(iface, source)
+    pk = _one(iface, "privatekey")
     if pk is None:
         raise ConfigError(source, "[Interface] has no PrivateKey")
     private_key = Secret(check_key(pk[1], source, "PrivateKey", pk[0]))
-    addresses = tuple(parse_interface_address(v, source, n) for n, v in many(iface, "address"))
+    addresses = tuple(parse_interface_address(v, source, n) for n, v in _many(iface, "address"))
     if not addresses:
         raise ConfigError(source, "[Interface] has no Address")
-    dns, search = parse_dns(many(iface, "dns"), source)
-    mtu_v = one(iface, "mtu")
-    port_v = one(iface, "listenport")
+    dns, search = parse_dns(_many(iface, "dns"), source)
+    mtu_v, port_v = _one(iface, "mtu"), _one(iface, "listenport")
     mtu = _int(mtu_v[1], "MTU", source, mtu_v[0], 1280, 65535) if mtu_v else None
     listen_port = (
         _int(port_v[1], "ListenPort", source, port_v[0], 1, 65535) if port_v else None)
-
     peers: list[Peer] = []
-    seen_keys: set[str] = set()
-    for section, lineno, d in sections:
-        if section != "peer":
-            continue
-        pub = one(d, "publickey")
-        if pub is None:
-            raise ConfigError(source, "[Peer] has no PublicKey", lineno)
-        public_key = check_key(pub[1], source, "PublicKey", pub[0])
-        if public_key in seen_keys:
-            raise ConfigError(source, "two [Peer] sections share a PublicKey", lineno)
-        seen_keys.add(public_key)
-        psk = one(d, "presharedkey")
-        ep = one(d, "endpoint")
-        ka = one(d, "persistentkeepalive")
-        allowed = tuple(parse_network(v, source, n) for n, v in many(d, "allowedips"))
-        if not allowed:
-            warnings.append(
-                f"{source}:{lineno}: [Peer] has no AllowedIPs: no traffic will "
-                "be routed to it")
-        keepalive = None
-        if ka and ka[1].strip().lower() != "off":
-            keepalive = _int(ka[1], "PersistentKeepalive", source, ka[0], 0, 65535) or None
-        peers.append(Peer(
-            public_key=public_key,
-            allowed_ips=allowed,
-            endpoint=parse_endpoint(ep[1], source, ep[0]) if ep else None,
-            preshared_key=(
-                Secret(check_key(psk[1], source, "PresharedKey", psk[0])) if psk else None),
-            keepalive=keepalive,
-        ))
+    for section, lineno, values in found:
+        if section == "peer":
+            peers.append(_peer(values, source, lineno, peers, warnings))
     if not peers:
         raise ConfigError(source, "no [Peer] section")
     if not any(p.endpoint for p in peers):
@@ -265,17 +161,41 @@ def parse_wgquick(text: str, source: str, name: str) -> Tunnel:
     )
 
 
-def key_title(key: str) -> str:
-    titles = {
-        "privatekey": "PrivateKey", "address": "Address", "dns": "DNS",
-        "mtu": "MTU", "listenport": "ListenPort", "table": "Table",
-        "fwmark": "FwMark", "saveconfig": "SaveConfig", "preup": "PreUp",
-        "postup": "PostUp", "predown": "PreDown", "postdown": "PostDown",
-        "publickey": "PublicKey", "presharedkey": "PresharedKey",
-        "endpoint": "Endpoint", "allowedips": "AllowedIPs",
-        "persistentkeepalive": "PersistentKeepalive",
-    }
-    return titles[key]
+def _one(values: Values, key: str) -> tuple[int, str] | None:
+    return values[key][0] if key in values else None
+
+
+def _many(values: Values, key: str) -> Iterable[tuple[int, str]]:
+    for lineno, value in values.get(key, []):
+        for item in _split(value):
+            yield lineno, item
+
+
+def _peer(d: Values, source: str, lineno: int, before: list[Peer],
+          warnings: list[str]) -> Peer:
+    pub = _one(d, "publickey")
+    if pub is None:
+        raise ConfigError(source, "[Peer] has no PublicKey", lineno)
+    public_key = check_key(pub[1], source, "PublicKey", pub[0])
+    if any(p.public_key == public_key for p in before):
+        raise ConfigError(source, "two [Peer] sections share a PublicKey", lineno)
+    psk, ep, ka = _one(d, "presharedkey"), _one(d, "endpoint"), _one(d, "persistentkeepalive")
+    allowed = tuple(parse_network(v, source, n) for n, v in _many(d, "allowedips"))
+    if not allowed:
+        warnings.append(
+            f"{source}:{lineno}: [Peer] has no AllowedIPs: no traffic will "
+            "be routed to it")
+    keepalive = None
+    if ka and ka[1].strip().lower() != "off":
+        keepalive = _int(ka[1], "PersistentKeepalive", source, ka[0], 0, 65535) or None
+    return Peer(
+        public_key=public_key,
+        allowed_ips=allowed,
+        endpoint=parse_endpoint(ep[1], source, ep[0]) if ep else None,
+        preshared_key=(
+            Secret(check_key(psk[1], source, "PresharedKey", psk[0])) if psk else None),
+        keepalive=keepalive,
+    )
 
 
 def to_wgquick(tunnel: Tunnel) -> str:

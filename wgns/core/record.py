@@ -7,7 +7,8 @@ WireGuard key (0600); the rest in /etc/wgns/NAME/record.json (0600: it can
 hold a client's login and an --exec command). Both sides read it through
 here: the CLI to render and change it, the units' helpers to know what
 they serve. Nothing reads what was declared back out of unit files, except
-`legacy.py`, once, for a tunnel an older wgns installed.
+`legacy.py`, once, for a tunnel an older wgns installed (installed.py
+reads the records from disk).
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import paths
-from .config import MAX_CONF_BYTES, Tunnel, parse_wgquick
+from .config import Tunnel
 from .errors import ConfigError, WgnsError
-from .files import is_ours, read_owned, under
 from .names import check_service, split_host_port
 
 FORMAT = 1           # of record.json; a newer one is refused, never half read
@@ -209,38 +209,3 @@ def from_json(text: str, tunnel: Tunnel, where: str) -> Record:
         raise
     except WgnsError as e:
         raise ConfigError(where, e.message) from None
-
-
-def installed(root: str) -> list[str]:
-    """The tunnels wgns installed below ROOT: each has its wg-quick file,
-    marked as wgns's, in /etc/wgns."""
-    d = under(root, paths.CONF_DIR)
-    if not d.is_dir():
-        return []
-    return sorted(p.stem for p in d.glob("*.conf") if is_ours(p))
-
-
-def load_tunnel(root: str, name: str) -> Tunnel:
-    """The tunnel itself, from /etc/wgns/NAME.conf (wgns's own, or an error)."""
-    text = read_owned(root, paths.conf_path(name), MAX_CONF_BYTES)
-    if text is None:
-        raise ConfigError(paths.conf_path(name), f"no tunnel named {name!r} is installed",
-                          hint="wgns install creates it")
-    return parse_wgquick(text, paths.conf_path(name), name)
-
-
-def stored(root: str, name: str) -> str | None:
-    """record.json's text, when the tunnel has one (an older wgns wrote none)."""
-    return read_owned(root, paths.record_path(name), MAX_RECORD_BYTES)
-
-
-def load(root: str, name: str) -> Record:
-    """The record of tunnel NAME: record.json with the tunnel's wg-quick
-    file, or, for a tunnel an older wgns installed, what its files say
-    (legacy.py; read, not written: the next command that writes keeps it)."""
-    tunnel = load_tunnel(root, name)
-    text = stored(root, name)
-    if text is not None:
-        return from_json(text, tunnel, paths.record_path(name))
-    from .legacy import adopt
-    return adopt(root, tunnel)

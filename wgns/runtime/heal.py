@@ -29,8 +29,8 @@ from ..core import netns, restore, wireguard
 from ..core.config import Tunnel
 from ..core.errors import SystemdError, WgnsError
 from ..core.files import write_atomic
+from ..core.installed import load, load_tunnel
 from ..core.paths import tunnel_unit
-from ..core.record import load, load_tunnel
 from . import wgconf
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from ..core import netns, restore
 from ..core import wireguard as wgread
 from ..core.config import Tunnel
 from ..core.errors import TunnelError, WgnsError
-from ..core.record import load_tunnel
+from ..core.installed import load_tunnel
 from . import wgconf as wireguard
 
 RESOLVE_FOR = 60.0  # seconds of retrying before the unit fails (and restarts)

@@ -226,7 +226,7 @@ class Metrics:
         if not urgent and self.last is not None and now - self.last < METRICS_EVERY:
             return
         from ..core.errors import WgnsError
-        from ..core.record import load
+        from ..core.installed import load
         from ..core.systemd import Systemd
         from . import metrics
         try:
@@ -244,8 +244,8 @@ def run(name: str | None = None) -> None:
     """One tunnel's watcher (`helper.py watch NAME`: the unit of an older
     wgns, still running until a command of this one replaces it), or one
     for every tunnel (`helper.py watch`: wgns-watch.service)."""
+    from ..core.installed import installed
     from ..core.paths import CONF_DIR
-    from ..core.record import installed
     from .heal import look
 
     def make(n: str) -> Watcher:
