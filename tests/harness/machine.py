@@ -307,7 +307,7 @@ def log_boot(report: Report) -> None:
 def _read_report(out: Path, report: Report) -> None:
     path = out / "report.jsonl"
     if path.exists():
-        for line in path.read_text().splitlines():
+        for line in path.read_text(errors="replace").splitlines():
             rec = json.loads(line)
             if rec.get("kind") == "info":
                 report.info[rec["name"]] = rec["value"]
@@ -321,7 +321,7 @@ def _read_report(out: Path, report: Report) -> None:
                 report.finished = True
     log = out / "scenario.log"
     if log.exists():
-        report.info["log"] = log.read_text()[-20000:]
+        report.info["log"] = log.read_text(errors="replace")[-20000:]
 
 
 _CACHE: dict = {}

@@ -111,14 +111,17 @@ def narrate(kind: str, **fields: object) -> None:
 def run(*cmd: str, quiet: bool = False, story: bool = True) -> subprocess.CompletedProcess:
     """Run a command; unless quiet, show it with what it printed (and, unless
     story is False, tell it in the story too)."""
-    p = subprocess.run(cmd, text=True, capture_output=True)
+    p = subprocess.run(cmd, text=True, capture_output=True, errors="replace")
     if not quiet:
-        print(f"{time.monotonic() - T0:7.2f} $ {' '.join(cmd)}   -> exit {p.returncode}",
+        # An argument may hold a byte that is not UTF-8 on purpose (a lone
+        # surrogate here): shown escaped, the log and the story stay UTF-8.
+        shown = [c.encode("utf-8", "backslashreplace").decode() for c in cmd]
+        print(f"{time.monotonic() - T0:7.2f} $ {' '.join(shown)}   -> exit {p.returncode}",
               flush=True)
         for line in (p.stdout + p.stderr).splitlines():
             print(f"    {line}", flush=True)
         if story:
-            narrate("run", cmd=list(cmd), exit=p.returncode,
+            narrate("run", cmd=shown, exit=p.returncode,
                     output=(p.stdout + p.stderr)[-4000:])
     return p
 
