@@ -115,6 +115,10 @@ class Systemd:
         return self._wait(unit, timeout)
 
     def stop(self, unit: str, timeout: float = 60) -> str:
+        """Stop UNIT and wait; a unit systemd has not loaded (no file, never
+        started) is already stopped."""
+        if self.load_state(unit) == "not-found" and self.active_state(unit) == "inactive":
+            return "inactive"
         self._call(f"stop {unit}", self._manager.Manager.StopUnit,
                    unit.encode(), b"replace")
         return self._wait(unit, timeout)
