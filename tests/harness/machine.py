@@ -140,6 +140,38 @@ def build_deb(dest: Path) -> Path:
     return dest / deb.name
 
 
+# The last commit before the house was rebuilt (issue 20): what the upgrade
+# scenario and test_migrate upgrade from and downgrade to.
+OLD_COMMIT = "88a0ff646a090ce56a8d9f82c512d24c56723d72"
+
+
+def old_artefacts(dest: Path) -> None:
+    """OLD_COMMIT's wheel and .deb, built from this repository's history
+    (cached by commit), and this checkout's .deb in DEST/new-deb."""
+    cache = CACHE / f"old-{OLD_COMMIT[:12]}"
+    if not (cache / ".done").exists():
+        shutil.rmtree(cache, ignore_errors=True)
+        work = Path(tempfile.mkdtemp(prefix="old-", dir=CACHE))
+        src = work / "wgns"
+        src.mkdir()
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", OLD_COMMIT],
+                                 check=True, stdout=subprocess.PIPE).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+        cache.mkdir(parents=True)
+        _run([str(_build_venv() / "bin" / "pip"), "wheel", "-q", "--no-deps",
+              "--no-build-isolation", "-w", str(cache), str(src)])
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(work), "LC_ALL": "C.UTF-8"}
+        subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=src, env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.copy(next(work.glob("wgns_*_all.deb")), cache)
+        (cache / "commit").write_text(OLD_COMMIT + "\n")
+        (cache / ".done").write_text("")
+        shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(cache, dest / "old", ignore=shutil.ignore_patterns(".done"))
+    (dest / "new-deb").mkdir()
+    build_deb(dest / "new-deb")
+
+
 def wheelhouse(flavour: str, system: System | None = None) -> Path:
     """Wheels to install wgns in the guest without a network: wgns from this
     checkout, and for `pypi` its dependencies: the system's own wheelhouse
@@ -253,6 +285,8 @@ def run_scenario(system_name: str, flavour: str, scenario: str,
         shutil.copytree(wheels, guest / "wheels")
         if "unittests" in scenario.split("+"):
             copy_checkout(guest / "src", untracked=True)
+        if "upgrade" in scenario.split("+"):
+            old_artefacts(guest)
         unit = root / "etc/systemd/system/wgns-scenario.service"
         unit.write_text(SCENARIO_UNIT.format(
             flavour=flavour, python=system.python, guest=GUEST_DIR, scenario=scenario,
@@ -335,9 +369,14 @@ def cached_report(key: tuple, make) -> Report:  # type: ignore[no-untyped-def]
             _CACHE[key] = make()
         except Unavailable as e:
             _CACHE[key] = e
+        except Exception as e:   # a harness fault: every test of the boot fails
+            _CACHE[key] = e      # with it, none boots again (CI's time limit)
         else:
             print(format_report(_CACHE[key]))
-    return _CACHE[key]
+    found = _CACHE[key]
+    if isinstance(found, Exception) and not isinstance(found, Unavailable):
+        raise found
+    return found
 
 
 def format_report(report: Report) -> str:
