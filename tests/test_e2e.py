@@ -29,6 +29,8 @@ BOOTS = {
     ("debian12", "pypi", "ops"): ("ops",),
     ("debian12", "pypi", "hardening"): ("hardening",),
     ("debian12", "pypi", "forward"): ("forward", "metrics"),
+    # from the last commit before issue 20, by pip and by the .deb, and back
+    ("debian12", "pypi", "upgrade"): ("upgrade",),
     # ... and its own, through the .deb
     ("debian12", "deb"): ("core",),
     # Debian 13 (systemd 257, Python 3.13): its own libraries
@@ -47,14 +49,14 @@ BOOTS = {
 def _checks(scenario: str, flavour: str) -> tuple:
     """What a scenario reports (guest-side modules; their imports resolve
     via the harness directory, which importing scenario puts on the path)."""
-    from .harness import bridges, distro, forward, hardening, metrics, ops, providers
+    from .harness import bridges, distro, forward, hardening, metrics, ops, providers, upgrade
     return {
         "core": CORE_CHECKS + (DEB_CHECKS if flavour == "deb" else ()),
         "ops": ops.OPS_CHECKS, "hardening": hardening.HARDENING_CHECKS,
         "forward": forward.FORWARD_CHECKS, "metrics": metrics.METRICS_CHECKS,
         "units": distro.UNITS_CHECKS, "unittests": distro.UNITTEST_CHECKS,
         "resolved": distro.RESOLVED_CHECKS, "bridges": bridges.BRIDGE_CHECKS,
-        "providers": providers.PROVIDERS_CHECKS,
+        "providers": providers.PROVIDERS_CHECKS, "upgrade": upgrade.UPGRADE_CHECKS,
     }[scenario]
 
 
@@ -153,6 +155,11 @@ def test_units(system, flavour, check):
 @pytest.mark.parametrize("system,flavour,check", cases("unittests"))
 def test_unittests(system, flavour, check):
     assert_check(system, flavour, "unittests", check)
+
+
+@pytest.mark.parametrize("system,flavour,check", cases("upgrade"))
+def test_upgrade(system, flavour, check):
+    assert_check(system, flavour, "upgrade", check)
 
 
 @pytest.mark.parametrize("system,flavour,check", cases("resolved"))

@@ -41,13 +41,51 @@ class Report:
 
 
 def serialised(fn: F) -> F:
-    """Run a writing command under the root's lock (writer.locked)."""
+    """Run a writing command under the root's lock (writer.locked), after
+    the files of tunnels an older wgns installed were brought to this
+    version's (adopt_older)."""
+    return _locked(fn, adopt=True)
+
+
+def serialised_as_found(fn: F) -> F:
+    """The same, leaving an older wgns's files as they are."""
+    return _locked(fn, adopt=False)
+
+
+def _locked(fn: F, adopt: bool) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        root = inspect.signature(fn).bind(*args, **kwargs).arguments["root"]
+        arguments = inspect.signature(fn).bind(*args, **kwargs).arguments
+        root = arguments["root"]
         with locked(root):
+            if adopt:
+                adopt_older(root, arguments.get("sd"))
             return fn(*args, **kwargs)
     return wrapper  # type: ignore[return-value]
+
+
+def older(root: str) -> list[str]:
+    """The tunnels an older wgns installed (no record.json yet)."""
+    return [n for n in installed(root) if stored(root, n) is None]
+
+
+def adopt_older(root: str, sd: Any) -> list[str]:
+    """Every tunnel an older wgns installed gets its record, read once from
+    its files, and the files this version renders from it (the one
+    watcher instead of one per tunnel); the older watchers stop and the one
+    watcher starts. Run by every writing command and by `wgns migrate`
+    (the .deb's postinst): until then, the older units run this copy's
+    helpers, which read the older files (legacy.py)."""
+    names = older(root)
+    for name in names:
+        record = load(root, name)
+        save(root, record, record)
+    if sd is not None and names:
+        for name in names:
+            sd.stop(paths.legacy_watch_instance(name))
+        sd.reload()
+        sd.restart(paths.WATCH_UNIT, wait=False)
+    return names
 
 
 def python_path() -> str:

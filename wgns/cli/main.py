@@ -40,8 +40,8 @@ def main(
 
 
 for command in (tunnel.install, tunnel.confine, tunnel.unconfine, tunnel.status,
-                tunnel.check, tunnel.uninstall, ports.expose, ports.unexpose, ports.reach,
-                ports.unreach):
+                tunnel.check, tunnel.uninstall, tunnel.migrate, ports.expose, ports.unexpose,
+                ports.reach, ports.unreach):
     app.command()(command)
 app.command("port-forward")(ports.port_forward)
 

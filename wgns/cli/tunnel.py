@@ -195,3 +195,15 @@ def uninstall(
     """Stop a tunnel and remove everything wgns wrote for it."""
     from ..admin.tunnels import uninstall as do_uninstall
     emit(do_uninstall(name, root or "/", systemd(root)))
+
+
+@handled
+def migrate(
+    downgrade: bool = typer.Option(
+        False, "--downgrade", help="Back to the files of wgns before 0.2 (a watcher per "
+        "tunnel), before installing that version."),
+    root: Optional[str] = ROOT_OPTION,
+) -> None:
+    """Bring every tunnel's files to this version's (every writing command does first)."""
+    from ..admin import migrate as do
+    emit((do.downgrade if downgrade else do.upgrade)(root or "/", systemd(root)))
