@@ -1,4 +1,4 @@
-"""The README's sandboxing table against live `systemd-analyze security`
+"""docs/units.md's sandboxing table against live `systemd-analyze security`
 scores. The guest scenarios record a score per kind of unit
 (security.record: info lines "security:KIND"); here, on the host, each is
 compared with the table's column for the guest's systemd version, within
@@ -18,7 +18,7 @@ import pytest
 
 from .harness import security
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+UNITS_DOC = Path(__file__).resolve().parents[1] / "docs" / "units.md"
 TOLERANCE = 0.3
 
 # What each scenario measures (tests/harness: distro.py's units, scenario.py,
@@ -42,9 +42,9 @@ def boots() -> list[tuple[str, str, str]]:
 
 def parse_table(text: str) -> dict[str, dict[int, float]]:
     """{kind: {systemd version: score}} from the first table of the
-    "### Sandboxing" section: the kind is the last parenthesised part of a
+    "## Sandboxing" section: the kind is the last parenthesised part of a
     row's first cell, the versions are the header's "systemd N" columns."""
-    lines = text.split("\n### Sandboxing\n", 1)[1].splitlines()
+    lines = text.split("\n## Sandboxing\n", 1)[1].splitlines()
     start = next(i for i, ln in enumerate(lines) if ln.startswith("|"))
     rows = []
     for ln in lines[start:]:
@@ -80,14 +80,14 @@ def problems(info: dict, table: dict[str, dict[int, float]], expected: set[str])
                        f"{got['score']})")
         elif abs(got["score"] - documented) > TOLERANCE:
             out.append(f"{kind} ({got['unit']}): {got['score']} on systemd {version}, "
-                       f"the README says {documented}")
+                       f"docs/units.md says {documented}")
     return out
 
 
 # -- the table itself (no boot) ------------------------------------------------
 
 def test_the_table_has_every_kind_and_a_score_per_version():
-    table = parse_table(README.read_text())
+    table = parse_table(UNITS_DOC.read_text())
     assert sorted(table) == sorted(security.KINDS)
     versions = {v for scores in table.values() for v in scores}
     assert {247, 252, 257, 262} <= versions
@@ -96,7 +96,7 @@ def test_the_table_has_every_kind_and_a_score_per_version():
 
 
 def test_further_version_columns_are_read():
-    text = ("x\n### Sandboxing\n\nabout\n\n"
+    text = ("x\n## Sandboxing\n\nabout\n\n"
             "| unit | systemd 247 | systemd 252 | systemd 262 | why |\n|---|---|---|---|---|\n"
             "| `NAME.service` (tunnel) | 3.1 | 2.3 | 2.2 | root |\n"
             "| `a (b)` (TCP reach, a name) | 1.4 | 1.1 | 1.0 | x (y) |\n\nafter\n| not | it |\n")
@@ -110,7 +110,7 @@ def test_what_is_compared():
             "security:tunnel": {"unit": "wg.service", "score": 2.5},
             "security:watcher": {"unit": "wgns-watch.service", "score": 2.8}}
     assert problems(info, table, {"tunnel", "watcher"}) == [
-        "watcher (wgns-watch.service): 2.8 on systemd 252, the README says 2.4"]
+        "watcher (wgns-watch.service): 2.8 on systemd 252, docs/units.md says 2.4"]
     info["security:tunnel"] = {"unit": "wg.service", "error": "RuntimeError: exit 1"}
     assert problems(info, table, {"tunnel"})[0].startswith("tunnel (wg.service): no score")
     assert problems({"systemd": "systemd 257 (257.9)"}, table, {"tunnel"}) == [
@@ -128,5 +128,5 @@ def test_live_scores_are_the_documented_ones(system, flavour, scenario):
     from .test_e2e import report
     rep = report(system, flavour, scenario)
     assert rep.ran(scenario), machine.format_report(rep)
-    found = problems(rep.info, parse_table(README.read_text()), MEASURES[scenario])
+    found = problems(rep.info, parse_table(UNITS_DOC.read_text()), MEASURES[scenario])
     assert not found, found
