@@ -47,13 +47,24 @@ def table(info: dict) -> str:
         out.append(f"| {label} | {med(d['wgns']) * 1000:.0f} ({spread(d['wgns'])}) | "
                    f"{med(d['baseline']) * 1000:.0f} ({spread(d['baseline'])}) | "
                    f"{med(d['wgns']) / med(d['baseline']):.2f} |")
+    if info.get("bringup_phases"):
+        out.append("")
+        out.append("| where a wgns bring-up's time goes | median ms |")
+        out.append("|---|---|")
+        for k, xs in info["bringup_phases"].items():
+            out.append(f"| {k.replace('_', ' ')} | {med(xs) * 1000:.0f} |")
+        for k, xs in info.get("interpreter_ms", {}).items():
+            out.append(f"| `{k}` | {med(xs):.0f} |")
     out.append("")
-    out.append("| CLI command | median ms (min-max) | peak RSS MiB |")
-    out.append("|---|---|---|")
+    out.append("| CLI command | median ms (min-max) | peak RSS MiB | / `wgns --version` |")
+    out.append("|---|---|---|---|")
+    base = med([s[0] for s in info["cli"].get("--version", [[0.0, 0]])])
     for cmd, samples in info["cli"].items():
         walls = [s[0] for s in samples]
         rss = max(s[1] for s in samples) / 1024
-        out.append(f"| `wgns {cmd}` | {med(walls) * 1000:.0f} ({spread(walls)}) | {rss:.1f} |")
+        ratio = f"{med(walls) / base:.2f}" if base else "?"
+        out.append(f"| `wgns {cmd}` | {med(walls) * 1000:.0f} ({spread(walls)}) | {rss:.1f} "
+                   f"| {ratio} |")
     out.append("")
     out.append("Heaviest imports (cumulative ms): " + ", ".join(
         f"{name} {ms}" for name, ms in info["imports_ms"]))

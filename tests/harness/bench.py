@@ -113,6 +113,15 @@ def handshake_done(name: str) -> bool:
     return False
 
 
+# What an ExecStart= of wgns costs before it does anything
+INTERPRETER = {
+    "python -I -c pass": [sc.PYTHON, "-I", "-c", "pass"],
+    "python -I -c 'import pyroute2'": [sc.PYTHON, "-I", "-c", "import pyroute2"],
+    "python -I -c 'import wgns.runtime.link'": [sc.PYTHON, "-I", "-c",
+                                                "import wgns.runtime.link"],
+}
+
+
 def timed_start(unit: str, link: str) -> float:
     t = time.perf_counter()
     if subprocess.run(["systemctl", "start", unit]).returncode != 0:
@@ -123,6 +132,26 @@ def timed_start(unit: str, link: str) -> float:
             raise RuntimeError(f"{unit}: no handshake in 20 s")
         time.sleep(0.002)
     return time.perf_counter() - t
+
+
+def _monotonic(unit: str, prop: str) -> float:
+    out = subprocess.run(["systemctl", "show", "-P", prop, unit], capture_output=True,
+                         text=True).stdout.strip()
+    return int(out or 0) / 1e6
+
+
+def phases(started: float, took: float) -> dict[str, float]:
+    """Where a wgns bring-up's time went (systemd's monotonic timestamps, the
+    clock of time.monotonic): the namespace unit's start, the tunnel unit's
+    (its helper: interpreter, imports, link, wireguard-go), the wait for
+    the first handshake after it, and systemctl's own share before."""
+    ns_in = _monotonic("netns@wg.service", "InactiveExitTimestampMonotonic")
+    ns_up = _monotonic("netns@wg.service", "ActiveEnterTimestampMonotonic")
+    wg_in = _monotonic("wg.service", "InactiveExitTimestampMonotonic")
+    wg_up = _monotonic("wg.service", "ActiveEnterTimestampMonotonic")
+    return {"before_namespace": ns_in - started, "namespace_unit": ns_up - ns_in,
+            "between": wg_in - ns_up, "tunnel_unit": wg_up - wg_in,
+            "handshake_after": started + took - wg_up}
 
 
 def timed_stop(unit: str, netns: str) -> float:
@@ -231,27 +260,36 @@ def bench(rec: sc.Recorder, flavour: str) -> None:
     # 1. bring-up and stop, alternating which goes first
     up: dict[str, list[float]] = {"wgns": [], "baseline": []}
     down: dict[str, list[float]] = {"wgns": [], "baseline": []}
+    split: dict[str, list[float]] = {}
     variants = {"wgns": ("wg.service", "wg", "wg"), "baseline": ("bwg.service", "bwg", "bwg")}
     for i in range(RUNS + 1):  # run 0 warms caches and is dropped
         order = ["wgns", "baseline"] if i % 2 else ["baseline", "wgns"]
         for v in order:
             unit, link, ns = variants[v]
+            started = time.monotonic()
             u = timed_start(unit, link)
+            if i and v == "wgns":
+                for k, x in phases(started, u).items():
+                    split.setdefault(k, []).append(x)
             d = timed_stop(unit, ns)
             if i:
                 up[v].append(u)
                 down[v].append(d)
     rec.info("bringup", up)
+    rec.info("bringup_phases", split)
     rec.info("stop", down)
+    rec.info("interpreter_ms", {what: [round(measure(cmd)[0] * 1000, 1) for _ in range(RUNS)]
+                                for what, cmd in INTERPRETER.items()})
 
     # 2. CLI
     subprocess.run(["systemctl", "start", "wg.service"], check=True)
     cli: dict[str, list[list[float]]] = {}
-    commands = {"--help": [sc.WGNS, "--help"], "status": [sc.WGNS, "status"],
+    commands = {"--version": [sc.WGNS, "--version"], "--help": [sc.WGNS, "--help"],
+                "status": [sc.WGNS, "status"],
                 "confine": [sc.WGNS, "confine", "scale-0"],
                 "unconfine": [sc.WGNS, "unconfine", "scale-0"]}
     for _ in range(RUNS + 1):
-        for key in ("--help", "status", "confine", "unconfine"):
+        for key in commands:
             cli.setdefault(key, []).append(list(measure(commands[key])))
     rec.info("cli", {k: v[1:] for k, v in cli.items()})
     imports = subprocess.run(
