@@ -1,8 +1,9 @@
 """What wgns reads from the kernel over netlink without pyroute2: the links
 and addresses of the current namespace (rtnetlink) and a WireGuard device
 (generic netlink, WG_CMD_GET_DEVICE), for the long-lived watcher and
-`wgns status`, which must stay small and quick. Configuring links stays
-with pyroute2 (the tunnel's bring-up, `wgns check`).
+`wgns status`, which must stay small and quick. The bring-up's few
+changes are in runtime/rtnl.py; kernel WireGuard's configuration and
+`wgns check` use pyroute2.
 
 Read-only, and a device's private and preshared keys are skipped while
 parsing: no structure here ever holds one.

@@ -22,6 +22,7 @@ from ..core import wireguard as wgread
 from ..core.config import Tunnel
 from ..core.errors import TunnelError, WgnsError
 from ..core.installed import load_tunnel
+from . import rtnl
 from . import wgconf as wireguard
 
 RESOLVE_FOR = 60.0  # seconds of retrying before the unit fails (and restarts)
@@ -58,28 +59,29 @@ def resolve(tunnel: Tunnel, wait: float = RESOLVE_FOR) -> dict[str, tuple[str, i
 
 
 def _delete_link(name: str) -> bool:
-    from pyroute2 import IPRoute
-    with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=name)
-        if found:
-            ipr.link("del", index=found[0])
-    return bool(found)
+    idx = rtnl.index(name)
+    if idx is not None:
+        rtnl.delete_link(idx)
+    return idx is not None
 
 
 def _configure_inside(tunnel: Tunnel) -> None:
-    from pyroute2 import IPRoute
-    with IPRoute() as ipr:
-        lo = ipr.link_lookup(ifname="lo")
-        if lo:
-            ipr.link("set", index=lo[0], state="up")
-        idx = ipr.link_lookup(ifname=tunnel.name)[0]
-        for a in tunnel.addresses:
-            ipr.addr("add", index=idx, address=str(a.ip), prefixlen=a.network.prefixlen)
-        ipr.link("set", index=idx, state="up")
-        for net in tunnel.route_prefixes():
-            family = socket.AF_INET if net.version == 4 else socket.AF_INET6
-            ipr.route("add", dst=str(net.network_address), dst_len=net.prefixlen,
-                      oif=idx, family=family)
+    lo = rtnl.index("lo")
+    if lo is not None:
+        rtnl.set_link(lo, up=True)
+    idx = _index(tunnel.name)
+    for a in tunnel.addresses:
+        rtnl.add_address(idx, a)
+    rtnl.set_link(idx, up=True)
+    for net in tunnel.route_prefixes():
+        rtnl.add_route(net, idx)
+
+
+def _index(name: str) -> int:
+    idx = rtnl.index(name)
+    if idx is None:
+        raise TunnelError(f"the link {name} is gone (deleted while it was being set up?)")
+    return idx
 
 
 def _in_unit(pid: str, unit: str) -> bool:
@@ -157,10 +159,9 @@ def up(name: str) -> str:
     impl = wgread.KERNEL
     try:
         if wireguard.kernel_known_missing():
-            # Known this boot: start wireguard-go first and import pyroute2
-            # (most of the helper's own time) while it comes up.
+            # Known this boot: no kernel link to try (nor pyroute2 to import).
             impl = wgread.USERSPACE
-            wireguard.userspace_create(name, meanwhile=lambda: __import__("pyroute2"))
+            wireguard.userspace_create(name)
         elif not wireguard.kernel_create(name):
             impl = wgread.USERSPACE
             wireguard.remember_kernel_missing()
@@ -169,16 +170,14 @@ def up(name: str) -> str:
             wireguard.kernel_configure(tunnel, endpoints)
         else:
             wireguard.userspace_configure(tunnel, endpoints)
-        from pyroute2 import IPRoute
-        with IPRoute() as ipr:
-            idx = ipr.link_lookup(ifname=name)[0]
-            if tunnel.mtu:
-                ipr.link("set", index=idx, mtu=tunnel.mtu)
-            fd = os.open(netns.path(name), os.O_RDONLY)
-            try:
-                ipr.link("set", index=idx, net_ns_fd=fd)
-            finally:
-                os.close(fd)
+        idx = _index(name)
+        if tunnel.mtu:
+            rtnl.set_link(idx, mtu=tunnel.mtu)
+        fd = os.open(netns.path(name), os.O_RDONLY)
+        try:
+            rtnl.set_link(idx, netns_fd=fd)
+        finally:
+            os.close(fd)
         netns.run_in(name, lambda: _configure_inside(tunnel))
     except BaseException:
         _undo(name)
@@ -191,11 +190,14 @@ def up(name: str) -> str:
 def _undo(name: str) -> None:
     """Best effort after a failed `up`: the link wherever it is, and its
     wireguard-go. Errors here must not hide the original one."""
-    from pyroute2.netlink.exceptions import NetlinkError
+    errors: tuple[type[BaseException], ...] = (OSError, WgnsError)
+    pyroute2 = sys.modules.get("pyroute2.netlink.exceptions")   # the kernel path's
+    if pyroute2 is not None:
+        errors += (pyroute2.NetlinkError,)
     for step in (lambda: down(name), lambda: _delete_link(name)):
         try:
             step()
-        except (OSError, WgnsError, NetlinkError) as e:
+        except errors as e:
             print(f"{name}: cleanup after failure: {e}", file=sys.stderr)
 
 

@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 import time
-from typing import Any, Callable
+from typing import Any
 
 from ..core.config import Peer, Tunnel
 from ..core.errors import TunnelError
@@ -89,11 +89,9 @@ def remember_kernel_missing() -> None:
         pass  # only a shortcut for the next bring-up
 
 
-def userspace_create(name: str, timeout: float = 10,
-                     meanwhile: Callable[[], object] = lambda: None) -> None:
+def userspace_create(name: str, timeout: float = 10) -> None:
     """Start wireguard-go for NAME in the current namespace and wait for its
-    UAPI socket. It daemonizes and stays in the calling unit's cgroup.
-    MEANWHILE runs while it comes up (the bring-up imports pyroute2 then)."""
+    UAPI socket. It daemonizes and stays in the calling unit's cgroup."""
     exe = shutil.which("wireguard-go")
     if exe is None:
         raise TunnelError(
@@ -103,11 +101,7 @@ def userspace_create(name: str, timeout: float = 10,
            "LOG_LEVEL": "error"}
     # wireguard-go forks its daemon before returning; that child keeps our
     # stdout and stderr (the journal), so they are inherited, never piped.
-    proc = subprocess.Popen([exe, name], env=env, stdin=subprocess.DEVNULL)
-    try:
-        meanwhile()
-    finally:
-        rc = proc.wait()
+    rc = subprocess.Popen([exe, name], env=env, stdin=subprocess.DEVNULL).wait()
     if rc != 0:
         raise TunnelError(f"wireguard-go {name} exited with status {rc}")
     deadline = time.monotonic() + timeout
