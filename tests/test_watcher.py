@@ -197,3 +197,27 @@ def test_the_fleet_follows_tunnels_installed_and_removed(two):
     installed[:] = [two[1]]
     fleet.once()
     assert list(fleet.watchers) == [two[1]] and sock is not None and sock.fileno() == -1
+
+
+def test_one_tunnels_fault_never_stops_the_watch_of_the_others(two):
+    """A look that raises (a record gone bad, D-Bus refusing) is one line in
+    the journal and a look again after FAULT_WAIT; the other tunnels are
+    watched on, as they were by a process each."""
+    looks: list = []
+    lines: list = []
+
+    def look(name, boot):
+        looks.append(name)
+        if name == two[0]:
+            raise OSError(5, "Input/output error")
+        return [], True
+    fleet = watcher.Fleet(lambda: list(two), lambda n: Watcher(n, look, log=lines.append))
+    fleet.once()
+    assert sorted(looks) == sorted(two)
+    assert lines == [f"{two[0]}: the look failed (OSError: [Errno 5] Input/output error); "
+                     f"again in {watcher.FAULT_WAIT:.0f} s"]
+    looks.clear()
+    ip("-n", two[1], "link", "del", two[1])
+    fleet.once()
+    assert looks == [two[1]]
+    assert fleet.watchers[two[0]].next_look > time.monotonic() + watcher.FAULT_WAIT - 2

@@ -29,8 +29,10 @@ import time
 from typing import Callable
 
 from ..core import netns
+from ..core.text import one_line
 
 PERIOD = 60.0          # a full look this often when nothing happens
+FAULT_WAIT = 5.0       # a tunnel whose look failed is looked at again after this
 STAT_EVERY = 1.0       # the namespace's identity is checked this often
 SETTLE = 0.2           # events come in bursts (link down, address gone): wait them out
 FOLLOW_UP = 3.0        # one more look this long after an event
@@ -188,7 +190,12 @@ class Fleet:
                     drain(sock)
                     reasons[socks[sock]] = True
         for name, w in list(self.watchers.items()):
-            w.look_if_due(reasons.get(name, False))
+            try:
+                w.look_if_due(reasons.get(name, False))
+            except Exception as e:   # one tunnel's fault never stops the watch of the others
+                w.log(one_line(f"{name}: the look failed ({type(e).__name__}: {e}); "
+                               f"again in {FAULT_WAIT:.0f} s"))
+                w.next_look = self.clock() + FAULT_WAIT
 
     def run(self, ready: Callable[[], None] = lambda: None) -> None:
         self.once()   # the first look of each (at boot: confined units that missed their start)
