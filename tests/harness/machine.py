@@ -322,6 +322,10 @@ def run_scenario(system_name: str, flavour: str, scenario: str,
         overlay.close()
         shutil.rmtree(wheels, ignore_errors=True)
     _read_report(out, report)
+    if (out / "scenario.log").exists():   # the whole log of the last boot of each kind
+        logs = CACHE / "logs"
+        logs.mkdir(exist_ok=True)
+        shutil.copy(out / "scenario.log", logs / f"{system_name}-{flavour}-{scenario}.log")
     shutil.rmtree(out, ignore_errors=True)
     log_boot(report)
     return report
