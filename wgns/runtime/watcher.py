@@ -126,24 +126,27 @@ class Watcher:
             reason = self.wait(min(STAT_EVERY, self.next_look - now))
         self.look_if_due(reason)
 
-    def look_if_due(self, reason: bool) -> None:
-        """Look now when something happened (REASON) or the next look is due."""
-        if reason or self.clock() >= self.next_look:
-            lines, healthy = self.look(self.name, self.boot_check)
-            for line in lines:
-                self.log(line)
-            if healthy:
-                self.boot_check = False
-            self.after(reason or self.follow_up)
-            # A change comes in several steps (a tunnel starting moves its
-            # link, then sets it up): one more look shortly after an event
-            # sees where it ended. What a restart changes wakes it up by
-            # itself; otherwise the next look is a period away.
-            # A tunnel starting or stopping (retried after a failure at
-            # boot) is looked at again soon too, until it settles.
-            self.follow_up = reason
-            moving = healthy is None
-            self.next_look = self.clock() + (FOLLOW_UP if reason or moving else PERIOD)
+    def look_if_due(self, reason: bool) -> bool:
+        """Look now when something happened (REASON) or the next look is due;
+        True when it looked."""
+        if not (reason or self.clock() >= self.next_look):
+            return False
+        lines, healthy = self.look(self.name, self.boot_check)
+        for line in lines:
+            self.log(line)
+        if healthy:
+            self.boot_check = False
+        self.after(reason or self.follow_up)
+        # A change comes in several steps (a tunnel starting moves its
+        # link, then sets it up): one more look shortly after an event
+        # sees where it ended. What a restart changes wakes it up by
+        # itself; otherwise the next look is a period away.
+        # A tunnel starting or stopping (retried after a failure at
+        # boot) is looked at again soon too, until it settles.
+        self.follow_up = reason
+        moving = healthy is None
+        self.next_look = self.clock() + (FOLLOW_UP if reason or moving else PERIOD)
+        return True
 
     def close(self) -> None:
         if self.sock is not None:
@@ -189,13 +192,16 @@ class Fleet:
                 for sock in ready:
                     drain(sock)
                     reasons[socks[sock]] = True
+        looked = False
         for name, w in list(self.watchers.items()):
             try:
-                w.look_if_due(reasons.get(name, False))
+                looked = w.look_if_due(reasons.get(name, False)) or looked
             except Exception as e:   # one tunnel's fault never stops the watch of the others
                 w.log(one_line(f"{name}: the look failed ({type(e).__name__}: {e}); "
                                f"again in {FAULT_WAIT:.0f} s"))
                 w.next_look = self.clock() + FAULT_WAIT
+        if looked:
+            release_memory()
 
     def run(self, ready: Callable[[], None] = lambda: None) -> None:
         self.once()   # the first look of each (at boot: confined units that missed their start)
@@ -203,6 +209,15 @@ class Fleet:
         while True:
             self.once()
 
+
+
+def release_memory() -> None:
+    """Give the heap that looks and metrics freed back to the system (the
+    watcher lives for ever: its resident size is what it costs)."""
+    try:
+        netns._libc.malloc_trim(0)
+    except AttributeError:   # a C library without malloc_trim (musl)
+        pass
 
 
 def notify_ready() -> None:
