@@ -21,6 +21,8 @@ CLIENT_RETRY_FIRST, CLIENT_RETRY_MAX, LOGIN_WAIT = 2.0, 60.0, 3600.0
 
 class Client(Protocol):
     what: str
+    # live: the client listens on a port it is told while it runs. One that
+    # is not (rTorrent) listens there from its next start: status says so.
 
     def port(self) -> int | None: ...
 
@@ -38,6 +40,7 @@ class ClientSync:
         self.errors: dict[int, str | None] = {i: None for i in range(len(clients))}
         self.retry_at: dict[int, float] = {}
         self.backoff: dict[int, float] = {}
+        self.restart: dict[int, int] = {}   # port set on a client that is not live
         self.wake = threading.Event()
         self.stopping = False
         self.crashed: BaseException | None = None
@@ -60,10 +63,12 @@ class ClientSync:
         self.stopping = True
         self.wake.set()
 
-    def view(self, port: int | None) -> list[tuple[str, bool, str | None]]:
-        """(client, in sync with PORT, its error) for each client."""
+    def view(self, port: int | None) -> list[tuple[str, bool, str | None, bool]]:
+        """(client, in sync with PORT, its error, whether it must restart to
+        listen on PORT: it was set while it ran and is not live) for each."""
         with self.lock:
-            return [(c.what, port is not None and self.synced[i] == port, self.errors[i])
+            return [(c.what, port is not None and self.synced[i] == port, self.errors[i],
+                     port is not None and self.restart.get(i) == port)
                     for i, c in enumerate(self.clients)]
 
     # -- this thread ------------------------------------------------------------
@@ -94,7 +99,12 @@ class ClientSync:
                 current = client.port()
                 if current != port and (not known or current is not None):
                     client.set_port(port)
-                    self.log(f"{client.what}: listening port set to {port}")
+                    live = getattr(client, "live", True)
+                    self.log(f"{client.what}: listening port set to {port}" + (
+                        "" if live else "; it listens there from its next start"))
+                    if not live:
+                        with self.lock:
+                            self.restart[i] = port
             except ClientError as e:
                 self._failed(i, e)
             else:
