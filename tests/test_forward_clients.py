@@ -127,3 +127,38 @@ def test_a_downgrade_is_refused_while_a_tunnel_forwards_in_a_newer_way(tmp_path)
     line = one_error(runner.invoke(app, ["migrate", "--downgrade", "--root", str(root)]))
     assert "--static" in line and "wgns before 0.2" in line
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+
+
+class NotLive:
+    """A client that takes a new port only from its next start (as
+    rTorrent): SESSION says which run of it answers (None: it does not say)."""
+    what, live = "rTorrent", False
+
+    def __init__(self, session: str | None) -> None:
+        self.setting, self.listening, self.run = 6890, 6890, session
+
+    def port(self):
+        return self.setting
+
+    def set_port(self, port):
+        self.setting = port
+
+    def session(self):
+        return self.run
+
+    def restart(self, run):
+        self.listening, self.run = self.setting, run
+
+
+@pytest.mark.parametrize("session", ["101", None])
+def test_restart_is_said_until_another_run_of_the_client_is_on_the_port(tmp_path, session):
+    client = NotLive(session)
+    fw, logs, state = static_with(tmp_path, [client])
+    assert state["clients"][0]["restart"] is True and client.setting == 51413
+    for run in (session, "202" if session else None):   # the same run, then another
+        client.restart(run) if run != session else None
+        fw.step()
+        fw.sync.round()
+        state = json.loads((tmp_path / "forward.json").read_text())
+        # Without a session to tell runs apart, it stays said (never a false "in sync").
+        assert state["clients"][0]["restart"] is (run == session or session is None), run

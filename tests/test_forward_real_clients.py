@@ -94,8 +94,6 @@ def wait_for(what: str, test, seconds: float = 30):
 
 
 def rtorrent(start, tmp_path: Path, port_range: str, scgi: int) -> subprocess.Popen:
-    """rTorrent on SCGI port SCGI (a new one for each start: the last one's
-    lingers in TIME_WAIT, and rTorrent then does not start)."""
     (tmp_path / "rt/session").mkdir(parents=True, exist_ok=True)
     return start("rtorrent", "-n", "-o", "system.daemon.set=true",
                  "-o", f"network.scgi.open_port=127.0.0.1:{scgi}",
@@ -149,19 +147,29 @@ def test_real_deluge_takes_the_static_port_at_once_with_its_own_login(ns, tmp_pa
 def test_real_rtorrent_takes_it_from_its_next_start_and_status_says_so(ns, tmp_path):
     first = rtorrent(ns, tmp_path, "6890-6890", 5000)
     wait_for("rTorrent listens", lambda: {5000, 6890} <= listening("rtorrent"))
-    logs, state = kept(tmp_path, tmp_path, rtorrent="scgi://127.0.0.1:5000")
+    settings = portconf.Settings(None, static=PORT, rtorrent="scgi://127.0.0.1:5000")
+    logs: list[str] = []
+    fw = Static("wg", PORT, forward_unit.clients(settings, {}, "wg", log=logs.append),
+                tmp_path, log=logs.append)
+
+    def round_() -> dict:     # in the namespace: the client's calls start there
+        fw.step()
+        fw.sync.round()
+        return json.loads((tmp_path / "forward.json").read_text())
+    state = netns.run_in(NS, round_)
     # rTorrent says the port is set, but still listens on the old one...
     assert state["clients"] == [{"client": "rTorrent", "synced": True, "error": None,
                                  "restart": True}], (state, logs)
     assert 6890 in listening("rtorrent") and PORT not in listening("rtorrent")
     assert any("rTorrent" in line and "next start" in line for line in logs), logs
-    # ... until it starts with the port (port-forwarding.md#rtorrent); then
-    # wgns has nothing to set and nothing to say.
+    assert netns.run_in(NS, round_)["clients"][0]["restart"] is True   # the same run
+    # ... until it starts with the port (port-forwarding.md#rtorrent): the
+    # same forwarder, at its next round, sees another run on the port.
     stop(first)
     wait_for("rTorrent stopped", lambda: not listening("rtorrent"))
-    rtorrent(ns, tmp_path, f"{PORT}-{PORT}", 5001)
+    rtorrent(ns, tmp_path, f"{PORT}-{PORT}", 5000)
     wait_for("rTorrent listens on the port", lambda: PORT in listening("rtorrent"))
-    logs, state = kept(tmp_path, tmp_path, rtorrent="scgi://127.0.0.1:5001")
+    state = netns.run_in(NS, round_)
     assert state["clients"] == [{"client": "rTorrent", "synced": True, "error": None,
                                  "restart": False}], (state, logs)
 

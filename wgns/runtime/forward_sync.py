@@ -40,7 +40,8 @@ class ClientSync:
         self.errors: dict[int, str | None] = {i: None for i in range(len(clients))}
         self.retry_at: dict[int, float] = {}
         self.backoff: dict[int, float] = {}
-        self.restart: dict[int, int] = {}   # port set on a client that is not live
+        # (port, session) set on a client that is not live, while it ran
+        self.restart: dict[int, tuple[int, str | None]] = {}
         self.wake = threading.Event()
         self.stopping = False
         self.crashed: BaseException | None = None
@@ -68,7 +69,7 @@ class ClientSync:
         listen on PORT: it was set while it ran and is not live) for each."""
         with self.lock:
             return [(c.what, port is not None and self.synced[i] == port, self.errors[i],
-                     port is not None and self.restart.get(i) == port)
+                     port is not None and self.restart.get(i, (None,))[0] == port)
                     for i, c in enumerate(self.clients)]
 
     # -- this thread ------------------------------------------------------------
@@ -99,12 +100,9 @@ class ClientSync:
                 current = client.port()
                 if current != port and (not known or current is not None):
                     client.set_port(port)
-                    live = getattr(client, "live", True)
-                    self.log(f"{client.what}: listening port set to {port}" + (
-                        "" if live else "; it listens there from its next start"))
-                    if not live:
-                        with self.lock:
-                            self.restart[i] = port
+                    self._told(i, client, port)
+                elif i in self.restart:
+                    self._restarted(i, client)
             except ClientError as e:
                 self._failed(i, e)
             else:
@@ -115,6 +113,28 @@ class ClientSync:
             self.changed()
         with self.lock:
             return min(self.retry_at.values()) if self.retry_at and self.port else None
+
+    def _told(self, i: int, client: Client, port: int) -> None:
+        """CLIENT was set to PORT; one that is not live is remembered, with
+        which run of it was told (its session, e.g. rTorrent's pid)."""
+        live = getattr(client, "live", True)
+        self.log(f"{client.what}: listening port set to {port}" + (
+            "" if live else "; it listens there from its next start"))
+        if not live:
+            session = getattr(client, "session", lambda: None)()
+            with self.lock:
+                self.restart[i] = (port, session)
+
+    def _restarted(self, i: int, client: Client) -> None:
+        """A client that is not live, found on the port: once it is another
+        run than the one told (it started again, with the port), it listens
+        there. Without a session to tell runs apart, it stays said."""
+        session = getattr(client, "session", lambda: None)()
+        with self.lock:
+            told = self.restart.get(i)
+            if told is not None and session is not None and told[1] is not None \
+                    and session != told[1]:
+                self.restart.pop(i, None)
 
     def _failed(self, i: int, e: ClientError) -> None:
         with self.lock:
