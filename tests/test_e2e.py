@@ -28,7 +28,7 @@ BOOTS = {
     ("debian12", "pypi"): ("units", "core"),
     ("debian12", "pypi", "ops"): ("ops",),
     ("debian12", "pypi", "hardening"): ("hardening",),
-    ("debian12", "pypi", "forward"): ("forward", "metrics"),
+    ("debian12", "pypi", "forward"): ("forward", "forward_clients", "metrics"),
     # from the last commit before issue 20, by pip and by the .deb, and back
     ("debian12", "pypi", "upgrade"): ("upgrade",),
     # ... and its own, through the .deb
@@ -49,11 +49,22 @@ BOOTS = {
 def _checks(scenario: str, flavour: str) -> tuple:
     """What a scenario reports (guest-side modules; their imports resolve
     via the harness directory, which importing scenario puts on the path)."""
-    from .harness import bridges, distro, forward, hardening, metrics, ops, providers, upgrade
+    from .harness import (
+        bridges,
+        distro,
+        forward,
+        forward_clients,
+        hardening,
+        metrics,
+        ops,
+        providers,
+        upgrade,
+    )
     return {
         "core": CORE_CHECKS + (DEB_CHECKS if flavour == "deb" else ()),
         "ops": ops.OPS_CHECKS, "hardening": hardening.HARDENING_CHECKS,
         "forward": forward.FORWARD_CHECKS, "metrics": metrics.METRICS_CHECKS,
+        "forward_clients": forward_clients.FORWARD_CLIENTS_CHECKS,
         "units": distro.UNITS_CHECKS, "unittests": distro.UNITTEST_CHECKS,
         "resolved": distro.RESOLVED_CHECKS, "bridges": bridges.BRIDGE_CHECKS,
         "providers": providers.PROVIDERS_CHECKS, "upgrade": upgrade.UPGRADE_CHECKS,
@@ -140,6 +151,11 @@ def test_hardening(system, flavour, check):
 @pytest.mark.parametrize("system,flavour,check", cases("forward"))
 def test_forward(system, flavour, check):
     assert_check(system, flavour, "forward", check)
+
+
+@pytest.mark.parametrize("system,flavour,check", cases("forward_clients"))
+def test_forward_clients(system, flavour, check):
+    assert_check(system, flavour, "forward_clients", check)
 
 
 @pytest.mark.parametrize("system,flavour,check", cases("metrics"))

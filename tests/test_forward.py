@@ -157,7 +157,8 @@ def test_maps_udp_then_tcp_on_one_port_and_publishes(tmp_path):
     state = json.loads((tmp_path / "forward.json").read_text())
     assert state["port"] == 50051 and state["error"] is None
     assert state["external_address"] == "203.0.113.5"
-    assert state["clients"] == [{"client": "client", "synced": True, "error": None}]
+    assert state["clients"] == [{"client": "client", "synced": True, "error": None,
+                                 "restart": False}]
     assert client.calls == [50051]
     assert (tmp_path / "forwarded-port").stat().st_mode & 0o777 == 0o644
 

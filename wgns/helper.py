@@ -5,7 +5,7 @@
     watch                wgns-watch.service: heal every tunnel, keep the metrics
                          (runtime/watcher.py, heal.py); `watch NAME` one tunnel
                          (the per-tunnel unit of wgns 0.1, until it is replaced)
-    forward NAME         wgns-NAME-forward.service: NAT-PMP port forwarding
+    forward NAME         wgns-NAME-forward.service: port forwarding (NAT-PMP or static)
     relay NAME HOST PORT the UDP relay of `wgns expose --udp` and `wgns reach --udp`
     probe NAME           the transient unit of `wgns check` (runtime/probe.py)
 
@@ -46,8 +46,8 @@ def run(command: str, action: str, name: str | None, rest: list[str]) -> None:
         else:
             link.stop(name)
     elif command == "forward":
-        from wgns.runtime import forwarder
-        forwarder.main(name)
+        from wgns.runtime import forward_unit
+        forward_unit.main(name)
     else:
         import json
 

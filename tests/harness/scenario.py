@@ -221,7 +221,8 @@ def install_wgns(flavour: str, rec: Recorder) -> None:
 
 # The guest's own packages a report names (sid moves: each run says what it saw).
 PACKAGES = ("systemd", "python3", "wireguard-go", "qbittorrent-nox", "transmission-daemon",
-            "prometheus-node-exporter", "python3-pyroute2", "python3-typer", "python3-pystemd")
+            "prometheus-node-exporter", "python3-pyroute2", "python3-typer", "python3-pystemd",
+            "deluged", "deluge-web", "rtorrent")
 
 
 def packages() -> dict[str, str]:

@@ -159,11 +159,13 @@ def _forward_check(record: Record, sd: Systemd) -> Check | None:
         return None
     unsynced = [f"{c['client']}: {c['error'] or 'not told yet'}"
                 for c in st.get("clients") or [] if not c["synced"]]
-    age = st["renewed_age"]
-    fresh = age is not None and age <= 120
+    age, static = st["renewed_age"], st.get("method") == "static"
+    fresh = static or age is not None and age <= 120   # a static port is never renewed
     ok = bool(st["port"]) and fresh and not st["error"] and not unsynced
-    detail = (f"port {st['port']} via {st['gateway']}, renewed {age} s ago" if st["port"]
-              else f"no port from {st['gateway'] or '?'}")
+    source = "static (reserved at the provider)" if static else f"via {st['gateway']}"
+    detail = ((f"port {st['port']} {source}" + ("" if static else f", renewed {age} s ago"))
+              if st["port"] else
+              f"no port from {'the static setting' if static else st['gateway'] or '?'}")
     problems = [p for p in (st["error"], *unsynced) if p]
     if st["port"] and not fresh:
         problems.append("not renewed for over 2 minutes")

@@ -15,6 +15,7 @@ by an older version; with pip, run it before installing the older one.
 from __future__ import annotations
 
 from ..core import paths
+from ..core.errors import WgnsError
 from ..core.installed import installed, load
 from ..core.plan import Plan
 from ..core.systemd import Systemd
@@ -38,6 +39,11 @@ def downgrade(root: str, sd: Systemd | None) -> Report:
     names = installed(root)
     plan: Plan = {}
     for record in [load(root, n) for n in names]:
+        if record.forward is not None and record.forward.newer():
+            raise WgnsError(f"tunnel {record.name} forwards a port in a way wgns before 0.2 "
+                            "does not know (--static, --deluge, --rtorrent or a client's own "
+                            "--credentials)", hint="change it with 'wgns port-forward' (or "
+                            "--off) first")
         plan.update(watcher(record))
     refuse_conflicts(root, plan)
     stale = [paths.record_path(n) for n in names] + [paths.metrics_dropin_path(n)

@@ -4,7 +4,7 @@ and port-forward (from the provider's gateway). Typer only, as tunnel.py."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -82,6 +82,10 @@ def port_forward(
         None, "--gateway", metavar="IP",
         help="The provider's NAT-PMP gateway (default: the first address of the "
         "tunnel's IPv4 subnet, a /24 for a /32: 10.2.0.1 for ProtonVPN)."),
+    static: Optional[str] = typer.Option(
+        None, "--static", metavar="PORT",
+        help="A port the provider reserved for the account (AirVPN and others): keep "
+        "the clients on PORT, without NAT-PMP."),
     qbittorrent: Optional[str] = typer.Option(
         None, "--qbittorrent", metavar="URL",
         help="Keep qBittorrent's listening port in sync (its Web UI, e.g. "
@@ -90,26 +94,39 @@ def port_forward(
         None, "--transmission", metavar="URL",
         help="Keep Transmission's peer port in sync (its RPC, e.g. "
         "http://127.0.0.1:9091/transmission/rpc)."),
-    credentials: Optional[str] = typer.Option(
-        None, "--credentials", metavar="FILE",
-        help="The client's login: 'username=' and 'password=' lines in a 0600 file."),
+    deluge: Optional[str] = typer.Option(
+        None, "--deluge", metavar="URL",
+        help="Keep Deluge's listening port in sync (deluge-web, e.g. http://127.0.0.1:8112)."),
+    rtorrent: Optional[str] = typer.Option(
+        None, "--rtorrent", metavar="URL",
+        help="Keep rTorrent's port range on the port (its XML-RPC: scgi://127.0.0.1:5000 "
+        "or an HTTP URL); it listens there from its next start."),
+    credentials: Optional[List[str]] = typer.Option(
+        None, "--credentials", metavar="[CLIENT=]FILE",
+        help="A login: 'username=' and 'password=' lines in a 0600 file. FILE: every "
+        "client's; CLIENT=FILE (qbittorrent, transmission, deluge, rtorrent): that "
+        "client's own. Repeatable."),
     command: Optional[str] = typer.Option(
         None, "--exec", metavar="CMD",
         help="Run CMD (sh -c) with WGNS_PORT and WGNS_TUNNEL set when the port changes."),
     off: bool = typer.Option(False, "--off", help="Turn port forwarding off."),
     root: Optional[str] = ROOT_OPTION,
 ) -> None:
-    """Get an incoming port from the provider (NAT-PMP) and keep a client on it."""
+    """Get an incoming port from the provider (NAT-PMP, or a reserved one) and keep
+    clients on it."""
     from ..admin import forward
+    static_port = number(static, "--static PORT", 1, 65535)
     sd = systemd(root)
+    urls = {"qbittorrent": qbittorrent, "transmission": transmission, "deluge": deluge,
+            "rtorrent": rtorrent}
     if off:
-        given = [o for o, v in (("--gateway", gateway), ("--qbittorrent", qbittorrent),
-                                ("--transmission", transmission),
+        given = [o for o, v in (("--gateway", gateway), ("--static", static),
+                                *((f"--{c}", u) for c, u in urls.items()),
                                 ("--credentials", credentials), ("--exec", command))
                  if v is not None]
         if given:
             usage(f"--off takes no {given[0]}; run 'wgns port-forward --off' alone")
         emit(forward.disable(name, root or "/", sd))
         return
-    emit(forward.enable(name, root or "/", sd, gateway, qbittorrent, transmission, command,
-                        credentials))
+    emit(forward.enable(name, root or "/", sd, gateway, urls, command, credentials or [],
+                        static=static_port))

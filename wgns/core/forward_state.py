@@ -70,7 +70,8 @@ def _published(name: str) -> dict[str, Any]:
             "external_address": address, "error": _text(data.get("error")),
             "warning": _text(data.get("warning")),
             "clients": [{"client": _text(c.get("client")) or "client",
-                         "synced": c.get("synced") is True, "error": _text(c.get("error"))}
+                         "synced": c.get("synced") is True, "error": _text(c.get("error")),
+                         "restart": c.get("restart") is True}
                         for c in clients[:8] if isinstance(c, dict)]}
 
 

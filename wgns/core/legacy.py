@@ -111,14 +111,20 @@ def reaches(root: str, name: str) -> list[Reach]:
 
 
 def forward(root: str, name: str) -> Forward | None:
-    from .portconf import parse, parse_login
+    from .portconf import CLIENTS, parse, parse_login
     text = _owned(root, paths.forward_conf_path(name))
     if text is None:
         return None
     s = parse(text, paths.forward_conf_path(name))
-    login_text = _owned(root, paths.forward_login_path(name))
-    login = parse_login(login_text, paths.forward_login_path(name)) if login_text else None
-    return Forward("natpmp", s.gateway, s.qbittorrent, s.transmission, s.command, login)
+    logins = {}
+    for client in (None, *CLIENTS):
+        login_text = _owned(root, paths.forward_login_path(name, client))
+        if login_text:
+            logins[client] = parse_login(login_text, paths.forward_login_path(name, client))
+    return Forward("natpmp" if s.static is None else "static", s.gateway, s.qbittorrent,
+                   s.transmission, s.command, logins.pop(None, None), port=s.static,
+                   deluge=s.deluge, rtorrent=s.rtorrent,
+                   logins=tuple((c, x) for c, x in logins.items() if c is not None))
 
 
 def metrics_dir(root: str, name: str) -> str | None:

@@ -80,8 +80,14 @@ def forward_conf_path(name: str) -> str:
     return f"{CONF_DIR}/{name}/forward.conf"
 
 
-def forward_login_path(name: str) -> str:
-    return f"{CONF_DIR}/{name}/forward.login"
+def forward_login_path(name: str, client: str | None = None) -> str:
+    """The login every client is given, or CLIENT's own."""
+    return f"{CONF_DIR}/{name}/forward{'-' + client if client else ''}.login"
+
+
+def login_credential(client: str | None = None) -> str:
+    """The name the forwarding unit gets that login under (LoadCredential=)."""
+    return f"login{'-' + client if client else ''}"
 
 
 def forward_run_dir(name: str) -> str:

@@ -14,25 +14,36 @@ from .errors import WgnsError
 from .names import check_address, check_utf8, printable
 
 MAX_COMMAND = 4096
-KEYS = ("gateway", "qbittorrent", "transmission", "exec")
+# The clients wgns keeps on the port, each with its option (--NAME URL) and
+# its own login if given one (--credentials NAME=FILE).
+CLIENTS = ("qbittorrent", "transmission", "deluge", "rtorrent")
+KEYS = ("gateway", "static", *CLIENTS, "exec")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)
 class Settings:
-    gateway: str
+    """What the unit needs: a NAT-PMP GATEWAY or a reserved (STATIC) port,
+    exactly one of them, and the clients' URLs."""
+    gateway: str | None
     qbittorrent: str | None = None
     transmission: str | None = None
     command: str | None = None
+    static: int | None = None
+    deluge: str | None = None
+    rtorrent: str | None = None
+
+    def clients(self) -> list[tuple[str, str]]:
+        """(client, URL) of each client given, in CLIENTS' order."""
+        return [(c, url) for c, url in ((c, getattr(self, c)) for c in CLIENTS) if url]
 
     def hosts(self) -> list[str]:
         """Addresses the unit talks to: the gateway and each client's."""
-        out = [self.gateway]
-        for url in (self.qbittorrent, self.transmission):
-            if url:
-                host = urllib.parse.urlsplit(url).hostname or ""
-                if host != "localhost" and host not in out:
-                    out.append(host)
+        out = [self.gateway] if self.gateway else []
+        for _, url in self.clients():
+            host = urllib.parse.urlsplit(url).hostname or ""
+            if host != "localhost" and host not in out:
+                out.append(host)
         return out
 
 
@@ -46,10 +57,18 @@ def check_gateway(value: str) -> str:
     return str(addr)
 
 
-def check_url(value: str, what: str) -> str:
+def check_static(value: int) -> int:
+    """A reserved port, as the provider assigned it (1-65535)."""
+    if type(value) is not int or not 1 <= value <= 65535:
+        raise WgnsError(f"--static {printable(str(value), 'port')}: not a port from 1 to 65535")
+    return value
+
+
+def check_url(value: str, what: str, scgi: bool = False) -> str:
     """http(s)://ADDRESS[:PORT][/path] with a literal address or localhost:
     the client runs in the tunnel's namespace, where no name is looked up
-    for it. No user:password@ (use --credentials), no query, no fragment."""
+    for it. No user:password@ (use --credentials), no query, no fragment.
+    With SCGI (rTorrent), also scgi://ADDRESS:PORT, without a path."""
     check_utf8(value, what)
     if CONTROL.search(value) or " " in value or len(value) > 512:
         raise WgnsError(f"{what}: {printable(value, 'URL')} is not a URL")
@@ -58,9 +77,15 @@ def check_url(value: str, what: str) -> str:
         port = parts.port
     except ValueError:
         raise WgnsError(f"{what}: {printable(value, 'URL')} is not a URL") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    schemes = ("http", "https", "scgi") if scgi else ("http", "https")
+    if parts.scheme not in schemes or not parts.hostname:
         raise WgnsError(f"{what}: {printable(value, 'URL')} is not an http:// or "
-                          "https:// URL", hint="for example http://127.0.0.1:8080")
+                        "https://" + (" or scgi://" if scgi else "") + " URL",
+                        hint="for example " + ("scgi://127.0.0.1:5000" if scgi
+                                               else "http://127.0.0.1:8080"))
+    if parts.scheme == "scgi" and (parts.path or port is None):
+        raise WgnsError(f"{what}: {printable(value, 'URL')}: give scgi://ADDRESS:PORT, "
+                        "without a path")
     if "@" in parts.netloc:
         raise WgnsError(f"{what}: a login in the URL would end up in a file others "
                           "may read", hint="put it in a 0600 file and pass --credentials")
@@ -106,9 +131,9 @@ def check_command(value: str) -> str:
 
 
 def render(settings: Settings, header: str) -> str:
-    lines = [header, f"gateway={settings.gateway}"]
-    for key, value in (("qbittorrent", settings.qbittorrent),
-                       ("transmission", settings.transmission), ("exec", settings.command)):
+    lines = [header, f"gateway={settings.gateway}" if settings.gateway is not None
+             else f"static={settings.static}"]
+    for key, value in (*settings.clients(), ("exec", settings.command)):
         if value:
             lines.append(f"{key}={value}")
     return "\n".join(lines) + "\n"
@@ -123,19 +148,22 @@ def parse(text: str, where: str) -> Settings:
         if not sep or key not in KEYS or key in values:
             raise WgnsError(f"{where}: line {n} is not one of {', '.join(KEYS)} (once each)")
         values[key] = value
-    if "gateway" not in values:
-        raise WgnsError(f"{where}: no gateway")
+    if ("gateway" in values) == ("static" in values):
+        raise WgnsError(f"{where}: needs a gateway or a static port (one of them)")
+    static = values.get("static")
+    if static is not None and not re.fullmatch(r"[0-9]{1,5}", static):
+        raise WgnsError(f"{where}: static is not a port")
+    urls = {c: check_url(values[c], c, scgi=c == "rtorrent") if c in values else None
+            for c in CLIENTS}
     return Settings(
-        gateway=check_gateway(values["gateway"]),
-        qbittorrent=check_url(values["qbittorrent"], "qbittorrent")
-        if "qbittorrent" in values else None,
-        transmission=check_url(values["transmission"], "transmission")
-        if "transmission" in values else None,
-        command=check_command(values["exec"]) if "exec" in values else None)
+        gateway=check_gateway(values["gateway"]) if "gateway" in values else None,
+        command=check_command(values["exec"]) if "exec" in values else None,
+        static=check_static(int(static)) if static is not None else None, **urls)
 
 
-def parse_login(text: str, where: str) -> tuple[str, str]:
-    """`username=NAME` and `password=SECRET` lines (# comments allowed)."""
+def parse_login(text: str, where: str, password_only: bool = False) -> tuple[str, str]:
+    """`username=NAME` and `password=SECRET` lines (# comments allowed);
+    with PASSWORD_ONLY (Deluge's login) the username may be left out."""
     found: dict[str, str] = {}
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("#"):
@@ -148,6 +176,8 @@ def parse_login(text: str, where: str) -> tuple[str, str]:
         if CONTROL.search(value):
             raise WgnsError(f"{where}: line {n} holds a control character")
         found[key] = value
+    if password_only and "password" in found:
+        found.setdefault("username", "")
     if set(found) != {"username", "password"}:
         raise WgnsError(f"{where}: needs a 'username=' and a 'password=' line")
     return found["username"], found["password"]

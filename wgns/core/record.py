@@ -21,10 +21,17 @@ from . import paths
 from .config import Tunnel
 from .errors import ConfigError, WgnsError
 from .names import check_service, split_host_port
+from .portconf import CLIENTS
 
-FORMAT = 1           # of record.json; a newer one is refused, never half read
+# record.json's format: a newer one is refused, never half read. A record
+# that uses nothing format 1 lacks is written as format 1, byte for byte as
+# before (an older wgns still reads it); one with a static port, Deluge,
+# rTorrent or a client's own login is format 2, which an older wgns refuses.
+FORMAT = 2
+FORMATS = (1, 2)
 MAX_RECORD_BYTES = 1 << 20
 PROTOS = ("tcp", "udp")
+METHODS = ("natpmp", "static")
 
 
 @dataclass(frozen=True)
@@ -46,13 +53,33 @@ class Reach:
 
 @dataclass(frozen=True)
 class Forward:
-    """Port forwarding: the gateway and what follows the port."""
+    """Port forwarding: where the port comes from (a NAT-PMP gateway, or a
+    port the provider reserved: method "static") and what follows it.
+    LOGIN is every client's login unless LOGINS gives a client its own
+    ((client, (username, password)), ...)."""
     method: str = "natpmp"
     gateway: str | None = None
     qbittorrent: str | None = None
     transmission: str | None = None
     command: str | None = None
     login: tuple[str, str] | None = field(default=None, repr=False)
+    port: int | None = None            # the reserved port (method "static")
+    deluge: str | None = None
+    rtorrent: str | None = None
+    logins: tuple[tuple[str, tuple[str, str]], ...] = field(default=(), repr=False)
+
+    def clients(self) -> list[tuple[str, str]]:
+        """(client, URL) of each client given, in CLIENTS' order."""
+        return [(c, url) for c, url in ((c, getattr(self, c)) for c in CLIENTS) if url]
+
+    def login_of(self, client: str) -> tuple[str, str] | None:
+        """The login CLIENT is given: its own, else the one for all."""
+        return dict(self.logins).get(client, self.login)
+
+    def newer(self) -> bool:
+        """Whether this uses what format 1 could not say."""
+        return (self.method != "natpmp" or self.port is not None or bool(self.deluge)
+                or bool(self.rtorrent) or bool(self.logins))
 
 
 @dataclass(frozen=True)
@@ -90,8 +117,10 @@ def header(name: str) -> str:
 def to_json(record: Record) -> str:
     """record.json's text (a marker line, then JSON): the declarations,
     never the tunnel's keys."""
+    f = record.forward
     data: dict[str, Any] = {
-        "format": FORMAT, "name": record.name, "python": record.python,
+        "format": FORMAT if f is not None and f.newer() else 1,
+        "name": record.name, "python": record.python,
         "helper": record.helper, "proxyd": record.proxyd,
         "dynamic_user": record.dynamic_user, "nsswitch": record.nsswitch,
         "confined": list(record.confined),
@@ -101,21 +130,26 @@ def to_json(record: Record) -> str:
                     for r in record.reaches],
         "forward": None, "metrics_dir": record.metrics_dir,
     }
-    f = record.forward
     if f is not None:
         data["forward"] = {"method": f.method, "gateway": f.gateway,
                            "qbittorrent": f.qbittorrent, "transmission": f.transmission,
                            "command": f.command,
                            "login": list(f.login) if f.login else None}
+        if f.newer():
+            data["forward"].update({"port": f.port, "deluge": f.deluge,
+                                    "rtorrent": f.rtorrent,
+                                    "logins": {c: list(x) for c, x in f.logins}})
     return header(record.name) + json.dumps(data, indent=2, sort_keys=False) + "\n"
 
 
 def shown(record: Record) -> dict[str, Any]:
     """The record as `status --json` shows it: no key, no password."""
     data = json.loads(to_json(record).split("\n", 1)[1])
-    if data["forward"] and data["forward"]["login"]:
-        data["forward"]["login"] = {"username": data["forward"]["login"][0],
-                                    "password": "(hidden)"}
+    f = data["forward"]
+    if f and f["login"]:
+        f["login"] = {"username": f["login"][0], "password": "(hidden)"}
+    for client, login in (f.get("logins") or {}).items() if f else ():
+        f["logins"][client] = {"username": login[0], "password": "(hidden)"}
     data.pop("format")
     return data
 
@@ -155,21 +189,37 @@ def _reach(item: Any, where: str) -> Reach:
     return Reach(target, at, proto)
 
 
+def _login(login: Any, where: str, what: str) -> tuple[str, str] | None:
+    if login is not None and not (isinstance(login, list) and len(login) == 2
+                                  and all(isinstance(x, str) for x in login)):
+        raise ConfigError(where, f"{what} is not [username, password]")
+    return (login[0], login[1]) if login else None
+
+
 def _forward(item: Any, where: str) -> Forward | None:
     if item is None:
         return None
     if not isinstance(item, dict):
         raise ConfigError(where, "forward is not an object")
-    login = item.get("login")
-    if login is not None and not (isinstance(login, list) and len(login) == 2
-                                  and all(isinstance(x, str) for x in login)):
-        raise ConfigError(where, "forward's login is not [username, password]")
-    return Forward(method=_str(item, "method", where),
-                   gateway=_str(item, "gateway", where, optional=True),
-                   qbittorrent=_str(item, "qbittorrent", where, optional=True),
-                   transmission=_str(item, "transmission", where, optional=True),
+    method, port = _str(item, "method", where), item.get("port")
+    gateway = _str(item, "gateway", where, optional=True)
+    if method not in METHODS:
+        raise ConfigError(where, f"forward's method is not one of {', '.join(METHODS)}")
+    if method == "static" and not (type(port) is int and 1 <= port <= 65535
+                                   and gateway is None):
+        raise ConfigError(where, "a static forward needs a port 1-65535 and no gateway")
+    if method == "natpmp" and (port is not None or gateway is None):
+        raise ConfigError(where, "a NAT-PMP forward needs a gateway and no port")
+    logins = item.get("logins") or {}
+    if not isinstance(logins, dict) or not set(logins) <= set(CLIENTS):
+        raise ConfigError(where, f"forward's logins are not per client ({', '.join(CLIENTS)})")
+    own = tuple((c, _login(logins[c], where, f"the login of {c}")) for c in CLIENTS
+                if c in logins)
+    urls = {c: _str(item, c, where, optional=True) for c in CLIENTS}
+    return Forward(method=method, gateway=gateway, port=port,
                    command=_str(item, "command", where, optional=True),
-                   login=(login[0], login[1]) if login else None)
+                   login=_login(item.get("login"), where, "forward's login"),
+                   logins=tuple((c, x) for c, x in own if x is not None), **urls)
 
 
 def from_json(text: str, tunnel: Tunnel, where: str) -> Record:
@@ -183,8 +233,9 @@ def from_json(text: str, tunnel: Tunnel, where: str) -> Record:
         raise ConfigError(where, "is not JSON") from None
     if not isinstance(data, dict):
         raise ConfigError(where, "is not a JSON object")
-    if data.get("format") != FORMAT:
-        raise ConfigError(where, f"has format {data.get('format')!r}, not {FORMAT}",
+    if type(data.get("format")) is not int or data["format"] not in FORMATS:
+        raise ConfigError(where, f"has format {data.get('format')!r}, not "
+                          + " or ".join(map(str, FORMATS)),
                           hint="it was written by another version of wgns")
     if data.get("name") != tunnel.name:
         raise ConfigError(where, "names another tunnel")

@@ -14,6 +14,7 @@ from ..core.paths import (
     forward_conf_path,
     forward_login_path,
     forward_unit,
+    login_credential,
     tunnel_unit,
 )
 from ..core.plan import File, Link, Plan
@@ -23,33 +24,53 @@ from .units import copy_values, secret_paths, template, user_setting
 
 
 def settings(forward: Forward) -> Settings:
-    assert forward.gateway is not None
+    assert (forward.gateway is None) == (forward.method == "static")
     return Settings(gateway=forward.gateway, qbittorrent=forward.qbittorrent,
-                    transmission=forward.transmission, command=forward.command)
+                    transmission=forward.transmission, command=forward.command,
+                    static=forward.port, deluge=forward.deluge, rtorrent=forward.rtorrent)
+
+
+def how(forward: Forward) -> str:
+    """Where the port comes from, as the unit's description says it."""
+    if forward.method == "static":
+        return f"static port {forward.port}"
+    return f"NAT-PMP via {forward.gateway}"
+
+
+def logins(forward: Forward) -> list[tuple[str | None, tuple[str, str]]]:
+    """(client or None for all, login) of each login file the unit gets."""
+    out: list[tuple[str | None, tuple[str, str]]] = []
+    if forward.login:
+        out.append((None, forward.login))
+    return out + [(client, login) for client, login in forward.logins]
 
 
 def forward(record: Record) -> Plan:
-    """The settings (0600), the login (0600, when given) and the unit that
-    keeps the mapping, wanted by the tunnel; a dynamic user when one can
-    read this copy of wgns, else root without any capability."""
+    """The settings (0600), the logins (0600, when given: the one for all
+    clients, forward.login, and a client's own, forward-CLIENT.login) and
+    the unit that keeps the port, wanted by the tunnel; a dynamic user when
+    one can read this copy of wgns, else root without any capability."""
     f = record.forward
     if f is None:
         return {}
     name, s = record.name, settings(f)
     header = f"{MARKER} {__version__}: port forwarding of tunnel {name}."
     unit = forward_unit(name)
-    values = {**copy_values(record), "gateway": s.gateway, "user": user_setting(record),
+    given = logins(f)
+    values = {**copy_values(record), "how": how(f), "user": user_setting(record),
               "hosts": " ".join(setting(h, "address") for h in s.hosts()),
               "secret_paths": secret_paths(),
-              "login": (f"LoadCredential=login:{forward_login_path(name)}" if f.login else
-                        "# No login: the clients take the API calls without one.")}
+              "login": "\n".join(f"LoadCredential={login_credential(client)}:"
+                                  f"{forward_login_path(name, client)}" for client, _ in given)
+              or "# No login: the clients take the API calls without one."}
     plan: Plan = {
         forward_conf_path(name): File(portconf.render(
             s, header + " Do not edit; wgns port-forward changes it."), 0o600),
         f"{UNIT_DIR}/{unit}": File(template("forward.service").substitute(values), 0o644),
         f"{UNIT_DIR}/{tunnel_unit(name)}.wants/{unit}": Link(f"{UNIT_DIR}/{unit}"),
     }
-    if f.login:
-        plan[forward_login_path(name)] = File(
-            portconf.render_login(f.login, header + " A login: root only (0600)."), 0o600)
+    for client, login in given:
+        plan[forward_login_path(name, client)] = File(portconf.render_login(
+            login, header + f" A login{' for ' + client if client else ''}: root only "
+            "(0600)."), 0o600)
     return plan

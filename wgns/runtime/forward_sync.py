@@ -21,6 +21,8 @@ CLIENT_RETRY_FIRST, CLIENT_RETRY_MAX, LOGIN_WAIT = 2.0, 60.0, 3600.0
 
 class Client(Protocol):
     what: str
+    # live: the client listens on a port it is told while it runs. One that
+    # is not (rTorrent) listens there from its next start: status says so.
 
     def port(self) -> int | None: ...
 
@@ -38,6 +40,8 @@ class ClientSync:
         self.errors: dict[int, str | None] = {i: None for i in range(len(clients))}
         self.retry_at: dict[int, float] = {}
         self.backoff: dict[int, float] = {}
+        # (port, session) set on a client that is not live, while it ran
+        self.restart: dict[int, tuple[int, str | None]] = {}
         self.wake = threading.Event()
         self.stopping = False
         self.crashed: BaseException | None = None
@@ -60,10 +64,12 @@ class ClientSync:
         self.stopping = True
         self.wake.set()
 
-    def view(self, port: int | None) -> list[tuple[str, bool, str | None]]:
-        """(client, in sync with PORT, its error) for each client."""
+    def view(self, port: int | None) -> list[tuple[str, bool, str | None, bool]]:
+        """(client, in sync with PORT, its error, whether it must restart to
+        listen on PORT: it was set while it ran and is not live) for each."""
         with self.lock:
-            return [(c.what, port is not None and self.synced[i] == port, self.errors[i])
+            return [(c.what, port is not None and self.synced[i] == port, self.errors[i],
+                     port is not None and self.restart.get(i, (None,))[0] == port)
                     for i, c in enumerate(self.clients)]
 
     # -- this thread ------------------------------------------------------------
@@ -94,7 +100,9 @@ class ClientSync:
                 current = client.port()
                 if current != port and (not known or current is not None):
                     client.set_port(port)
-                    self.log(f"{client.what}: listening port set to {port}")
+                    self._told(i, client, port)
+                elif i in self.restart:
+                    self._restarted(i, client)
             except ClientError as e:
                 self._failed(i, e)
             else:
@@ -105,6 +113,28 @@ class ClientSync:
             self.changed()
         with self.lock:
             return min(self.retry_at.values()) if self.retry_at and self.port else None
+
+    def _told(self, i: int, client: Client, port: int) -> None:
+        """CLIENT was set to PORT; one that is not live is remembered, with
+        which run of it was told (its session, e.g. rTorrent's pid)."""
+        live = getattr(client, "live", True)
+        self.log(f"{client.what}: listening port set to {port}" + (
+            "" if live else "; it listens there from its next start"))
+        if not live:
+            session = getattr(client, "session", lambda: None)()
+            with self.lock:
+                self.restart[i] = (port, session)
+
+    def _restarted(self, i: int, client: Client) -> None:
+        """A client that is not live, found on the port: once it is another
+        run than the one told (it started again, with the port), it listens
+        there. Without a session to tell runs apart, it stays said."""
+        session = getattr(client, "session", lambda: None)()
+        with self.lock:
+            told = self.restart.get(i)
+            if told is not None and session is not None and told[1] is not None \
+                    and session != told[1]:
+                self.restart.pop(i, None)
 
     def _failed(self, i: int, e: ClientError) -> None:
         with self.lock:

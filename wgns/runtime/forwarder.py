@@ -11,8 +11,6 @@ gateway or of a client are logged and retried, never fatal.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import threading
 import time
 from pathlib import Path
@@ -171,8 +169,9 @@ class Forwarder:
                 "external_address": self.external_address,
                 "renewed": self.renewed, "error": text(self.error),
                 "warning": text(self.warning),
-                "clients": [{"client": what, "synced": synced, "error": text(error)}
-                            for what, synced, error in self.sync.view(self.port)]}
+                "clients": [{"client": what, "synced": synced, "error": text(error),
+                             "restart": restart}
+                            for what, synced, error, restart in self.sync.view(self.port)]}
 
     def publish(self) -> None:
         with self.publishing:
@@ -222,36 +221,38 @@ class Forwarder:
             self.sync.stop()
 
 
-def main(name: str) -> None:
-    """The unit's entry: settings and login from the credentials systemd
-    hands it (LoadCredential=), output to its runtime directory."""
-    from ..core import portconf
-    from ..core.safeio import read_text
-    from .clients import QBittorrent, Transmission
-    from .hook import Command
+class Static(Forwarder):
+    """A port the provider reserved for the account (method "static"): no
+    gateway protocol. The port is published as long as the unit runs and
+    the clients are asked again every CHECK_EVERY seconds, as at a renewal."""
 
-    creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not creds:
-        raise WgnsError("no $CREDENTIALS_DIRECTORY: run this from its unit, "
-                        f"wgns-{name}-forward.service")
-    settings = portconf.parse(read_text(f"{creds}/settings", 65536), "forward settings")
-    login = None
-    if os.path.exists(f"{creds}/login"):
-        login = portconf.parse_login(read_text(f"{creds}/login", 4096), "forward login")
-    clients: list[Client] = [
-        *([QBittorrent(settings.qbittorrent, login)] if settings.qbittorrent else []),
-        *([Transmission(settings.transmission, login)] if settings.transmission else []),
-        *([Command(settings.command, name, log=lambda s: fw.log(s))]
-          if settings.command else [])]
-    out = Path(os.environ.get("RUNTIME_DIRECTORY", f"/run/wgns/{name}").split(":")[0])
-    fw = Forwarder(name, settings.gateway, clients, out,
-                   secrets=(login[1],) if login else ())
+    CHECK_EVERY = 45.0
 
-    def stop(signum: int, frame: object) -> None:
-        raise SystemExit(0)
+    def __init__(self, name: str, port: int, clients: list[Client], out: Path,
+                 **kwargs: Any) -> None:
+        super().__init__(name, "", clients, out, transport=_NoGateway(), **kwargs)
+        self.static = port
 
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        fw.run()
-    finally:
-        fw.release()
+    def step(self) -> float:
+        if self.port is None:
+            self.log(f"static port {self.static}, as reserved at the provider")
+        self.port = self.static
+        self.publish()
+        self.sync.follow(self.port, verify=True)
+        return self.CHECK_EVERY
+
+    def release(self) -> None:
+        """Nothing to give back: the provider keeps the port reserved."""
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "gateway": None, "method": "static"}
+
+
+class _NoGateway:
+    """A static port asks no gateway anything."""
+
+    def exchange(self, packet: bytes, timeout: float) -> bytes | None:
+        raise AssertionError("a static port asks no gateway")
+
+    def send(self, packet: bytes) -> None:
+        raise AssertionError("a static port asks no gateway")

@@ -4,7 +4,8 @@
 `network.port_range` to read it, `network.port_range.set` ("P-P") and
 `network.port_random.set` (0) to set it. rTorrent opens its listening
 port once, when it starts: a new port takes effect at its next start
-(`live` is False; status says so). Unit side, as clients.py.
+(`live` is False; status says so until `system.pid` shows another run of
+it on the port). Unit side, as clients.py.
 
 The answers come from a process in the tunnel's namespace and are parsed
 as XML-RPC only without a document type (no entity can expand)."""
@@ -102,6 +103,15 @@ class RTorrent(_Http):
         if not m or not 0 < int(m.group(1)) < 65536:
             raise ClientError(f"rTorrent at {self.url}: network.port_range is not a range")
         return int(m.group(1))
+
+    def session(self) -> str | None:
+        """Which run of rTorrent answers (its pid), to tell that it started
+        again since it was told a port; None when it does not say."""
+        try:
+            pid = self._rpc("system.pid", "")
+        except ClientError:
+            return None
+        return str(pid) if type(pid) is int and 0 < pid < 1 << 22 else None
 
     def set_port(self, port: int) -> None:
         self._rpc("network.port_random.set", "", 0)
