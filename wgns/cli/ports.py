@@ -123,7 +123,7 @@ def port_forward(
         given = [o for o, v in (("--gateway", gateway), ("--static", static),
                                 *((f"--{c}", u) for c, u in urls.items()),
                                 ("--credentials", credentials), ("--exec", command))
-                 if v is not None]
+                 if v not in (None, [], ())]   # typer 0.7 gives an empty list for none
         if given:
             usage(f"--off takes no {given[0]}; run 'wgns port-forward --off' alone")
         emit(forward.disable(name, root or "/", sd))
