@@ -11,16 +11,19 @@ from .config import MAX_CONF_BYTES, Tunnel, parse_wgquick
 from .errors import ConfigError
 from .files import is_ours, read_owned, under
 from .legacy import adopt
+from .names import TUNNEL_RE
 from .record import MAX_RECORD_BYTES, Record, from_json
 
 
 def installed(root: str) -> list[str]:
     """The tunnels wgns installed below ROOT: each has its wg-quick file,
-    marked as wgns's, in /etc/wgns."""
+    marked as wgns's, in /etc/wgns, under a name wgns gives a tunnel (a copy
+    such as wg.old.conf or WG.conf is no tunnel: wgns never wrote it)."""
     d = under(root, paths.CONF_DIR)
     if not d.is_dir():
         return []
-    return sorted(p.stem for p in d.glob("*.conf") if is_ours(p))
+    return sorted(p.stem for p in d.glob("*.conf")
+                  if TUNNEL_RE.fullmatch(p.stem) and is_ours(p))
 
 
 def load_tunnel(root: str, name: str) -> Tunnel:
