@@ -6,6 +6,8 @@ record.json, or, for a tunnel an older wgns installed, what its files say
 
 from __future__ import annotations
 
+import os
+
 from . import paths
 from .config import MAX_CONF_BYTES, Tunnel, parse_wgquick
 from .errors import ConfigError
@@ -13,6 +15,7 @@ from .files import is_ours, read_owned, under
 from .legacy import adopt
 from .names import TUNNEL_RE
 from .record import MAX_RECORD_BYTES, Record, from_json
+from .safeio import read_text
 
 
 def installed(root: str) -> list[str]:
@@ -36,8 +39,22 @@ def load_tunnel(root: str, name: str) -> Tunnel:
 
 
 def stored(root: str, name: str) -> str | None:
-    """record.json's text, when the tunnel has one (an older wgns wrote none)."""
-    return read_owned(root, paths.record_path(name), MAX_RECORD_BYTES)
+    """record.json's text, when the tunnel has one (an older wgns wrote
+    none). One that is there but cannot be read as wgns's (a link, too
+    large, not UTF-8, not marked) is an error, never taken for none: that
+    would adopt the tunnel again from its files and drop the record."""
+    path = paths.record_path(name)
+    dest = under(root, path)
+    if not os.path.lexists(dest):
+        return None
+    try:
+        text = read_text(str(dest), MAX_RECORD_BYTES, follow=False)
+    except ConfigError as e:
+        raise ConfigError(path, e.message[len(str(dest)) + 2:]) from None
+    if not text.startswith(paths.MARKER):
+        raise ConfigError(path, "was not written by wgns",
+                          hint="move it away; wgns keeps what was declared for the tunnel there")
+    return text
 
 
 def load(root: str, name: str) -> Record:
