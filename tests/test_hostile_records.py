@@ -4,6 +4,7 @@ one tunnel's trouble never blocks the commands of another."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -73,4 +74,56 @@ def test_a_record_that_cannot_be_read_is_one_line_and_nothing_changes(root, how,
     before = snapshot(root)
     line = error_line(invoke(*args, "--root", root))
     assert "/etc/wgns/wg/record.json: " in line and str(root) not in line, line
+    assert_same_tree(before, snapshot(root))
+
+
+FORGED_FORWARD = {
+    "a file URL": {"qbittorrent": "file:///etc/shadow"},
+    "a login in a URL": {"transmission": "http://u:p@127.0.0.1:9091/transmission/rpc"},
+    "an rTorrent URL of another scheme": {"rtorrent": "gopher://127.0.0.1:70"},
+    "a gateway that is not one": {"gateway": "127.0.0.1"},
+    "an --exec with a NUL": {"command": "echo\x00hi"},
+    "a username with a newline": {"login": ["admin\npassword=x", "secret-pw"]},
+    "a password with a newline": {"logins": {"deluge": ["", "secret-pw\nusername=x"]},
+                                  "deluge": "http://127.0.0.1:8112"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(FORGED_FORWARD))
+def test_a_forged_forward_in_a_record_is_one_line_and_nothing_is_written(root, case):
+    """record.json's port forwarding is checked as `wgns port-forward` checks
+    its options: before, a forged one was rendered as it was (a file://
+    URL, a login whose newline made a line of its own in forward.login),
+    for the unit to fail on at its start."""
+    (root / "etc/systemd/system/app2.service").write_text("[Service]\nExecStart=/bin/true\n")
+    _installed(root)
+    p = root / RECORD
+    head, body = p.read_text().split("\n", 1)
+    data = json.loads(body)
+    data["format"] = 2
+    data["forward"] = {"method": "natpmp", "gateway": "10.2.0.1", "port": None,
+                       "qbittorrent": "http://127.0.0.1:8080", **FORGED_FORWARD[case]}
+    p.write_text(head + "\n" + json.dumps(data) + "\n")
+    before = snapshot(root)
+    line = error_line(invoke("confine", "app2.service", "--root", root))
+    assert line.startswith("wgns: error: /etc/wgns/wg/record.json: "), line
+    assert "secret-pw" not in line
+    assert_same_tree(before, snapshot(root))
+
+
+@pytest.mark.parametrize("key,value", [("confined", ["wg.service"]),
+                                       ("confined", ["netns@wg.service"]),
+                                       ("confined", ["wgns-watch.service"]),
+                                       ("metrics_dir", "relative/dir")])
+def test_a_forged_record_that_confines_wgns_itself_is_one_line(root, key, value):
+    (root / "etc/systemd/system/app2.service").write_text("[Service]\nExecStart=/bin/true\n")
+    _installed(root)
+    p = root / RECORD
+    head, body = p.read_text().split("\n", 1)
+    data = json.loads(body)
+    data[key] = value
+    p.write_text(head + "\n" + json.dumps(data) + "\n")
+    before = snapshot(root)
+    line = error_line(invoke("confine", "app2.service", "--root", root))
+    assert line.startswith("wgns: error: /etc/wgns/wg/record.json: "), line
     assert_same_tree(before, snapshot(root))
