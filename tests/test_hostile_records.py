@@ -127,3 +127,25 @@ def test_a_forged_record_that_confines_wgns_itself_is_one_line(root, key, value)
     line = error_line(invoke("confine", "app2.service", "--root", root))
     assert line.startswith("wgns: error: /etc/wgns/wg/record.json: "), line
     assert_same_tree(before, snapshot(root))
+
+
+def test_a_downgrade_killed_half_way_is_healed_by_the_next_migrate(root, monkeypatch):
+    """Killed after the older watchers were written and before the records
+    went: before, `wgns migrate` said every tunnel was this version's and
+    left wgns-watch@NAME.service enabled beside wgns-watch.service (two
+    watchers healing each tunnel from the next boot), and no command took
+    them away."""
+    import wgns.admin.migrate as migrate
+    install_ok(root)
+    units = root / "etc/systemd/system"
+    before = snapshot(root)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(migrate, "remove_owned", killed)
+    invoke("migrate", "--downgrade", "--root", root)
+    monkeypatch.undo()
+    assert (units / "multi-user.target.wants/wgns-watch@wg.service").is_symlink()
+    r = invoke("migrate", "--root", root)
+    assert r.exit_code == 0, r.output
+    assert_same_tree(before, snapshot(root))
