@@ -80,12 +80,28 @@ def adopt_older(root: str, sd: Any) -> list[str]:
     for name in names:
         record = load(root, name)
         save(root, record, record)
-    if sd is not None and names:
-        for name in names:
+    left = leftover_watchers(root)
+    if left:
+        remove_owned(root, sorted({p for ps in left.values() for p in ps}),
+                     prune=prunable([p for ps in left.values() for p in ps]))
+    if sd is not None and (names or left):
+        for name in sorted({*names, *left}):
             sd.stop(paths.legacy_watch_instance(name))
         sd.reload()
         sd.restart(paths.WATCH_UNIT, wait=False)
     return names
+
+
+def leftover_watchers(root: str) -> dict[str, list[str]]:
+    """{tunnel: the older wgns's watcher files still there} of tunnels that
+    have their record: what a `migrate --downgrade` killed half way left
+    (the older watchers written, the records not yet removed)."""
+    out: dict[str, list[str]] = {}
+    for name in installed(root):
+        found = [p for p in legacy_files(root, name) if os.path.lexists(under(root, p))]
+        if found:
+            out[name] = found
+    return out
 
 
 def python_path() -> str:

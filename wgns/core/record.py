@@ -21,7 +21,7 @@ from . import paths
 from .config import Tunnel
 from .errors import ConfigError, WgnsError
 from .names import check_service, split_host_port
-from .portconf import CLIENTS
+from .portconf import CLIENTS, CONTROL, check_command, check_gateway, check_url
 
 # record.json's format: a newer one is refused, never half read. A record
 # that uses nothing format 1 lacks is written as format 1, byte for byte as
@@ -163,6 +163,15 @@ def _str(data: dict[str, Any], key: str, where: str, optional: bool = False) -> 
     return value
 
 
+def _confined(unit: Any, name: str, where: str) -> str:
+    """A confined unit: a service's name, and none of wgns's own (the
+    tunnel, its namespace, a wgns-* unit)."""
+    unit = check_service(_str({"unit": unit}, "unit", where))
+    if unit.startswith(("netns@", "wgns-")) or unit == f"{name}.service":
+        raise ConfigError(where, f"{unit} belongs to wgns itself and cannot be confined")
+    return unit
+
+
 def _expose(item: Any, where: str) -> Expose:
     if not isinstance(item, dict):
         raise ConfigError(where, "an expose is not an object")
@@ -193,6 +202,8 @@ def _login(login: Any, where: str, what: str) -> tuple[str, str] | None:
     if login is not None and not (isinstance(login, list) and len(login) == 2
                                   and all(isinstance(x, str) for x in login)):
         raise ConfigError(where, f"{what} is not [username, password]")
+    if login is not None and any(CONTROL.search(x) for x in login):
+        raise ConfigError(where, f"{what} holds a control character")
     return (login[0], login[1]) if login else None
 
 
@@ -216,8 +227,14 @@ def _forward(item: Any, where: str) -> Forward | None:
     own = tuple((c, _login(logins[c], where, f"the login of {c}")) for c in CLIENTS
                 if c in logins)
     urls = {c: _str(item, c, where, optional=True) for c in CLIENTS}
+    for c, url in urls.items():   # checked as `wgns port-forward` checks its options
+        if url is not None:
+            check_url(url, c, scgi=c == "rtorrent")
+    if gateway is not None:
+        check_gateway(gateway)
+    command = _str(item, "command", where, optional=True)
     return Forward(method=method, gateway=gateway, port=port,
-                   command=_str(item, "command", where, optional=True),
+                   command=check_command(command) if command is not None else None,
                    login=_login(item.get("login"), where, "forward's login"),
                    logins=tuple((c, x) for c, x in own if x is not None), **urls)
 
@@ -239,6 +256,9 @@ def from_json(text: str, tunnel: Tunnel, where: str) -> Record:
                           hint="it was written by another version of wgns")
     if data.get("name") != tunnel.name:
         raise ConfigError(where, "names another tunnel")
+    metrics_dir = _str(data, "metrics_dir", where, optional=True)
+    if metrics_dir is not None and not metrics_dir.startswith("/"):
+        raise ConfigError(where, "metrics_dir is not an absolute path")
     lists: dict[str, list[Any]] = {}
     for key in ("confined", "exposes", "reaches"):
         value = data.get(key)
@@ -251,11 +271,11 @@ def from_json(text: str, tunnel: Tunnel, where: str) -> Record:
             helper=_str(data, "helper", where), proxyd=_str(data, "proxyd", where),
             dynamic_user=data.get("dynamic_user") is True,
             nsswitch=_str(data, "nsswitch", where, optional=True),
-            confined=tuple(check_service(_str({"u": u}, "u", where)) for u in lists["confined"]),
+            confined=tuple(_confined(u, tunnel.name, where) for u in lists["confined"]),
             exposes=tuple(_expose(e, where) for e in lists["exposes"]),
             reaches=tuple(_reach(r, where) for r in lists["reaches"]),
             forward=_forward(data.get("forward"), where),
-            metrics_dir=_str(data, "metrics_dir", where, optional=True))
+            metrics_dir=metrics_dir)
     except ConfigError:
         raise
     except WgnsError as e:

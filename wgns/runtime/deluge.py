@@ -69,7 +69,8 @@ class Deluge(_Http):
         self.logged_in = True
         if self._rpc("web.connected", []) is not True:
             hosts = self._rpc("web.get_hosts", [])
-            if not isinstance(hosts, list) or not hosts or not isinstance(hosts[0], list):
+            if not (isinstance(hosts, list) and hosts and isinstance(hosts[0], list)
+                    and hosts[0]):
                 raise ClientError(f"Deluge at {self.url}: the Web UI knows no daemon to "
                                   "connect to")
             self._rpc("web.connect", [str(hosts[0][0])])

@@ -42,7 +42,7 @@ def parse(data: bytes, what: str) -> Any:
     except xmlrpc.client.Fault as e:
         raise ClientError(f"{what}: XML-RPC fault {e.faultCode}") from None
     except (xmlrpc.client.ResponseError, ExpatError, ValueError, TypeError, IndexError,
-            OverflowError, RecursionError):
+            ArithmeticError, RecursionError):   # ArithmeticError: <bigdecimal>x</bigdecimal>
         raise ClientError(f"{what}: the answer is not XML-RPC") from None
     if len(params) != 1:
         raise ClientError(f"{what}: the answer is not one value")
