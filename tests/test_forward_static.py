@@ -153,6 +153,8 @@ def bad_cases(f: dict[str, str]) -> list[tuple[list[str], str]]:
         (["--deluge", "http://127.0.0.1:8112", "--credentials", f"deluge={f['deluge']}",
           "--credentials", f"deluge={f['deluge']}"], "deluge=: given twice"),
         ([*q, "--credentials", "qbittorrent="], "give the path of a file"),
+        ([*q, "--credentials", "password=all-secret"], "a login line was given where a file"),
+        ([*q, "--credentials", "username=admin"], "a login line was given where a file"),
         ([*q, "--credentials", f"qbittorrent={f['deluge']}"], "needs a 'username='"),
         (["--rtorrent", "scgi://127.0.0.1"], "give scgi://ADDRESS:PORT"),
         (["--rtorrent", "scgi://127.0.0.1:5000/RPC2"], "give scgi://ADDRESS:PORT"),

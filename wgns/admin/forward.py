@@ -50,6 +50,10 @@ def split_credentials(given: list[str]) -> tuple[str | None, dict[str, str]]:
     own: dict[str, str] = {}
     for value in given:
         client, sep, path = value.partition("=")
+        if sep and client.strip().lower() in ("username", "password", "user", "pass"):
+            raise WgnsError("--credentials: a login line was given where a file goes "
+                            "(not shown)", hint="put username= and password= lines in a "
+                            "0600 file and give its path")
         if sep and client in portconf.CLIENTS:
             if client in own:
                 raise WgnsError(f"--credentials {client}=: given twice")
