@@ -3,6 +3,8 @@ render -> core, runtime -> core), imports made inside functions included,
 and no two modules import each other, however indirectly. What the units
 run (runtime) never imports what the CLI runs (admin, cli, render)."""
 
+from __future__ import annotations
+
 import ast
 from pathlib import Path
 
