@@ -83,14 +83,8 @@ def ops(rec: sc.Recorder, flavour: str) -> None:
                        provider.pub)
     conf = "\n".join(ln for ln in conf.splitlines() if not ln.startswith("PresharedKey"))
     Path("/root/provider.conf").write_text(conf + "\n")
-    www = Path(sc.GUEST) / "www"
-    www.mkdir(exist_ok=True)
-    (www / "index.html").write_text("confined-web")
-    sc.PROBE_OUT.mkdir(exist_ok=True)
-    Path("/etc/systemd/system/probe@.service").write_text(
-        sc.PROBE_UNIT.format(guest=sc.GUEST, out=sc.PROBE_OUT))
+    sc.web_and_probe_units()
     Path("/etc/systemd/system/sleeper.service").write_text(sc.SLEEPER_UNIT)
-    Path("/etc/systemd/system/web.service").write_text(sc.WEB_UNIT.format(www=www))
     Path("/etc/systemd/system/other.service").write_text(sc.SLEEPER_UNIT)
     sc.systemctl("daemon-reload")
     before_install = sc.snapshot()

@@ -320,6 +320,18 @@ ExecStart=/bin/sleep infinity
 """
 
 
+def web_and_probe_units() -> None:
+    """What several scenarios confine: web.service serving a page that
+    says "confined-web", and the probe@ template."""
+    www = Path(GUEST) / "www"
+    www.mkdir(exist_ok=True)
+    (www / "index.html").write_text("confined-web")
+    PROBE_OUT.mkdir(exist_ok=True)
+    units = Path("/etc/systemd/system")
+    (units / "probe@.service").write_text(PROBE_UNIT.format(guest=GUEST, out=PROBE_OUT))
+    (units / "web.service").write_text(WEB_UNIT.format(www=www))
+
+
 def probe(instance: str) -> dict:
     unit = f"probe@{instance}.service"
     path = PROBE_OUT / f"{instance}.json"
