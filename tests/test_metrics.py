@@ -703,3 +703,47 @@ def test_a_failed_removal_leaves_the_watcher_restarted(tmp_path, gathered, monke
     with pytest.raises(PermissionError):
         tunnels._watcher_to(sd, record("wg", str(old)), record("wg", str(new)), False)
     assert sd.calls == ["restart wgns-watch.service"]
+
+
+# -- the watcher's write races a command ----------------------------------------
+
+@pytest.fixture
+def installed_as(monkeypatch):
+    """What /etc/wgns says when the watcher's write looks again."""
+    now: dict[str, Record] = {}
+    monkeypatch.setattr(writer, "installed", lambda root: sorted(now))
+    monkeypatch.setattr(writer, "load", lambda root, name: now[name])
+    monkeypatch.setattr(writer, "LOCK_WAIT", 0.3)
+    return now
+
+
+def test_a_tunnel_uninstalled_while_gathered_gets_no_file_back(tmp_path, installed_as):
+    rec = record("wg", str(tmp_path))
+    installed_as["wg"] = rec
+    assert writer.write_current(rec, "wgns_tunnel_up 1\n") is True
+    (tmp_path / "wgns-wg.prom").unlink()            # uninstall removed it...
+    del installed_as["wg"]                          # ...and the record
+    assert writer.write_current(rec, "wgns_tunnel_up 1\n") is False
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_new_metrics_dir_while_gathered_leaves_the_old_one_empty(tmp_path, installed_as):
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    installed_as["wg"] = record("wg", str(new))
+    assert writer.write_current(record("wg", str(old)), "x 1\n") is False
+    assert list(old.iterdir()) == []
+
+
+def test_a_busy_writers_lock_defers_the_write(tmp_path, installed_as):
+    import fcntl
+    rec = record("wg", str(tmp_path))
+    installed_as["wg"] = rec
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)              # a wgns command holds it
+        assert writer.write_current(rec, "x 1\n") is None
+    finally:
+        os.close(fd)
+    assert list(tmp_path.iterdir()) == []

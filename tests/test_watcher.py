@@ -122,7 +122,9 @@ def test_metrics_are_written_after_changes_and_otherwise_every_two_minutes(tmp_p
     from .conftest import GOOD
     calls = []
     where = {"dir": str(tmp_path)}
-    monkeypatch.setattr(metrics, "update", lambda rec, sd: calls.append(rec.metrics_dir) or True)
+    monkeypatch.setattr(metrics, "text", lambda rec, sd: "body")
+    monkeypatch.setattr(metrics, "write_current",
+                        lambda rec, body: calls.append(rec.metrics_dir) or True)
     monkeypatch.setattr(installed, "load", lambda root, name: record.Record(
         tunnel=parse_wgquick(GOOD, "x", name), python="/p", helper="/h",
         metrics_dir=where["dir"]))

@@ -257,7 +257,9 @@ class Metrics:
                 return
             self.last = now
             with Systemd() as sd:
-                metrics.update(record, sd)
+                body = metrics.text(record, sd)
+            if metrics.write_current(record, body) is None:
+                self.last = None      # a wgns command ran: at the next look
         except (WgnsError, OSError) as e:
             print(f"{self.name}: metrics not written: {e}", flush=True)
 
