@@ -44,7 +44,8 @@ METRICS_CHECKS = (
     "metrics_scrape_tunnel_up", "metrics_scrape_peer_values", "metrics_scrape_units_and_ports",
     "metrics_scrape_two_tunnels", "metrics_restarts_from_file",
     "metrics_status_prometheus_matches", "metrics_status_flags_exclusive",
-    "metrics_keys_hidden", "metrics_down_after_stop", "metrics_up_after_start",
+    "metrics_keys_hidden", "metrics_watcher_has_no_start_limit", "metrics_down_after_stop",
+    "metrics_up_after_start",
     "metrics_dir_option_read_back", "metrics_dir_option_writes_there",
     "metrics_dir_moved_without_start_old_file_stays_gone",
     "metrics_uninstall_removes_files",
@@ -159,6 +160,14 @@ def metrics(rec: sc.Recorder, flavour: str) -> None:
               and sc.active("sleeper.service") == "active", (ok, sc.active(NODE)))
     scraped(rec, keys)
     rec.info("metrics_update_cpu_ms", update_cost())
+    # What a script installing seven tunnels does to the watcher (each
+    # install restarts it): seven starts in a few seconds, past systemd's
+    # default start limit of 5 in 10 s.
+    t0 = time.monotonic()
+    codes = [sc.systemctl("restart", WATCHER).returncode for _ in range(7)]
+    rec.check("metrics_watcher_has_no_start_limit",
+              codes == [0] * 7 and sc.active(WATCHER) == "active",
+              (codes, f"{time.monotonic() - t0:.1f} s"))
     lifecycle(rec)
     moved(rec)
     p1 = sc.wgns("uninstall")
