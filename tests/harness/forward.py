@@ -37,6 +37,7 @@ FORWARD_CHECKS = (
     "pf_udp_forwarded", "pf_status_text", "pf_status_json", "pf_check_reports_port",
     "pf_transmission_follows", "pf_outside_reaches_transmission", "pf_exec_hook_runs",
     "pf_gateway_restart_client_follows", "pf_refused_status_says_why",
+    "pf_refusal_lifted_port_back",
     "pf_gateway_gone_status_says_why", "pf_gateway_gone_nothing_leaks",
     "pf_stops_with_tunnel", "pf_back_with_tunnel", "pf_keys_and_passwords_hidden",
     "pf_off_leaves_nothing", "pf_uninstall_leaves_nothing",

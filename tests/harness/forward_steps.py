@@ -134,8 +134,14 @@ def run_steps(rec: sc.Recorder, provider: prov.Provider, before: dict, keys: dic
     st = fw.status_json("wg")
     rec.check("pf_refused_status_says_why", "not authorized" in str(st.get("error"))
               and st.get("port") is None and fw.forwarded("wg") is None, st)
-    provider.restart_natpmp(lifetime_cap=10)
-    sc.wait_for("port again", lambda: fw.forwarded("wg") is not None, 90)
+    # The gateway says yes again (refuse=False: a restart keeps the last
+    # start's settings unless told): the forwarder asks again after its
+    # wait for a refusal (30 s) and maps a port without a restart.
+    provider.restart_natpmp(lifetime_cap=10, refuse=False)
+    t = sc.wait_for("port again", lambda: fw.forwarded("wg") is not None, 60)
+    st = fw.status_json("wg")
+    rec.check("pf_refusal_lifted_port_back", t is not None and st.get("error") is None
+              and st.get("port") == fw.forwarded("wg"), (t, st))
     provider.stop_natpmp()
     sc.wait_for("silence shown", lambda: "does not answer" in str(fw.status_json("wg")), 30)
     sc.wait_for("port dropped", lambda: fw.forwarded("wg") is None, 30)
