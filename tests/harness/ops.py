@@ -174,9 +174,10 @@ def ops(rec: sc.Recorder, flavour: str) -> None:
 
     # -- self-healing ----------------------------------------------------------
     pid = sc.main_pid("sleeper.service")
-    sc.wait_for("restart settled", lambda: sc.active("wg.service") == "active"
-                and not sc.run("systemctl", "list-jobs", "--no-legend",
-                               quiet=True).stdout.strip(), 30)
+    if sc.wait_for("restart settled", lambda: sc.active("wg.service") == "active"
+                   and not sc.run("systemctl", "list-jobs", "--no-legend",
+                                  quiet=True).stdout.strip(), 30) is None:
+        sc.run("systemctl", "list-jobs", "--no-legend")   # what it waited for
     sc.run("ip", "-n", "wg", "link", "del", "wg")
     took = sc.wait_for("link back and confined units restarted", lambda: (
         sc.run("ip", "-n", "wg", "link", "show", "wg", quiet=True).returncode == 0
