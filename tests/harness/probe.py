@@ -5,10 +5,11 @@ import json
 import os
 import socket
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable
 
 TIMEOUT = 3.0
+DEADLINE = 8.0
 
 
 def fetch(url: str) -> dict:
@@ -63,16 +64,23 @@ def main() -> None:
         "nscd_socket": lambda: connect_unix("/run/nscd/socket"),
         "resolved_socket": lambda: connect_unix("/run/systemd/resolve/io.systemd.Resolve"),
     }
-    with ThreadPoolExecutor(len(tries)) as pool:
-        running = {k: pool.submit(fn) for k, fn in tries.items()}
-        done = {k: f.result() for k, f in running.items()}
+    # A name lookup with no server answering takes the resolver's whole
+    # timeout (5 s, twice, A and AAAA): what has not answered after
+    # DEADLINE did not reach anything, and is not waited for (os._exit).
+    pool = ThreadPoolExecutor(len(tries))
+    running = {k: pool.submit(fn) for k, fn in tries.items()}
+    wait(running.values(), timeout=DEADLINE)
+    done = {k: f.result() if f.done() else
+            {"reached": False, "error": f"no answer within {DEADLINE:.0f} s"}
+            for k, f in running.items()}
     out: dict = {"uid": os.getuid(), "links": sorted(n for _, n in socket.if_nameindex()),
                  "resolv_conf": resolv, **done, "http_name": None}
     # Skip the name fetch when the name did not resolve: it would only
     # wait for the resolver's timeout a second time.
     out["http_name"] = (fetch("http://probe.test/") if out["dns"]["reached"]
                         else {"reached": False, "error": "skipped: name did not resolve"})
-    print(json.dumps(out))
+    print(json.dumps(out), flush=True)
+    os._exit(0)
 
 
 if __name__ == "__main__":
