@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import time
+from dataclasses import replace
 
 from ..core import paths
 from ..core.config import MAX_CONF_BYTES, Tunnel, check_name
@@ -20,7 +21,8 @@ from ..core.files import lookup, read_owned, under
 from ..core.installed import installed, load, stored
 from ..core.paths import UNIT_DIR, WATCH_UNIT, tunnel_unit
 from ..core.plan import File, Plan
-from ..core.record import Record
+from ..core.provider import Pia
+from ..core.record import Forward, Record
 from ..core.restore import clear_all
 from ..core.systemd import Systemd
 from ..render.tunnel import render
@@ -67,16 +69,17 @@ def _host_interface(name: str) -> bool:
 
 @serialised
 def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
-            start: bool = True, metrics: str | None = None) -> Report:
+            start: bool = True, metrics: str | None = None,
+            provider: Pia | None = None) -> Report:
     report = Report(warnings=list(tunnel.warnings))
     name, unit = tunnel.name, tunnel_unit(tunnel.name)
     reinstall = name in installed(root)
     before = load(root, name) if reinstall else None
     legacy = reinstall and stored(root, name) is None
-    after = store.new_record(tunnel, root, python)
+    after = store.new_record(tunnel, root, python).change(provider=provider)
     if before is not None:   # everything else declared for it stays
         after = after.change(confined=before.confined, exposes=before.exposes,
-                             reaches=before.reaches, forward=before.forward,
+                             reaches=before.reaches, forward=_forward(before, provider),
                              metrics_dir=before.metrics_dir)
     if metrics is not None:   # checked by metrics_dir.check_dir
         after = after.change(metrics_dir=metrics)
@@ -112,6 +115,19 @@ def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
     report.say(f"{unit} is active; confine a service with: wgns confine UNIT"
                + ("" if name == "wg" else f" --name {name}"))
     return report
+
+
+def _forward(before: Record, provider: Pia | None) -> Forward | None:
+    """The port forwarding a re-installed tunnel keeps: PIA's follows the
+    new server's gateway; a tunnel no longer PIA's cannot keep it."""
+    f = before.forward
+    if f is None or f.method != "pia":
+        return f
+    if provider is None:
+        raise ConflictError(f"tunnel {before.name} forwards a port by PIA's API, and this "
+                            "tunnel is not made through PIA",
+                            hint=f"run 'wgns port-forward --off --name {before.name}' first")
+    return replace(f, gateway=provider.gateway)
 
 
 def _watcher_to(sd: Systemd, before: Record | None, after: Record,
