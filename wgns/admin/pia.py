@@ -83,5 +83,5 @@ def tunnel(name: str, region: str, account: str, api: str | None, ca: str | None
         warnings=() if reg.dns else ("PIA gave no DNS server: confined services will not "
                                      "resolve names",))
     return t, Pia(region=chosen.id, hostname=server.cn, server_ip=reg.server_ip,
-                  gateway=reg.gateway, api=api, ca_source=ca_path, ca_pem=ca_pem,
+                  gateway=reg.gateway, api=api, ca_source=ca, ca_pem=ca_pem,
                   account=login)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import time
 from dataclasses import replace
@@ -216,6 +217,11 @@ def _remove(root: str, record: Record, sd: Systemd | None, report: Report) -> No
     extra += [f"{UNIT_DIR}/{unit}.wants/{b}.socket" for b in bridges]
     remove_owned(root, extra, prune=store.prunable(extra))
     metrics_dir.forget(name, record.metrics_dir, live=sd is not None)
+    for d in paths.forward_state_dirs(name):   # PIA's kept signature holds a token
+        try:
+            shutil.rmtree(under(root, d), ignore_errors=True)
+        except WgnsError:   # a symlinked directory on the way: not followed
+            pass
     if sd is not None:
         clear_all(name)
         sd.reload()

@@ -100,6 +100,12 @@ def pia_ca_path(name: str) -> str:
     return f"{CONF_DIR}/{name}/pia-ca.crt"
 
 
+def forward_state_dirs(name: str) -> tuple[str, str]:
+    """The forwarding unit's state directory (PIA's kept signature): as
+    root, and as a dynamic user (systemd's private directory)."""
+    return f"/var/lib/wgns/{name}", f"/var/lib/private/wgns/{name}"
+
+
 def forward_run_dir(name: str) -> str:
     """The forwarding unit's runtime directory (forwarded-port, forward.json)."""
     return f"{RUN_DIR}/{name}"

@@ -34,7 +34,7 @@ class Pia:
     server_ip: str
     gateway: str
     api: str | None
-    ca_source: str
+    ca_source: str | None           # the --pia-ca given (None: PIA's, as wgns ships it)
     ca_pem: str = field(repr=False)
     account: tuple[str, str] = field(repr=False)
 
@@ -115,7 +115,8 @@ def from_json(item: Any, where: str) -> Pia | None:
         raise ConfigError(where, e.message) from None
     if "-----BEGIN CERTIFICATE-----" not in text("ca_pem"):
         raise ConfigError(where, "the provider's ca_pem is not a PEM certificate")
-    return Pia(item["region"], item["hostname"], addrs[0], addrs[1], api, text("ca_source"),
+    return Pia(item["region"], item["hostname"], addrs[0], addrs[1], api,
+               text("ca_source", optional=True),
                item["ca_pem"], (account[0], account[1]))
 
 

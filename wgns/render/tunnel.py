@@ -42,7 +42,8 @@ def render(record: Record) -> Plan:
                                                   0o600)
         plan[paths.pia_ca_path(name)] = File(
             f"{paths.MARKER} {__version__}: the authority of PIA's servers for tunnel "
-            f"{name}, from {record.provider.ca_source!r}.\n" + record.provider.ca_pem, 0o644)
+            + (f"{name}, from {record.provider.ca_source!r}.\n" if record.provider.ca_source
+               else f"{name}: PIA's own, as wgns ships it.\n") + record.provider.ca_pem, 0o644)
     if record.metrics_dir is not None:
         plan[paths.metrics_dropin_path(name)] = File(
             units.metrics_dropin(name, record.metrics_dir), 0o644)
