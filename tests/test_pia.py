@@ -19,10 +19,12 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from wgns.admin.forward import format_text
+from wgns.admin.store import python_path as REAL_PYTHON
 from wgns.cli import app
 from wgns.core import pia, x25519
 from wgns.core.errors import ConfigError
 from wgns.core.installed import load
+from wgns.core.paths import helper_path as REAL_HELPER
 from wgns.core.pia_http import PIA_CA, PiaError, Refused, context
 from wgns.core.record import from_json, shown, to_json
 from wgns.runtime.pia_port import BIND_EVERY, RETRY_FIRST, PiaPort
@@ -390,3 +392,80 @@ def test_uninstall_removes_the_kept_signature(api, nsswitch, tmp_path):  # noqa:
     r = CliRunner().invoke(app, ["uninstall", "--name", "pia", "--root", str(nsswitch)])
     assert r.exit_code == 0, r.output
     assert not kept.parent.exists() and not (nsswitch / "etc/wgns/pia").exists()
+
+
+def test_the_pia_units_verify_without_a_warning(api, tmp_path, monkeypatch):
+    """systemd-analyze verify of the PIA tunnel's units, the forwarding
+    unit with its credentials and state directory among them."""
+    import shutil
+    import subprocess
+
+    from .harness.ci import tier_unavailable
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        tier_unavailable("systemd-analyze is not installed (Debian package systemd)")
+    from wgns.admin import store
+    from wgns.core import paths
+    monkeypatch.setattr(store, "python_path", REAL_PYTHON)   # not the goldens' paths
+    monkeypatch.setattr(paths, "helper_path", REAL_HELPER)
+    root = tmp_path / "root"
+    units = root / "etc/systemd/system"
+    units.mkdir(parents=True)
+    assert install(root, account(tmp_path)).exit_code == 0
+    r = CliRunner().invoke(app, ["port-forward", "--name", "pia", "--transmission",
+                                 "http://127.0.0.1:9091/transmission/rpc", "--root", str(root)])
+    assert r.exit_code == 0, r.output
+    env = dict(os.environ, SYSTEMD_UNIT_PATH=f"{units}:", SYSTEMD_LOG_LEVEL="notice")
+    p = subprocess.run([analyze, "verify", "--man=no", "pia.service", "netns@pia.service",
+                        "wgns-pia-forward.service"], env=env, capture_output=True, text=True)
+    assert p.returncode == 0 and not (p.stdout + p.stderr).strip(), p.stdout + p.stderr
+
+
+def test_status_and_check_of_a_pia_port(api, tmp_path, monkeypatch):
+    from wgns.admin.check import _forward_check
+    from wgns.core import forward_state, paths
+    root = tmp_path / "root"
+    (root / "etc/systemd/system").mkdir(parents=True)
+    assert install(root, account(tmp_path)).exit_code == 0
+    assert CliRunner().invoke(app, ["port-forward", "--name", "pia", "--root",
+                                    str(root)]).exit_code == 0
+    run = tmp_path / "run"
+    (run / "pia").mkdir(parents=True)
+    monkeypatch.setattr(paths, "RUN_DIR", str(run))
+
+    class SD:
+        def active_state(self, unit):
+            return "active"
+    import time
+    for age, ok in ((600, True), (1100, True), (1300, False)):
+        (run / "pia/forward.json").write_text(json.dumps(
+            {"port": 47000, "gateway": "10.13.128.1", "renewed": time.time() - age,
+             "method": "pia", "error": None, "clients": []}))
+        st_ = forward_state.state(load(str(root), "pia"), SD())
+        assert st_["method"] == "pia" and st_["port"] == 47000
+        check = _forward_check(load(str(root), "pia"), SD())
+        assert check.ok is ok, check
+    assert "not renewed for over 20 minutes" in check.detail
+
+
+@settings(**SETTINGS)
+@given(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", fullmatch=True),
+       st.one_of(st.none(), st.from_regex(r"https://[a-z0-9.-]{1,30}(:[0-9]{1,4})?",
+                                          fullmatch=True)))
+def test_pia_settings_round_trip_through_forward_conf(name, api_base):
+    from wgns.core import portconf
+    s = portconf.Settings("10.13.128.1", pia=name, pia_api=api_base,
+                          qbittorrent="http://127.0.0.1:8080")
+    assert portconf.parse(portconf.render(s, "# header"), "f") == s
+
+
+@pytest.mark.parametrize("text", [
+    "pia=frankfurt407\nstatic=5\n", "gateway=10.0.0.1\npia=a b\n",
+    "gateway=10.0.0.1\npia=x\npia_api=http://x\n", "gateway=10.0.0.1\npia_api=https://x\n",
+    "gateway=10.0.0.1\npia=../x\n"])
+def test_forward_conf_with_odd_pia_lines_is_refused(text):
+    from wgns.core import portconf
+    from wgns.core.errors import WgnsError
+    with pytest.raises(WgnsError) as e:
+        portconf.parse(text, "forward.conf")
+    assert "\n" not in e.value.message
