@@ -469,3 +469,16 @@ def test_forward_conf_with_odd_pia_lines_is_refused(text):
     with pytest.raises(WgnsError) as e:
         portconf.parse(text, "forward.conf")
     assert "\n" not in e.value.message
+
+
+def test_status_text_names_the_pia_region_and_server(api, tmp_path):
+    from wgns.admin.status import format_text as status_text
+    root = tmp_path / "root"
+    (root / "etc/systemd/system").mkdir(parents=True)
+    assert install(root, account(tmp_path)).exit_code == 0
+    st_ = {"name": "pia", "unit": "pia.service", "state": "active", "implementation": None,
+           "namespace": None, "interface": None, "peers": [], "dns": [], "search": [],
+           "confined": [], "exposed": [], "record": shown(load(str(root), "pia"))}
+    text = status_text(st_)
+    assert "  provider: PIA, region de-frankfurt, server frankfurt407 (203.0.113.7)" in text
+    assert PASSWORD not in text
