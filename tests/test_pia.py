@@ -389,9 +389,12 @@ def test_uninstall_removes_the_kept_signature(api, nsswitch, tmp_path):  # noqa:
     kept = nsswitch / "var/lib/private/wgns/pia/pia-signature.json"
     kept.parent.mkdir(parents=True)
     kept.write_text("{}")
+    (nsswitch / "var/lib/wgns").mkdir(parents=True)
+    (nsswitch / "var/lib/wgns/pia").symlink_to("../private/wgns/pia")   # as systemd links it
     r = CliRunner().invoke(app, ["uninstall", "--name", "pia", "--root", str(nsswitch)])
     assert r.exit_code == 0, r.output
     assert not kept.parent.exists() and not (nsswitch / "etc/wgns/pia").exists()
+    assert not os.path.lexists(nsswitch / "var/lib/wgns/pia")
 
 
 def test_the_pia_units_verify_without_a_warning(api, tmp_path, monkeypatch):

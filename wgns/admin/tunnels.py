@@ -219,9 +219,13 @@ def _remove(root: str, record: Record, sd: Systemd | None, report: Report) -> No
     metrics_dir.forget(name, record.metrics_dir, live=sd is not None)
     for d in paths.forward_state_dirs(name):   # PIA's kept signature holds a token
         try:
-            shutil.rmtree(under(root, d), ignore_errors=True)
+            where = under(root, d)
         except WgnsError:   # a symlinked directory on the way: not followed
-            pass
+            continue
+        if where.is_symlink():   # a dynamic user's: a link into /var/lib/private
+            where.unlink()
+        else:
+            shutil.rmtree(where, ignore_errors=True)
     if sd is not None:
         clear_all(name)
         sd.reload()
