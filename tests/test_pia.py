@@ -485,3 +485,23 @@ def test_status_text_names_the_pia_region_and_server(api, tmp_path):
     text = status_text(st_)
     assert "  provider: PIA, region de-frankfurt, server frankfurt407 (203.0.113.7)" in text
     assert PASSWORD not in text
+
+
+def test_a_name_that_clashes_is_refused_before_pia_is_asked(api, tmp_path):
+    root = tmp_path / "root"
+    (root / "usr/lib/systemd/system").mkdir(parents=True)
+    (root / "usr/lib/systemd/system/pia.service").write_text("[Service]\nExecStart=/bin/true\n")
+    line = one_error(install(root, account(tmp_path)))
+    assert "/usr/lib/systemd/system/pia.service exists and is not wgns's" in line
+    assert api == []    # no token asked, no key registered
+
+
+@settings(**SETTINGS)
+@given(st.text(max_size=80))
+def test_any_pia_api_url_is_an_https_base_or_one_line_of_error(url):
+    try:
+        got = pia.check_api(url)
+    except PiaError as e:
+        assert "\n" not in e.message
+    else:
+        assert got.startswith("https://") and not got.endswith("/")

@@ -35,7 +35,7 @@ VENDOR_UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system",
                     "/usr/lib/systemd/system", "/lib/systemd/system")
 
 
-def _checks(root: str, record: Record, reinstall: bool, sd: Systemd | None) -> None:
+def _checks(root: str, record: Record, sd: Systemd | None) -> None:
     name, unit = record.name, tunnel_unit(record.name)
     stored_conf = render(record)[paths.conf_path(name)]
     if isinstance(stored_conf, File) and len(stored_conf.text.encode()) > MAX_CONF_BYTES:
@@ -48,6 +48,15 @@ def _checks(root: str, record: Record, reinstall: bool, sd: Systemd | None) -> N
             f"{unit} is confined to tunnel {confined[unit]!r}: a tunnel's own unit cannot "
             "run inside a tunnel", hint=f"run 'wgns unconfine {unit}' first, "
             "or pick another --name")
+    name_free(root, name, sd)
+
+
+def name_free(root: str, name: str, sd: Systemd | None) -> None:
+    """ConflictError when a new tunnel NAME would clash with a unit or an
+    interface that is not wgns's (a tunnel installed already is free to
+    update). Also asked before a provider's API is (install --provider)."""
+    unit = tunnel_unit(name)
+    reinstall = name in installed(root)
     for d in VENDOR_UNIT_DIRS[1:]:
         if lookup(root, f"{d}/{unit}").exists():
             raise ConflictError(f"{d}/{unit} exists and is not wgns's: the tunnel unit "
@@ -84,7 +93,7 @@ def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
                              metrics_dir=before.metrics_dir)
     if metrics is not None:   # checked by metrics_dir.check_dir
         after = after.change(metrics_dir=metrics)
-    _checks(root, after, reinstall, sd)
+    _checks(root, after, sd)
     previous = _snapshot(root, store.plan_of(root, before)) if before is not None else {}
     store.save(root, before, after)
     report.say(f"{'updated' if reinstall else 'installed'} tunnel {name}: "

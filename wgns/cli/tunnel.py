@@ -72,20 +72,18 @@ def install(
     from ..admin import store, tunnels
     pia_options = {"--region": region, "--account": account, "--pia-api": pia_api,
                    "--pia-ca": pia_ca}
-    given = [o for o, v in pia_options.items() if v is not None]
-    if provider is None and given:
-        usage(f"{given[0]} goes with --provider pia")
-    if provider is not None:
-        _provider_options(provider, pia_options, conf=conf, address=address,
-                          private_key_file=private_key_file, peer=peer, endpoint=endpoint,
-                          allowed_ips=allowed_ips, preshared_key_file=preshared_key_file,
-                          dns=dns, keepalive=keepalive)
+    _provider_options(provider, pia_options, conf=conf, address=address,
+                      private_key_file=private_key_file, peer=peer, endpoint=endpoint,
+                      allowed_ips=allowed_ips, preshared_key_file=preshared_key_file,
+                      dns=dns, keepalive=keepalive)
     sd = systemd(root)
     if metrics_dir is not None:
         metrics_dir = metrics.check_dir(metrics_dir, root or "/", store.python_path())
     made = None
-    if provider is not None:   # asked only once every option passed
+    if provider is not None:   # asked only once every option passed and the name is free
         from ..admin import pia
+        from ..core.config import check_name
+        tunnels.name_free(root or "/", check_name(name), sd)
         made = pia.tunnel(name, region or "", account or "", pia_api, pia_ca,
                           number(mtu, "--mtu", 1280, 65535))
     tunnel = made[0] if made else _from_file_or_options(
@@ -115,9 +113,15 @@ def _from_file_or_options(conf: Optional[str], name: str, root: Optional[str],
                          preshared_key_file, keepalive, dns, mtu)
 
 
-def _provider_options(provider: str, options: Dict[str, Optional[str]],
+def _provider_options(provider: Optional[str], options: Dict[str, Optional[str]],
                       **others: object) -> None:
-    """--provider pia's options checked: its own given, no tunnel options."""
+    """--provider pia's options checked: its own given, no tunnel options;
+    without --provider, none of its own."""
+    given = [o for o, v in options.items() if v is not None]
+    if provider is None:
+        if given:
+            usage(f"{given[0]} goes with --provider pia")
+        return
     if provider != "pia":
         usage(f"--provider {provider[:40]!r}: the provider wgns knows is pia")
     clash = [f"--{k.replace('_', '-')}" for k, v in others.items() if v not in (None, [], ())]
