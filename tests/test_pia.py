@@ -453,7 +453,7 @@ def test_status_and_check_of_a_pia_port(api, tmp_path, monkeypatch):
 
 @settings(**SETTINGS)
 @given(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", fullmatch=True),
-       st.one_of(st.none(), st.from_regex(r"https://[a-z0-9.-]{1,30}(:[0-9]{1,4})?",
+       st.one_of(st.none(), st.from_regex(r"https://[a-z0-9.-]{1,30}(:[1-9][0-9]{0,3})?",
                                           fullmatch=True)))
 def test_pia_settings_round_trip_through_forward_conf(name, api_base):
     from wgns.core import portconf

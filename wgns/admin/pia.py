@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import os
 
 from ..core import pia, x25519
 from ..core.config import Peer, Secret, Tunnel, check_name
@@ -83,5 +84,6 @@ def tunnel(name: str, region: str, account: str, api: str | None, ca: str | None
         warnings=() if reg.dns else ("PIA gave no DNS server: confined services will not "
                                      "resolve names",))
     return t, Pia(region=chosen.id, hostname=server.cn, server_ip=reg.server_ip,
-                  gateway=reg.gateway, api=api, ca_source=ca, ca_pem=ca_pem,
+                  gateway=reg.gateway, api=api,
+                  ca_source=os.path.abspath(ca) if ca is not None else None, ca_pem=ca_pem,
                   account=login)

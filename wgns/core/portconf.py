@@ -33,8 +33,8 @@ class Settings:
     static: int | None = None
     deluge: str | None = None
     rtorrent: str | None = None
-    pia: str | None = None         # PIA: the server's name (TLS); the gateway is its
-    pia_api: str | None = None     # the API base for a token (None: PIA's own)
+    pia: str | None = None         # PIA's method: the server's name (its TLS name)
+    pia_api: str | None = None     # PIA's API base for a token (None: PIA's own)
 
     def clients(self) -> list[tuple[str, str]]:
         """(client, URL) of each client given, in CLIENTS' order."""
@@ -162,10 +162,11 @@ def parse(text: str, where: str) -> Settings:
             for c in CLIENTS}
     pia, pia_api = values.get("pia"), values.get("pia_api")
     if (pia is not None and ("gateway" not in values or not PIA_NAME.fullmatch(pia))) \
-            or (pia_api is not None and (pia is None or not pia_api.startswith("https://")
-                                         or CONTROL.search(pia_api) or " " in pia_api)):
-        raise WgnsError(f"{where}: pia needs a gateway and a PIA server's name, pia_api an "
-                        "https:// URL")
+            or (pia_api is not None and pia is None):
+        raise WgnsError(f"{where}: pia needs a gateway and a PIA server's name, pia_api pia")
+    if pia_api is not None:
+        from .pia import check_api
+        pia_api = check_api(pia_api)
     return Settings(pia=pia, pia_api=pia_api,
         gateway=check_gateway(values["gateway"]) if "gateway" in values else None,
         command=check_command(values["exec"]) if "exec" in values else None,
