@@ -5,13 +5,17 @@ every refusal and hostile answer one line with nothing written."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
 
 import pytest
 
+from wgns.core import x25519
+
 from ..harness import pia as piamod
+from .net import PID, WgClient, fetch
 from .pia_calls import FIRST
 from .pia_wgns import Hosts, install
 
@@ -41,6 +45,15 @@ def test_install_by_region_writes_an_ordinary_tunnel(pia_net, named, tmp_path):
     s = pool.server(FIRST)
     conf = (target / "etc/wgns/pia.conf").read_text()
     (pub, peer_ip), = s.registered().items()
+    priv = next(ln.split(" = ", 1)[1] for ln in conf.splitlines() if ln.startswith("PrivateKey"))
+    assert base64.b64encode(x25519.public_key(base64.b64decode(priv))).decode() == pub
+    wg = WgClient(root, f"i{PID}", tmp_path)   # the written tunnel carries traffic
+    try:
+        wg.up(priv, [f"{peer_ip}/32"], [f"{s.vip.rsplit('.', 1)[0]}.0/24"])
+        wg.use(s.pub, f"{s.public4}:51820")
+        assert fetch(root, f"http://{s.vip}/") == s.page
+    finally:
+        wg.close()
     assert f"Address = {peer_ip}/32" in conf and f"PublicKey = {s.pub}" in conf
     assert f"Endpoint = {s.public4}:51820" in conf and "DNS = 10.0.0.243" in conf
     assert "PersistentKeepalive = 25" in conf
