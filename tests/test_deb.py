@@ -30,6 +30,7 @@ def test_the_wheel_carries_every_module_and_template_and_nothing_else():
         assert {n for n in names if n.endswith(".py")} == package_files()
         templates = {f"wgns/units/{p.name}" for p in (REPO / "units").iterdir()}
         assert templates <= names and len(templates) >= 10, sorted(templates - names)
+        assert "wgns/core/pia-ca.rsa.4096.crt" in names   # install --provider pia's default
     finally:
         shutil.rmtree(out, ignore_errors=True)
 

@@ -88,6 +88,7 @@ class PiaApi:
         self.ca, self.rogue_ca = self.dir / "ca.crt", self.dir / "rogue-ca.crt"
         self.modes_file, self.config = self.dir / "modes.json", self.dir / "config.json"
         self.procs: list[tuple[Node, subprocess.Popen]] = []
+        self.routed = False
 
     def regions(self) -> list[str]:
         return list(self.region_servers)
@@ -206,6 +207,38 @@ class PiaApi:
         except (OSError, ValueError):
             return {}
 
+    def api_through_tunnels(self, on: bool = True, guest: bool = False) -> None:
+        """The API's node reachable through each server's tunnel, as PIA's
+        web API is from inside a tunnel (a forwarding unit asks it for a
+        token there): the servers route the API's /32 alone to the root,
+        masqueraded, and the root forwards between its links. Nothing else
+        is routed (the API answers the servers' public addresses through the
+        root); off again with ON False (and at stop()). Only where the
+        root is the test's own namespace, or a guest's (GUEST)."""
+        if on and self.pool.root is None and not guest:
+            raise RuntimeError("api_through_tunnels would make this host forward: call it "
+                               "with a stand-in root namespace, or in a guest with guest=True")
+        if on:
+            self.api.root_run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+            # The API answers the servers' public addresses through the root.
+            self.api.run("ip", "route", "replace", "10.251.0.0/16", "via", self.api.host4)
+        else:
+            self.api.run("ip", "route", "del", "10.251.0.0/16", check=False)
+        for s in self.pool.servers:
+            s.run("ip", "route", "del", f"{self.api.public4}/32", check=False)
+            s.run("nft", "delete", "table", "ip", "wgns_pia_api", check=False)
+            if not on:
+                continue
+            s.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+            s.run("ip", "route", "add", f"{self.api.public4}/32", "via", s.host4)
+            rules = ("table ip wgns_pia_api {\n chain post { type nat hook postrouting "
+                     "priority 100; oifname \"pub\" ip daddr " + self.api.public4
+                     + " masquerade; }\n}\n")
+            path = s.state / "pia-api.nft"
+            path.write_text(rules)
+            s.run("nft", "-f", str(path))
+        self.routed = on
+
     def account_file(self, path: Path, username: str | None = None,
                      password: str | None = None) -> Path:
         """An account file (username=, password=; 0600), as wgns --account reads."""
@@ -218,6 +251,8 @@ class PiaApi:
 
     def stop(self) -> None:
         """The processes stopped, the API node gone (idempotent)."""
+        if self.routed:
+            self.api_through_tunnels(False)
         for node, proc in self.procs:
             if proc.poll() is None:
                 proc.terminate()

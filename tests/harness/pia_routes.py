@@ -120,6 +120,8 @@ def _matches(table: Any, name: str) -> Any:
 def hostile(r: Request) -> Answer | None:
     """The answer a hostile mode gives instead of the real one, if any."""
     modes = r.app.modes()
+    if r.handler.command == "POST":
+        form(r)   # read first: a hostile answer over an unread body reset the connection
     delay = _matches(modes.get("slow", {}), r.name)
     if delay:
         time.sleep(float(delay))
@@ -141,6 +143,13 @@ def error(message: str, status: int = 200) -> Answer:
 def form(r: Request) -> dict[str, str]:
     """A POST's form fields, urlencoded or multipart (curl --form)."""
     h = r.handler
+    if getattr(h, "form_fields", None) is not None:
+        return dict(h.form_fields)
+    h.form_fields = _read_form(h)
+    return dict(h.form_fields)
+
+
+def _read_form(h: Any) -> dict[str, str]:
     size = int(h.headers.get("Content-Length") or 0)
     body = h.rfile.read(size) if 0 < size <= 65536 else b""
     ctype = h.headers.get("Content-Type", "")

@@ -160,7 +160,9 @@ def _forward_check(record: Record, sd: Systemd) -> Check | None:
     unsynced = [f"{c['client']}: {c['error'] or 'not told yet'}"
                 for c in st.get("clients") or [] if not c["synced"]]
     age, static = st["renewed_age"], st.get("method") == "static"
-    fresh = static or age is not None and age <= 120   # a static port is never renewed
+    # A static port is never renewed; PIA's is bound every 15 minutes.
+    most = 1200 if st.get("method") == "pia" else 120
+    fresh = static or age is not None and age <= most
     ok = bool(st["port"]) and fresh and not st["error"] and not unsynced
     source = "static (reserved at the provider)" if static else f"via {st['gateway']}"
     detail = ((f"port {st['port']} {source}" + ("" if static else f", renewed {age} s ago"))
@@ -168,7 +170,7 @@ def _forward_check(record: Record, sd: Systemd) -> Check | None:
               f"no port from {'the static setting' if static else st['gateway'] or '?'}")
     problems = [p for p in (st["error"], *unsynced) if p]
     if st["port"] and not fresh:
-        problems.append("not renewed for over 2 minutes")
+        problems.append(f"not renewed for over {most // 60} minutes")
     return Check("port-forward", ok, "; ".join([detail, *problems]))
 
 

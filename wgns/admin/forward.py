@@ -98,13 +98,20 @@ def declared(before: Record, gateway: str | None, static: int | None,
     if static is not None and gateway is not None:
         raise WgnsError("--static and --gateway: a reserved port needs no gateway; give one "
                         "of them")
-    if static is None and gateway is None:
+    pia = before.provider is not None and static is None
+    if pia and gateway is not None:
+        raise WgnsError("--gateway: a tunnel made through PIA forwards by PIA's API, at "
+                        "the server's own gateway; leave --gateway out")
+    if pia:
+        assert before.provider is not None
+        gateway = before.provider.gateway
+    elif static is None and gateway is None:
         gateway = portconf.default_gateway(addresses)
     checked = {c: portconf.check_url(url, f"--{c}", scgi=c == "rtorrent")
                for c, url in urls.items() if url is not None}
     for client, url in checked.items():
         portconf.check_inside(url, f"--{client}", [str(a.ip) for a in addresses])
-    f = Forward(method="natpmp" if static is None else "static",
+    f = Forward(method="static" if static is not None else "pia" if pia else "natpmp",
                 gateway=portconf.check_gateway(gateway) if gateway is not None else None,
                 port=portconf.check_static(static) if static is not None else None,
                 command=portconf.check_command(command) if command is not None else None,
@@ -126,6 +133,7 @@ def enable(name: str, root: str, sd: Systemd | None, gateway: str | None,
     store.save(root, before, before.change(forward=f))
     clients = [NAMES[c] for c, _ in f.clients()] + (["--exec"] if f.command else [])
     source = (f"static port {f.port} (reserved at the provider)" if f.method == "static"
+              else f"PIA's port forwarding via {f.gateway}" if f.method == "pia"
               else f"NAT-PMP via {f.gateway}")
     listed = (", ".join(clients[:-1]) + " and " + clients[-1]) if len(clients) > 1 else \
         "".join(clients)
@@ -175,13 +183,15 @@ def format_text(st: dict[str, Any]) -> list[str]:
                  "no gateway protocol)"]
     elif st["port"]:
         age = st["renewed_age"]
-        lines = [f"  forwarded port: {st['port']} (TCP+UDP), renewed "
-                 f"{age if age is not None else '?'} s ago via {st['gateway']}"
+        lines = [f"  forwarded port: {st['port']} (TCP+UDP), "
+                 + ("bound " if st.get("method") == "pia" else "renewed ")
+                 + f"{age if age is not None else '?'} s ago via {st['gateway']}"
                  + (f", public address {st['external_address']}"
                     if st.get("external_address") else "")]
     else:
+        how = "PIA" if st.get("method") == "pia" else "NAT-PMP"
         lines = ["  forwarded port: none yet (" + ("static port" if static else
-                                                 f"NAT-PMP via {st['gateway'] or '?'}") + ")"]
+                                                 f"{how} via {st['gateway'] or '?'}") + ")"]
     if st["error"]:
         lines.append(f"    error: {st['error']}")
     if st.get("warning"):

@@ -47,6 +47,10 @@ def format_text(st: dict[str, Any]) -> str:
     impl = f" ({st['implementation']} WireGuard)" if st["implementation"] else ""
     lines = [f"tunnel {st['name']}: {st['unit']} {st['state']}{impl}"]
     lines.append(f"  namespace: {st['namespace'] or 'absent'}")
+    provider = (st.get("record") or {}).get("provider")
+    if provider:
+        lines.append(f"  provider: PIA, region {provider['region']}, server "
+                     f"{provider['hostname']} ({provider['server_ip']})")
     iface = st["interface"]
     if iface:
         lines.append(f"  interface: {iface['name']} {'up' if iface['up'] else 'down'}, "

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import time
+from dataclasses import replace
 
 from ..core import paths
 from ..core.config import MAX_CONF_BYTES, Tunnel, check_name
@@ -20,7 +22,8 @@ from ..core.files import lookup, read_owned, under
 from ..core.installed import installed, load, stored
 from ..core.paths import UNIT_DIR, WATCH_UNIT, tunnel_unit
 from ..core.plan import File, Plan
-from ..core.record import Record
+from ..core.provider import Pia
+from ..core.record import Forward, Record
 from ..core.restore import clear_all
 from ..core.systemd import Systemd
 from ..render.tunnel import render
@@ -32,7 +35,7 @@ VENDOR_UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system",
                     "/usr/lib/systemd/system", "/lib/systemd/system")
 
 
-def _checks(root: str, record: Record, reinstall: bool, sd: Systemd | None) -> None:
+def _checks(root: str, record: Record, sd: Systemd | None) -> None:
     name, unit = record.name, tunnel_unit(record.name)
     stored_conf = render(record)[paths.conf_path(name)]
     if isinstance(stored_conf, File) and len(stored_conf.text.encode()) > MAX_CONF_BYTES:
@@ -45,6 +48,15 @@ def _checks(root: str, record: Record, reinstall: bool, sd: Systemd | None) -> N
             f"{unit} is confined to tunnel {confined[unit]!r}: a tunnel's own unit cannot "
             "run inside a tunnel", hint=f"run 'wgns unconfine {unit}' first, "
             "or pick another --name")
+    name_free(root, name, sd)
+
+
+def name_free(root: str, name: str, sd: Systemd | None) -> None:
+    """ConflictError when a new tunnel NAME would clash with a unit or an
+    interface that is not wgns's (a tunnel installed already is free to
+    update). Also asked before a provider's API is (install --provider)."""
+    unit = tunnel_unit(name)
+    reinstall = name in installed(root)
     for d in VENDOR_UNIT_DIRS[1:]:
         if lookup(root, f"{d}/{unit}").exists():
             raise ConflictError(f"{d}/{unit} exists and is not wgns's: the tunnel unit "
@@ -67,20 +79,21 @@ def _host_interface(name: str) -> bool:
 
 @serialised
 def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
-            start: bool = True, metrics: str | None = None) -> Report:
+            start: bool = True, metrics: str | None = None,
+            provider: Pia | None = None) -> Report:
     report = Report(warnings=list(tunnel.warnings))
     name, unit = tunnel.name, tunnel_unit(tunnel.name)
     reinstall = name in installed(root)
     before = load(root, name) if reinstall else None
     legacy = reinstall and stored(root, name) is None
-    after = store.new_record(tunnel, root, python)
+    after = store.new_record(tunnel, root, python).change(provider=provider)
     if before is not None:   # everything else declared for it stays
         after = after.change(confined=before.confined, exposes=before.exposes,
-                             reaches=before.reaches, forward=before.forward,
+                             reaches=before.reaches, forward=_forward(before, provider),
                              metrics_dir=before.metrics_dir)
     if metrics is not None:   # checked by metrics_dir.check_dir
         after = after.change(metrics_dir=metrics)
-    _checks(root, after, reinstall, sd)
+    _checks(root, after, sd)
     previous = _snapshot(root, store.plan_of(root, before)) if before is not None else {}
     store.save(root, before, after)
     report.say(f"{'updated' if reinstall else 'installed'} tunnel {name}: "
@@ -112,6 +125,19 @@ def install(tunnel: Tunnel, root: str, python: str, sd: Systemd | None,
     report.say(f"{unit} is active; confine a service with: wgns confine UNIT"
                + ("" if name == "wg" else f" --name {name}"))
     return report
+
+
+def _forward(before: Record, provider: Pia | None) -> Forward | None:
+    """The port forwarding a re-installed tunnel keeps: PIA's follows the
+    new server's gateway; a tunnel no longer PIA's cannot keep it."""
+    f = before.forward
+    if f is None or f.method != "pia":
+        return f
+    if provider is None:
+        raise ConflictError(f"tunnel {before.name} forwards a port by PIA's API, and this "
+                            "tunnel is not made through PIA",
+                            hint=f"run 'wgns port-forward --off --name {before.name}' first")
+    return replace(f, gateway=provider.gateway)
 
 
 def _watcher_to(sd: Systemd, before: Record | None, after: Record,
@@ -200,6 +226,15 @@ def _remove(root: str, record: Record, sd: Systemd | None, report: Report) -> No
     extra += [f"{UNIT_DIR}/{unit}.wants/{b}.socket" for b in bridges]
     remove_owned(root, extra, prune=store.prunable(extra))
     metrics_dir.forget(name, record.metrics_dir, live=sd is not None)
+    for d in paths.forward_state_dirs(name):   # PIA's kept signature holds a token
+        try:
+            where = under(root, d)
+        except WgnsError:   # a symlinked directory on the way: not followed
+            continue
+        if where.is_symlink():   # a dynamic user's: a link into /var/lib/private
+            where.unlink()
+        else:
+            shutil.rmtree(where, ignore_errors=True)
     if sd is not None:
         clear_all(name)
         sd.reload()

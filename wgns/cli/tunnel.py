@@ -5,7 +5,7 @@ each does is in admin/, imported when the command runs)."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 import typer
 
@@ -13,6 +13,23 @@ from .options import NAME_OPTION, ROOT_OPTION, emit, handled, number, systemd, u
 
 if TYPE_CHECKING:
     from ..core.config import Tunnel
+
+# install --provider pia's options (here: install would be too long a function).
+PROVIDER_OPTION = typer.Option(
+    None, "--provider", metavar="PROVIDER", help="Make the tunnel through a provider's "
+    "API instead of a file: pia (Private Internet Access).")
+REGION_OPTION = typer.Option(
+    None, "--region", metavar="REGION", help="With --provider pia: the region's id in "
+    "PIA's server list (e.g. de-frankfurt, swiss).")
+ACCOUNT_OPTION = typer.Option(
+    None, "--account", metavar="FILE", help="With --provider pia: 'username=' and "
+    "'password=' lines of the PIA account, in a 0600 file.")
+PIA_API_OPTION = typer.Option(
+    None, "--pia-api", metavar="URL", help="With --provider pia: another API base for "
+    "the token and the server list (default: PIA's own).")
+PIA_CA_OPTION = typer.Option(
+    None, "--pia-ca", metavar="FILE", help="With --provider pia: the authority of the "
+        "servers' certificates (default: PIA's, shipped with wgns).")
 
 
 @handled
@@ -42,11 +59,46 @@ def install(
     metrics_dir: Optional[str] = typer.Option(
         None, "--metrics-dir", metavar="DIR", help="Where the watcher writes wgns-NAME.prom "
         "for node-exporter (default: /var/lib/prometheus/node-exporter when it exists)."),
+    provider: Optional[str] = PROVIDER_OPTION,
+    region: Optional[str] = REGION_OPTION,
+    account: Optional[str] = ACCOUNT_OPTION,
+    pia_api: Optional[str] = PIA_API_OPTION,
+    pia_ca: Optional[str] = PIA_CA_OPTION,
     root: Optional[str] = ROOT_OPTION,
 ) -> None:
-    """Install a tunnel from a wg-quick file (--conf) or from options, and start it."""
+    """Install a tunnel from a wg-quick file (--conf), from options or through a
+    provider's API (--provider pia), and start it."""
     from ..admin import metrics_dir as metrics
     from ..admin import store, tunnels
+    pia_options = {"--region": region, "--account": account, "--pia-api": pia_api,
+                   "--pia-ca": pia_ca}
+    _provider_options(provider, pia_options, conf=conf, address=address,
+                      private_key_file=private_key_file, peer=peer, endpoint=endpoint,
+                      allowed_ips=allowed_ips, preshared_key_file=preshared_key_file,
+                      dns=dns, keepalive=keepalive)
+    sd = systemd(root)
+    if metrics_dir is not None:
+        metrics_dir = metrics.check_dir(metrics_dir, root or "/", store.python_path())
+    made = None
+    if provider is not None:   # asked only once every option passed and the name is free
+        from ..admin import pia
+        from ..core.config import check_name
+        tunnels.name_free(root or "/", check_name(name), sd)
+        made = pia.tunnel(name, region or "", account or "", pia_api, pia_ca,
+                          number(mtu, "--mtu", 1280, 65535))
+    tunnel = made[0] if made else _from_file_or_options(
+        conf, name, root, address, private_key_file, peer, endpoint, allowed_ips,
+        preshared_key_file, keepalive, dns, mtu)
+    emit(tunnels.install(tunnel, root or "/", store.python_path(), sd, start=not no_start,
+                         metrics=metrics_dir, provider=made[1] if made else None))
+
+
+def _from_file_or_options(conf: Optional[str], name: str, root: Optional[str],
+                          address: Optional[List[str]], private_key_file: Optional[str],
+                          peer: Optional[str], endpoint: Optional[str],
+                          allowed_ips: Optional[List[str]], preshared_key_file: Optional[str],
+                          keepalive: Optional[str], dns: Optional[List[str]],
+                          mtu: Optional[str]) -> Tunnel:
     from ..core import config
     if conf is None and not any((address, private_key_file, peer, endpoint)):
         conf = _wg_quick_file(config.check_name(name), root)
@@ -56,15 +108,29 @@ def install(
                                 ("--private-key-file", private_key_file)) if v]
         if extra:
             raise typer.BadParameter(f"{extra[0]} cannot be combined with --conf")
-        tunnel = config.read_conf(conf, config.check_name(name))
-    else:
-        tunnel = _from_options(name, address, private_key_file, peer, endpoint, allowed_ips,
-                               preshared_key_file, keepalive, dns, mtu)
-    sd = systemd(root)
-    if metrics_dir is not None:
-        metrics_dir = metrics.check_dir(metrics_dir, root or "/", store.python_path())
-    emit(tunnels.install(tunnel, root or "/", store.python_path(), sd, start=not no_start,
-                         metrics=metrics_dir))
+        return config.read_conf(conf, config.check_name(name))
+    return _from_options(name, address, private_key_file, peer, endpoint, allowed_ips,
+                         preshared_key_file, keepalive, dns, mtu)
+
+
+def _provider_options(provider: Optional[str], options: Dict[str, Optional[str]],
+                      **others: object) -> None:
+    """--provider pia's options checked: its own given, no tunnel options;
+    without --provider, none of its own."""
+    given = [o for o, v in options.items() if v is not None]
+    if provider is None:
+        if given:
+            usage(f"{given[0]} goes with --provider pia")
+        return
+    if provider != "pia":
+        usage(f"--provider {provider[:40]!r}: the provider wgns knows is pia")
+    clash = [f"--{k.replace('_', '-')}" for k, v in others.items() if v not in (None, [], ())]
+    if clash:
+        usage(f"{clash[0]} cannot be combined with --provider: the provider's API gives "
+              "the tunnel")
+    for option in ("--region", "--account"):
+        if not options[option]:
+            usage(f"--provider pia needs {option}")
 
 
 def _from_options(name: str, address: Optional[List[str]], private_key_file: Optional[str],

@@ -90,6 +90,22 @@ def login_credential(client: str | None = None) -> str:
     return f"login{'-' + client if client else ''}"
 
 
+def pia_account_path(name: str) -> str:
+    """The PIA account of a tunnel made through PIA's API (root only)."""
+    return f"{CONF_DIR}/{name}/pia.account"
+
+
+def pia_ca_path(name: str) -> str:
+    """The authority the PIA servers' certificates come from."""
+    return f"{CONF_DIR}/{name}/pia-ca.crt"
+
+
+def forward_state_dirs(name: str) -> tuple[str, str]:
+    """The forwarding unit's state directory (PIA's kept signature): as
+    root, and as a dynamic user (systemd's private directory)."""
+    return f"/var/lib/wgns/{name}", f"/var/lib/private/wgns/{name}"
+
+
 def forward_run_dir(name: str) -> str:
     """The forwarding unit's runtime directory (forwarded-port, forward.json)."""
     return f"{RUN_DIR}/{name}"

@@ -17,7 +17,8 @@ MAX_COMMAND = 4096
 # The clients wgns keeps on the port, each with its option (--NAME URL) and
 # its own login if given one (--credentials NAME=FILE).
 CLIENTS = ("qbittorrent", "transmission", "deluge", "rtorrent")
-KEYS = ("gateway", "static", *CLIENTS, "exec")
+KEYS = ("gateway", "static", "pia", "pia_api", *CLIENTS, "exec")
+PIA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
@@ -32,6 +33,8 @@ class Settings:
     static: int | None = None
     deluge: str | None = None
     rtorrent: str | None = None
+    pia: str | None = None         # PIA's method: the server's name (its TLS name)
+    pia_api: str | None = None     # PIA's API base for a token (None: PIA's own)
 
     def clients(self) -> list[tuple[str, str]]:
         """(client, URL) of each client given, in CLIENTS' order."""
@@ -133,6 +136,8 @@ def check_command(value: str) -> str:
 def render(settings: Settings, header: str) -> str:
     lines = [header, f"gateway={settings.gateway}" if settings.gateway is not None
              else f"static={settings.static}"]
+    lines += [f"{k}={v}" for k, v in (("pia", settings.pia), ("pia_api", settings.pia_api))
+              if v is not None]
     for key, value in (*settings.clients(), ("exec", settings.command)):
         if value:
             lines.append(f"{key}={value}")
@@ -155,7 +160,14 @@ def parse(text: str, where: str) -> Settings:
         raise WgnsError(f"{where}: static is not a port")
     urls = {c: check_url(values[c], c, scgi=c == "rtorrent") if c in values else None
             for c in CLIENTS}
-    return Settings(
+    pia, pia_api = values.get("pia"), values.get("pia_api")
+    if (pia is not None and ("gateway" not in values or not PIA_NAME.fullmatch(pia))) \
+            or (pia_api is not None and pia is None):
+        raise WgnsError(f"{where}: pia needs a gateway and a PIA server's name, pia_api pia")
+    if pia_api is not None:
+        from .pia import check_api
+        pia_api = check_api(pia_api)
+    return Settings(pia=pia, pia_api=pia_api,
         gateway=check_gateway(values["gateway"]) if "gateway" in values else None,
         command=check_command(values["exec"]) if "exec" in values else None,
         static=check_static(int(static)) if static is not None else None, **urls)

@@ -22,6 +22,9 @@ from .config import Tunnel
 from .errors import ConfigError, WgnsError
 from .names import check_service, split_host_port
 from .portconf import CLIENTS, CONTROL, check_command, check_gateway, check_url
+from .provider import Pia
+from .provider import from_json as provider_from_json
+from .provider import to_json as provider_to_json
 
 # record.json's format: a newer one is refused, never half read. A record
 # that uses nothing format 1 lacks is written as format 1, byte for byte as
@@ -31,7 +34,7 @@ FORMAT = 2
 FORMATS = (1, 2)
 MAX_RECORD_BYTES = 1 << 20
 PROTOS = ("tcp", "udp")
-METHODS = ("natpmp", "static")
+METHODS = ("natpmp", "static", "pia")
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class Record:
     reaches: tuple[Reach, ...] = ()
     forward: Forward | None = None
     metrics_dir: str | None = None
+    provider: Pia | None = None     # the tunnel was made through PIA's API
 
     @property
     def name(self) -> str:
@@ -130,6 +134,8 @@ def to_json(record: Record) -> str:
                     for r in record.reaches],
         "forward": None, "metrics_dir": record.metrics_dir,
     }
+    if record.provider is not None:   # format 2: an older wgns refuses it
+        data.update(format=FORMAT, provider=provider_to_json(record.provider))
     if f is not None:
         data["forward"] = {"method": f.method, "gateway": f.gateway,
                            "qbittorrent": f.qbittorrent, "transmission": f.transmission,
@@ -151,6 +157,9 @@ def shown(record: Record) -> dict[str, Any]:
     for client, login in (f.get("logins") or {}).items() if f else ():
         f["logins"][client] = {"username": login[0], "password": "(hidden)"}
     data.pop("format")
+    if record.provider is not None:
+        from .provider import shown as provider_shown
+        data["provider"] = provider_shown(record.provider)
     return data
 
 
@@ -219,8 +228,8 @@ def _forward(item: Any, where: str) -> Forward | None:
     if method == "static" and not (type(port) is int and 1 <= port <= 65535
                                    and gateway is None):
         raise ConfigError(where, "a static forward needs a port 1-65535 and no gateway")
-    if method == "natpmp" and (port is not None or gateway is None):
-        raise ConfigError(where, "a NAT-PMP forward needs a gateway and no port")
+    if method in ("natpmp", "pia") and (port is not None or gateway is None):
+        raise ConfigError(where, f"a {method} forward needs a gateway and no port")
     logins = item.get("logins") or {}
     if not isinstance(logins, dict) or not set(logins) <= set(CLIENTS):
         raise ConfigError(where, f"forward's logins are not per client ({', '.join(CLIENTS)})")
@@ -266,7 +275,7 @@ def from_json(text: str, tunnel: Tunnel, where: str) -> Record:
             raise ConfigError(where, f"{key} is not a list")
         lists[key] = value
     try:
-        return Record(
+        record = Record(
             tunnel=tunnel, python=_str(data, "python", where),
             helper=_str(data, "helper", where), proxyd=_str(data, "proxyd", where),
             dynamic_user=data.get("dynamic_user") is True,
@@ -275,8 +284,11 @@ def from_json(text: str, tunnel: Tunnel, where: str) -> Record:
             exposes=tuple(_expose(e, where) for e in lists["exposes"]),
             reaches=tuple(_reach(r, where) for r in lists["reaches"]),
             forward=_forward(data.get("forward"), where),
-            metrics_dir=metrics_dir)
+            metrics_dir=metrics_dir, provider=provider_from_json(data.get("provider"), where))
     except ConfigError:
         raise
     except WgnsError as e:
         raise ConfigError(where, e.message) from None
+    if record.forward and record.forward.method == "pia" and record.provider is None:
+        raise ConfigError(where, "a pia forward needs a tunnel made through PIA")
+    return record

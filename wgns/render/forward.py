@@ -15,17 +15,22 @@ from ..core.paths import (
     forward_login_path,
     forward_unit,
     login_credential,
+    pia_account_path,
+    pia_ca_path,
     tunnel_unit,
 )
 from ..core.plan import File, Link, Plan
 from ..core.portconf import Settings
+from ..core.provider import Pia
 from ..core.record import Forward, Record
 from .units import copy_values, secret_paths, template, user_setting
 
 
-def settings(forward: Forward) -> Settings:
+def settings(forward: Forward, provider: Pia | None = None) -> Settings:
     assert (forward.gateway is None) == (forward.method == "static")
-    return Settings(gateway=forward.gateway, qbittorrent=forward.qbittorrent,
+    pia = provider if forward.method == "pia" else None
+    return Settings(pia=pia.hostname if pia else None, pia_api=pia.api if pia else None,
+                    gateway=forward.gateway, qbittorrent=forward.qbittorrent,
                     transmission=forward.transmission, command=forward.command,
                     static=forward.port, deluge=forward.deluge, rtorrent=forward.rtorrent)
 
@@ -34,7 +39,24 @@ def how(forward: Forward) -> str:
     """Where the port comes from, as the unit's description says it."""
     if forward.method == "static":
         return f"static port {forward.port}"
+    if forward.method == "pia":
+        return f"PIA via {forward.gateway}"
     return f"NAT-PMP via {forward.gateway}"
+
+
+# PIA's token comes from its web API by name, through the tunnel: its
+# addresses are not known when the unit is written (the namespace's only way
+# out is the tunnel all the same).
+PIA_HOSTS = " 0.0.0.0/0"
+
+
+def pia_lines(name: str) -> str:
+    """PIA's account and authority as credentials, and the state directory
+    that keeps the signed port across restarts and reboots."""
+    return (f"# PIA: its account and authority, and the signed port kept across restarts.\n"
+            f"LoadCredential=pia-account:{pia_account_path(name)}\n"
+            f"LoadCredential=pia-ca:{pia_ca_path(name)}\n"
+            f"StateDirectory=wgns/{name}\nStateDirectoryMode=0700")
 
 
 def logins(forward: Forward) -> list[tuple[str | None, tuple[str, str]]]:
@@ -53,16 +75,19 @@ def forward(record: Record) -> Plan:
     f = record.forward
     if f is None:
         return {}
-    name, s = record.name, settings(f)
+    name, s = record.name, settings(f, record.provider)
     header = f"{MARKER} {__version__}: port forwarding of tunnel {name}."
     unit = forward_unit(name)
     given = logins(f)
     values = {**copy_values(record), "how": how(f), "user": user_setting(record),
-              "hosts": " ".join(setting(h, "address") for h in s.hosts()),
+              "hosts": " ".join(setting(h, "address") for h in s.hosts()) + (
+                  PIA_HOSTS if s.pia else ""),
               "secret_paths": secret_paths(),
               "login": "\n".join(f"LoadCredential={login_credential(client)}:"
                                   f"{forward_login_path(name, client)}" for client, _ in given)
               or "# No login: the clients take the API calls without one."}
+    if s.pia:
+        values["login"] += "\n" + pia_lines(name)
     plan: Plan = {
         forward_conf_path(name): File(portconf.render(
             s, header + " Do not edit; wgns port-forward changes it."), 0o600),

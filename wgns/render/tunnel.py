@@ -5,9 +5,11 @@ the one watcher), in the copy of wgns of the record last written."""
 
 from __future__ import annotations
 
+from .. import __version__
 from ..core import paths
 from ..core.paths import CONF_DIR, UNIT_DIR, WANTS, tunnel_unit
 from ..core.plan import File, Link, Plan
+from ..core.provider import render_account
 from ..core.record import Record, to_json
 from . import bridges, units
 from .forward import forward
@@ -34,6 +36,14 @@ def render(record: Record) -> Plan:
     for r in record.reaches:
         plan.update(bridges.reach(record, r))
     plan.update(forward(record))
+    if record.provider is not None:
+        header = f"{paths.MARKER} {__version__}: the PIA account of tunnel {name}: root only."
+        plan[paths.pia_account_path(name)] = File(render_account(record.provider, header),
+                                                  0o600)
+        plan[paths.pia_ca_path(name)] = File(
+            f"{paths.MARKER} {__version__}: the authority of PIA's servers for tunnel "
+            + (f"{name}, from {record.provider.ca_source!r}.\n" if record.provider.ca_source
+               else f"{name}: PIA's own, as wgns ships it.\n") + record.provider.ca_pem, 0o644)
     if record.metrics_dir is not None:
         plan[paths.metrics_dropin_path(name)] = File(
             units.metrics_dropin(name, record.metrics_dir), 0o644)

@@ -48,6 +48,21 @@ def clients(settings: portconf.Settings, logins: dict[str | None, tuple[str, str
     return out
 
 
+def _pia(name: str, settings: portconf.Settings, creds: str, made: list[Client], out: Path,
+         secrets: tuple[str, ...]) -> Forwarder:
+    """PIA's method: the account and authority from the credentials, the
+    signed port kept in the state directory."""
+    from ..core.pia import Api
+    from .pia_port import Calls, PiaPort
+    assert settings.gateway is not None and settings.pia is not None
+    account = portconf.parse_login(read_text(f"{creds}/pia-account", 4096), "the PIA account")
+    state = os.environ.get("STATE_DIRECTORY", f"/var/lib/wgns/{name}").split(":")[0]
+    calls = Calls(account, Api(settings.pia_api, f"{creds}/pia-ca"), settings.gateway,
+                  settings.pia)
+    return PiaPort(name, settings.gateway, calls, made, out, Path(state),
+                   secrets=(*secrets, account[1]))
+
+
 def main(name: str) -> None:
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
     if not creds:
@@ -61,6 +76,8 @@ def main(name: str) -> None:
     fw: Forwarder
     if settings.static is not None:
         fw = Static(name, settings.static, made, out, secrets=secrets)
+    elif settings.pia is not None:
+        fw = _pia(name, settings, creds, made, out, secrets)
     else:
         assert settings.gateway is not None
         fw = Forwarder(name, settings.gateway, made, out, secrets=secrets)
