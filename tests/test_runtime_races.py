@@ -9,10 +9,12 @@ watcher lets it go."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 
-from wgns.core import restore
+from wgns.core import restore, safeio
+from wgns.runtime import heal
 
 from .test_heal import FakeSystemd, world  # noqa: F401  (the fixture)
 
@@ -59,3 +61,23 @@ def test_uninstall_removes_every_runtime_file_of_the_tunnel(tmp_path, monkeypatc
     (tmp_path / "wg.netns").write_text("x")          # netns@wg removes it
     restore.clear_all("wg")
     assert left(str(tmp_path)) == ["wg.netns", "wg2.restarts"]
+
+
+def test_the_boot_check_writes_its_file_before_it_lets_the_lock_go(world,  # noqa: F811
+                                                                   monkeypatch):
+    world["confined"] = {"boot.service": "wg"}
+    sd = FakeSystemd({"wg.service": "active"}, confined={"boot.service": "wg"})
+    sd.enabled = {"boot.service"}
+    world["use"](sd)
+    uninstall = Uninstall(sd, world)
+    real = safeio.dir_lock
+
+    @contextlib.contextmanager
+    def then_the_waiting_command(path, timeout=None):
+        with real(path, timeout) as held:
+            yield held
+        uninstall.run()         # it waited for the lock, and runs now
+    monkeypatch.setattr(safeio, "dir_lock", then_the_waiting_command)
+    heal.watch("wg")
+    assert sd.started == ["boot.service"]
+    assert left(restore.RESTORE_DIR) == []

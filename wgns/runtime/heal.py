@@ -214,10 +214,10 @@ def start_missed_at_boot(sd: Systemd, name: str) -> list[str] | None:
             return None
         units = missed_at_boot(sd, name)
         lines = start_confined(sd, name, units, "enabled, and missed at boot")
-    if units:
-        os.makedirs(restore.RESTORE_DIR, mode=0o755, exist_ok=True)
-        with open(_booted_path(name), "a") as f:
-            f.write("".join(u + "\n" for u in units))
+        if units:   # still under the lock: an uninstall waiting for it removes the file
+            os.makedirs(restore.RESTORE_DIR, mode=0o755, exist_ok=True)
+            with open(_booted_path(name), "a") as f:
+                f.write("".join(u + "\n" for u in units))
     return lines
 
 
