@@ -13,6 +13,8 @@ import contextlib
 import fcntl
 import os
 
+import pytest
+
 from wgns.core import restore, safeio
 from wgns.runtime import heal
 
@@ -80,4 +82,29 @@ def test_the_boot_check_writes_its_file_before_it_lets_the_lock_go(world,  # noq
     monkeypatch.setattr(safeio, "dir_lock", then_the_waiting_command)
     heal.watch("wg")
     assert sd.started == ["boot.service"]
+    assert left(restore.RESTORE_DIR) == []
+
+
+@pytest.mark.parametrize("netns_gone", [False, True])
+def test_an_uninstall_while_the_watcher_restarts_gets_no_file_back(world,  # noqa: F811
+                                                                    monkeypatch,
+                                                                    netns_gone):
+    """The watcher found the link broken and acts; an uninstall arrives as
+    it lists the running confined units. Whatever the order, nothing of the
+    tunnel is left in /run/wgns once both are done."""
+    world["problem"] = "link wg is gone from its namespace"
+    world["netns"] = not netns_gone
+    world["confined"] = {"app.service": "wg"}
+    sd = FakeSystemd({"wg.service": "active", "app.service": "active"})
+    world["use"](sd)
+    uninstall = Uninstall(sd, world)
+    listed = heal.confined
+
+    def confined_then_uninstall(name):
+        units = listed(name)
+        uninstall.arrive()
+        return units
+    monkeypatch.setattr(heal, "confined", confined_then_uninstall)
+    heal.watch("wg")
+    uninstall.finish()
     assert left(restore.RESTORE_DIR) == []
