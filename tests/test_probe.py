@@ -33,11 +33,16 @@ for addr in answering:
     s.bind((addr, 53))
     socks.append(s)
 
-def answer(s):
-    data, peer = s.recvfrom(512)
-    s.sendto(data[:2] + struct.pack(">H", 0x8180) + data[4:], peer)
-for s in socks:
-    threading.Thread(target=answer, args=(s,), daemon=True).start()
+def answer():
+    import select
+    left = list(socks)
+    while left:
+        ready, _, _ = select.select(left, [], [])
+        for s in ready:
+            data, peer = s.recvfrom(512)
+            s.sendto(data[:2] + struct.pack(">H", 0x8180) + data[4:], peer)
+            left.remove(s)
+threading.Thread(target=answer, daemon=True).start()
 servers = silent + answering
 start = time.monotonic()
 got = probe._ask_all(servers)
@@ -76,3 +81,9 @@ def test_what_is_not_an_address_is_a_server_that_did_not_answer():
     seen = ask(["unreadable: Permission denied", "999.1.1.1"], ["127.88.0.9"])
     assert seen["got"] == {"unreadable: Permission denied": False, "999.1.1.1": False,
                            "127.88.0.9": True}
+
+
+def test_many_servers_that_answer_are_each_seen_answering():
+    answering = [f"127.90.{i // 250}.{i % 250 + 1}" for i in range(300)]
+    seen = ask(["127.88.0.1"], answering)
+    assert seen["got"] == {"127.88.0.1": False, **{a: True for a in answering}}

@@ -33,10 +33,24 @@ def _ask_all(servers: list[str], timeout: float = TIMEOUT) -> dict[str, bool]:
     per address family, and given one timeout together: with the tunnel
     down each waits out its timeout, and one after the other (or a few at
     a time) a resolv.conf with many servers made the check last minutes.
-    A reply counts when it comes from the server asked, with its query's ID."""
+    A reply counts when it comes from the server asked, with its query's ID;
+    replies are taken in while the queries go out (none is dropped from a
+    full receive buffer)."""
     answered = dict.fromkeys(servers, False)
     asked: dict[tuple[str, int], str] = {}
     socks: dict[int, socket.socket] = {}
+
+    def receive(wait: float) -> None:
+        ready, _, _ = select.select(list(socks.values()), [], [], wait)
+        for s in ready:
+            try:
+                reply, peer = s.recvfrom(4096)
+                source = str(ipaddress.ip_address(peer[0]))
+            except (OSError, ValueError):
+                continue
+            key = (source, struct.unpack(">H", reply[:2])[0] if len(reply) >= 12 else -1)
+            if key in asked:
+                answered[asked.pop(key)] = True
     try:
         for server in servers:
             try:
@@ -47,7 +61,7 @@ def _ask_all(servers: list[str], timeout: float = TIMEOUT) -> dict[str, bool]:
             try:
                 if family not in socks:
                     socks[family] = socket.socket(family, socket.SOCK_DGRAM)
-                    socks[family].setblocking(False)
+                    socks[family].settimeout(timeout)   # a full send buffer waits
                 qid = random.randrange(65536)
                 while (str(addr), qid) in asked:   # the same server listed twice
                     qid = random.randrange(65536)
@@ -55,26 +69,10 @@ def _ask_all(servers: list[str], timeout: float = TIMEOUT) -> dict[str, bool]:
             except OSError:
                 continue            # no route, no such family: no answer
             asked[(str(addr), qid)] = server
+            receive(0)
         deadline = time.monotonic() + timeout
-        while asked and socks:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            ready, _, _ = select.select(list(socks.values()), [], [], left)
-            for s in ready:
-                try:
-                    reply, peer = s.recvfrom(4096)
-                except OSError:
-                    continue
-                if len(reply) < 12:
-                    continue
-                try:
-                    source = str(ipaddress.ip_address(peer[0]))
-                except ValueError:
-                    continue
-                key = (source, struct.unpack(">H", reply[:2])[0])
-                if key in asked:
-                    answered[asked.pop(key)] = True
+        while asked and socks and time.monotonic() < deadline:
+            receive(max(0.0, deadline - time.monotonic()))
     finally:
         for s in socks.values():
             s.close()
