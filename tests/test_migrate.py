@@ -91,9 +91,20 @@ def declare_everything(old: Path, root: Path, tmp: Path) -> None:
             login, "--exec", "echo $WGNS_PORT", "--root", root)
 
 
+def since_then(text: bytes) -> bytes:
+    """What this version's templates add to the older's files, left out:
+    the same files, but for it."""
+    for f in ("forward.service", "expose.service"):
+        start = (REPO / "units" / f).read_bytes().split(b"\n# No start limit:", 1)[1]
+        added = b"\n# No start limit:" + start.split(b"StartLimitIntervalSec=0\n")[0] \
+            + b"StartLimitIntervalSec=0"
+        text = text.replace(added, b"")
+    return text
+
+
 def normalised(tree: dict) -> dict:
     """A tree with the version in each file's marker line left out."""
-    return {k: (*v[:2], VERSION.sub(rb"\1 X:", v[2])) if v[0] == "file" else v
+    return {k: (*v[:2], since_then(VERSION.sub(rb"\1 X:", v[2]))) if v[0] == "file" else v
             for k, v in tree.items()}
 
 

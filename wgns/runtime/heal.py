@@ -214,10 +214,10 @@ def start_missed_at_boot(sd: Systemd, name: str) -> list[str] | None:
             return None
         units = missed_at_boot(sd, name)
         lines = start_confined(sd, name, units, "enabled, and missed at boot")
-    if units:
-        os.makedirs(restore.RESTORE_DIR, mode=0o755, exist_ok=True)
-        with open(_booted_path(name), "a") as f:
-            f.write("".join(u + "\n" for u in units))
+        if units:   # still under the lock: an uninstall waiting for it removes the file
+            os.makedirs(restore.RESTORE_DIR, mode=0o755, exist_ok=True)
+            with open(_booted_path(name), "a") as f:
+                f.write("".join(u + "\n" for u in units))
     return lines
 
 
@@ -258,6 +258,19 @@ def look(name: str, boot_check: bool) -> tuple[list[str], bool | None]:
             count(name, "backoff")
             return [f"{name}: {problem}; {restarts} restart(s) did not fix it, backing off: "
                     f"next try in {wait:.0f} s"], False
+        return restart(sd, name, unit, problem, restarts)
+
+
+def restart(sd: Systemd, name: str, unit: str, problem: str, restarts: int
+            ) -> tuple[list[str], bool | None]:
+    """Restart the broken tunnel under the writers' lock: a command (an
+    uninstall, an unconfine) runs wholly before, and the tunnel is seen
+    stopped, or wholly after, and its clean-up removes the files written
+    here. None when the lock stayed busy: a command runs, look again soon."""
+    from ..core.safeio import dir_lock
+    with dir_lock("/", timeout=5) as held:
+        if not held:
+            return [], None
         # Look again right before acting: an admin's stop may have begun
         # while the link was inspected (and is why the link is gone).
         if not _settled_active(sd, unit):

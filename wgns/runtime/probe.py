@@ -6,10 +6,13 @@ does, from the JSON it prints."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import random
+import select
 import socket
 import struct
+import time
 from typing import Any
 
 from ..core.paths import RESOLVER_SOCKETS
@@ -17,30 +20,63 @@ from ..core.paths import RESOLVER_SOCKETS
 PROBED = (RESOLVER_SOCKETS[0], RESOLVER_SOCKETS[2], RESOLVER_SOCKETS[3])
 
 
-def _dns_query(server: str, timeout: float = 3.0) -> bool:
-    """Ask `server` for the root's NS records; any answer counts."""
-    qid = random.randrange(65536)
-    query = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + b"\x00" + struct.pack(">HH", 2, 1)
-    family = socket.AF_INET6 if ":" in server else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        try:
-            s.sendto(query, (server, 53))
-            reply = s.recv(4096)
-        except OSError:
-            return False
-    return len(reply) >= 12 and struct.unpack(">H", reply[:2])[0] == qid
+TIMEOUT = 3.0   # seconds for every server together
 
 
-def _ask_all(servers: list[str]) -> dict[str, bool]:
-    """Every server asked at once: with the tunnel down, each waits out
-    its timeout, and one after the other they made a check that long times
-    the number of servers."""
-    from concurrent.futures import ThreadPoolExecutor
-    if not servers:
-        return {}
-    with ThreadPoolExecutor(min(len(servers), 8)) as pool:
-        return dict(zip(servers, pool.map(_dns_query, servers)))
+def _query(qid: int) -> bytes:
+    """A query for the root's NS records; any answer counts."""
+    return struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + b"\x00" + struct.pack(">HH", 2, 1)
+
+
+def _ask_all(servers: list[str], timeout: float = TIMEOUT) -> dict[str, bool]:
+    """Whether each server answered. All are asked at once, from one socket
+    per address family, and given one timeout together: with the tunnel
+    down each waits out its timeout, and one after the other (or a few at
+    a time) a resolv.conf with many servers made the check last minutes.
+    A reply counts when it comes from the server asked, with its query's ID;
+    replies are taken in while the queries go out (none is dropped from a
+    full receive buffer)."""
+    answered = dict.fromkeys(servers, False)
+    asked: dict[tuple[str, int], str] = {}
+    socks: dict[int, socket.socket] = {}
+
+    def receive(wait: float) -> None:
+        ready, _, _ = select.select(list(socks.values()), [], [], wait)
+        for s in ready:
+            try:
+                reply, peer = s.recvfrom(4096)
+                source = str(ipaddress.ip_address(peer[0]))
+            except (OSError, ValueError):
+                continue
+            key = (source, struct.unpack(">H", reply[:2])[0] if len(reply) >= 12 else -1)
+            if key in asked:
+                answered[asked.pop(key)] = True
+    try:
+        for server in servers:
+            try:
+                addr = ipaddress.ip_address(server)
+            except ValueError:
+                continue            # not an address: it cannot answer
+            family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+            try:
+                if family not in socks:
+                    socks[family] = socket.socket(family, socket.SOCK_DGRAM)
+                    socks[family].settimeout(timeout)   # a full send buffer waits
+                qid = random.randrange(65536)
+                while (str(addr), qid) in asked:   # the same server listed twice
+                    qid = random.randrange(65536)
+                socks[family].sendto(_query(qid), (str(addr), 53))
+            except OSError:
+                continue            # no route, no such family: no answer
+            asked[(str(addr), qid)] = server
+            receive(0)
+        deadline = time.monotonic() + timeout
+        while asked and socks and time.monotonic() < deadline:
+            receive(max(0.0, deadline - time.monotonic()))
+    finally:
+        for s in socks.values():
+            s.close()
+    return answered
 
 
 def probe(name: str) -> dict[str, Any]:
