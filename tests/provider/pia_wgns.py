@@ -31,11 +31,17 @@ class Hosts:
 
     def __init__(self, root_ns: str, api_ip: str) -> None:
         self.dir = Path("/etc/netns") / root_ns
+        self.made_parent = not self.dir.parent.exists()
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "hosts").write_text(f"127.0.0.1 localhost\n{api_ip} {piamod.API_HOST}\n")
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.made_parent:   # /etc/netns as it was: absent
+            try:
+                self.dir.parent.rmdir()
+            except OSError:
+                pass
 
 
 def wgns(root_ns: str, *args: object, timeout: float = 3.0) -> subprocess.CompletedProcess:
