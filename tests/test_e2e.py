@@ -28,7 +28,7 @@ BOOTS = {
     ("debian12", "pypi"): ("units", "core"),
     ("debian12", "pypi", "ops"): ("ops",),
     ("debian12", "pypi", "hardening"): ("hardening",),
-    ("debian12", "pypi", "forward"): ("forward", "forward_clients", "metrics"),
+    ("debian12", "pypi", "forward"): ("forward", "forward_clients", "metrics", "pia"),
     # from the last commit before issue 20, by pip and by the .deb, and back
     ("debian12", "pypi", "upgrade"): ("upgrade",),
     # ... and its own, through the .deb
@@ -37,7 +37,7 @@ BOOTS = {
     ("debian13", "system"): ("units", "unittests", "core"),
     ("debian13", "system", "ops"): ("ops",),
     ("debian13", "system", "hardening"): ("hardening",),
-    ("debian13", "system", "forward"): ("forward", "metrics"),
+    ("debian13", "system", "forward"): ("forward", "metrics", "pia"),
     # Debian 13 with systemd-resolved as the host's resolver, the .deb
     ("debian13r", "deb"): ("resolved", "core"),
     # sid (systemd 262, Python 3.14): the .deb on its own libraries; pip
@@ -57,6 +57,7 @@ def _checks(scenario: str, flavour: str) -> tuple:
         hardening,
         metrics,
         ops,
+        pia_scenario,
         providers,
         upgrade,
     )
@@ -68,6 +69,7 @@ def _checks(scenario: str, flavour: str) -> tuple:
         "units": distro.UNITS_CHECKS, "unittests": distro.UNITTEST_CHECKS,
         "resolved": distro.RESOLVED_CHECKS, "bridges": bridges.BRIDGE_CHECKS,
         "providers": providers.PROVIDERS_CHECKS, "upgrade": upgrade.UPGRADE_CHECKS,
+        "pia": pia_scenario.PIA_CHECKS,
     }[scenario]
 
 
@@ -161,6 +163,11 @@ def test_forward_clients(system, flavour, check):
 @pytest.mark.parametrize("system,flavour,check", cases("metrics"))
 def test_metrics(system, flavour, check):
     assert_check(system, flavour, "metrics", check)
+
+
+@pytest.mark.parametrize("system,flavour,check", cases("pia"))
+def test_pia(system, flavour, check):
+    assert_check(system, flavour, "pia", check)
 
 
 @pytest.mark.parametrize("system,flavour,check", cases("units"))

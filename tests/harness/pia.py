@@ -36,6 +36,8 @@ except ImportError:  # a guest runs the harness's modules side by side
     from pool import PIA_DNS, Pool, Server  # type: ignore[no-redef]
 
 API_HOST = "pia-api.provider.test"
+# (no sysctl: a minbase root has no procps)
+FORWARD_ON = ("sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
 API_INDEX = 200  # the API node's addresses: 10.251.200.2, the root's side .1
 SCRIPT = Path(__file__).resolve().parent / "pia_api.py"
 CA_NAME = "Fake Private Internet Access Test CA"
@@ -219,7 +221,7 @@ class PiaApi:
             raise RuntimeError("api_through_tunnels would make this host forward: call it "
                                "with a stand-in root namespace, or in a guest with guest=True")
         if on:
-            self.api.root_run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+            self.api.root_run(*FORWARD_ON)
             # The API answers the servers' public addresses through the root.
             self.api.run("ip", "route", "replace", "10.251.0.0/16", "via", self.api.host4)
         else:
@@ -229,7 +231,7 @@ class PiaApi:
             s.run("nft", "delete", "table", "ip", "wgns_pia_api", check=False)
             if not on:
                 continue
-            s.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+            s.run(*FORWARD_ON)
             s.run("ip", "route", "add", f"{self.api.public4}/32", "via", s.host4)
             rules = ("table ip wgns_pia_api {\n chain post { type nat hook postrouting "
                      "priority 100; oifname \"pub\" ip daddr " + self.api.public4

@@ -781,7 +781,8 @@ def check_json(*extra: str) -> tuple[int, dict]:
 
 SCENARIOS = {"core": core, "demo": core}  # others register themselves (ops.py, ...)
 # Scenarios that live in a module of another name.
-MODULES = {"unittests": "distro", "units": "distro", "resolved": "distro"}
+MODULES = {"unittests": "distro", "units": "distro", "resolved": "distro",
+           "pia": "pia_scenario"}
 
 
 def reset() -> None:
