@@ -1,0 +1,167 @@
+"""Private Internet Access under a hostile reviewer's inputs (review4): an
+API that trickles its TLS handshake past the deadline, a --pia-ca file
+with Windows line ends, and the rest of what install accepts loading back.
+Everything on loopback; no namespace, nothing outside a temporary root."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+
+import pytest
+
+from wgns.core import pia_http
+from wgns.core.pia_http import PiaError
+
+from .harness.pki import Authority
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    """An authority and a certificate for 127.0.0.1, made with openssl."""
+    d = tmp_path_factory.mktemp("pki")
+    ca = Authority(d, "ca", "review4 CA")
+    return ca.cert, ca.issue("server", ["127.0.0.1"])
+
+
+class Trickle:
+    """A TLS server on loopback that sends its handshake in PIECE-byte
+    pieces a PAUSE apart, then its answer a few bytes at a time, each piece
+    well within the client's per-read timeout: only a deadline for the whole
+    exchange ends it. What a network in the middle can do to a connection
+    without breaking TLS."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 160\r\n\r\n{}" + b" " * 158
+
+    def __init__(self, issued, piece: int = 256, pause: float = 0.05,
+                 answer_pause: float = 0.1) -> None:
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(issued.cert), str(issued.key))
+        self.piece, self.pause, self.answer_pause = piece, pause, answer_pause
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stop = threading.Event()
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def _flush(self, conn: socket.socket, out: ssl.MemoryBIO, piece: int,
+               pause: float) -> None:
+        pending = out.read()
+        for i in range(0, len(pending), piece):
+            if self.stop.is_set():
+                raise OSError("stopped")
+            conn.sendall(pending[i:i + piece])
+            time.sleep(pause)
+
+    def serve(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = self.ctx.wrap_bio(inc, out, server_side=True)
+        conn.settimeout(0.05)
+        got = b""
+        try:
+            while b"\r\n\r\n" not in got and not self.stop.is_set():
+                try:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    inc.write(data)
+                except socket.timeout:
+                    pass
+                try:
+                    tls.do_handshake()
+                    got += tls.read(65536)
+                except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                    pass
+                self._flush(conn, out, self.piece, self.pause)
+            for i in range(0, len(self.ANSWER), 4):
+                tls.write(self.ANSWER[i:i + 4])
+                self._flush(conn, out, 1 << 16, self.answer_pause)
+        except (OSError, ssl.SSLError):
+            return
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+def test_an_exchange_that_trickles_ends_at_the_deadline(tls, monkeypatch):
+    """The whole exchange has one deadline, whatever phase the timer fires
+    in. Here it fires during the TLS handshake (the connection was slow to
+    come up: a slow name lookup or SYN-ACK, stood in for by a pause before
+    the real connect), and the answer then trickles in, each piece within
+    the per-read timeout. On main the timer found no socket to shut at that
+    moment, and the exchange ran on until the last byte (4 s here; as long
+    as the other end likes in general), holding install or the forwarding
+    unit past the deadline."""
+    ca, issued = tls
+    connect = socket.create_connection
+
+    def slow(*args, **kwargs):
+        time.sleep(0.35)
+        return connect(*args, **kwargs)
+    monkeypatch.setattr(pia_http.socket, "create_connection", slow)
+    server = Trickle(issued)
+    try:
+        start = time.monotonic()
+        with pytest.raises(PiaError) as e:
+            pia_http.exchange("127.0.0.1", server.port, "127.0.0.1",
+                              pia_http.context(str(ca)), "GET", "/", "the test API",
+                              timeout=0.5)
+        took = time.monotonic() - start
+    finally:
+        server.close()
+    assert e.value.message == "the test API did not answer within 0.5 s"
+    assert took < 1.2, took
+
+
+def test_a_handshake_that_trickles_ends_at_the_deadline(tls):
+    ca, issued = tls
+    server = Trickle(issued, piece=64, pause=0.1)
+    try:
+        start = time.monotonic()
+        with pytest.raises(PiaError) as e:
+            pia_http.exchange("127.0.0.1", server.port, "127.0.0.1",
+                              pia_http.context(str(ca)), "GET", "/", "the test API",
+                              timeout=0.5)
+        took = time.monotonic() - start
+    finally:
+        server.close()
+    assert e.value.message == "the test API did not answer within 0.5 s"
+    assert took < 1.2, took
+
+
+def test_the_trickle_server_answers_when_given_time(tls):
+    """The server above is sound: with time enough, the exchange succeeds."""
+    ca, issued = tls
+    server = Trickle(issued, piece=4096, pause=0.0, answer_pause=0.0)
+    try:
+        assert pia_http.exchange("127.0.0.1", server.port, "127.0.0.1",
+                                 pia_http.context(str(ca)), "GET", "/", "the test API",
+                                 timeout=5.0) == Trickle.ANSWER.split(b"\r\n\r\n")[1]
+    finally:
+        server.close()
+
+
+def test_a_certificate_of_another_authority_is_still_refused(tls, tmp_path):
+    """The handshake, now begun after the socket is the connection's, still
+    checks the authority and the name."""
+    ca, issued = tls
+    rogue = Authority(tmp_path, "rogue", "review4 CA")
+    for trusted, name, expect in ((rogue.cert, "127.0.0.1", "not from the expected authority"),
+                                  (ca, "frankfurt407", "not for frankfurt407")):
+        server = Trickle(issued, piece=4096, pause=0.0, answer_pause=0.0)
+        try:
+            with pytest.raises(PiaError) as e:
+                pia_http.exchange("127.0.0.1", server.port, name,
+                                  pia_http.context(str(trusted)), "GET", "/", "the test API",
+                                  timeout=5.0)
+        finally:
+            server.close()
+        assert expect in e.value.message and "\n" not in e.value.message
