@@ -11,11 +11,17 @@ import threading
 import time
 
 import pytest
+from typer.testing import CliRunner
 
+from wgns.cli import app
 from wgns.core import pia_http
-from wgns.core.pia_http import PiaError
+from wgns.core.installed import load
+from wgns.core.pia_http import PIA_CA, PiaError
 
+from .conftest import one_error
 from .harness.pki import Authority
+from .test_pia import account, api, install  # noqa: F401
+from .test_render import nsswitch  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +171,44 @@ def test_a_certificate_of_another_authority_is_still_refused(tls, tmp_path):
         finally:
             server.close()
         assert expect in e.value.message and "\n" not in e.value.message
+
+
+def test_an_authority_with_windows_line_ends_loads_back(api, nsswitch, tmp_path):  # noqa: F811
+    """A --pia-ca file saved with CRLF line ends (as a certificate fetched
+    on Windows is) was taken by install, and its \\r then made record.json
+    unreadable: every later command, uninstall too, failed on 'the
+    provider's ca_pem is not a string'. The line ends are now LF."""
+    (nsswitch / "etc/systemd/system").mkdir(parents=True)
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(open(PIA_CA, "rb").read().replace(b"\n", b"\r\n"))
+    r = install(nsswitch, account(tmp_path), "--pia-ca", str(ca))
+    assert r.exit_code == 0, r.output
+    assert b"\r" not in (nsswitch / "etc/wgns/pia/pia-ca.crt").read_bytes()
+    assert load(str(nsswitch), "pia").provider.ca_pem == open(PIA_CA).read()
+    r = CliRunner().invoke(app, ["uninstall", "--name", "pia", "--root", str(nsswitch)])
+    assert r.exit_code == 0, r.output
+    assert not (nsswitch / "etc/wgns/pia").exists()
+
+
+@pytest.mark.parametrize("bad", [b"\r", b"\t", b"\x0c"])
+def test_an_authority_with_a_stray_control_character_is_refused(api, tmp_path, bad):  # noqa: F811
+    root = tmp_path / "root"
+    root.mkdir()
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(open(PIA_CA, "rb").read().replace(b"\n", bad * 2 + b"\n", 1))
+    assert "not a PEM certificate" in one_error(install(root, account(tmp_path),
+                                                        "--pia-ca", str(ca)))
+    assert not list(root.rglob("*"))
+
+
+def test_an_authority_path_with_a_control_character_is_refused(api, tmp_path):  # noqa: F811
+    """Its path is kept in the record (ca_source), which refuses a control
+    character on the way back: install refuses it first, in one line."""
+    root = tmp_path / "root"
+    root.mkdir()
+    d = tmp_path / "a\tb"
+    d.mkdir()
+    (d / "ca.crt").write_bytes(open(PIA_CA, "rb").read())
+    line = one_error(install(root, account(tmp_path), "--pia-ca", str(d / "ca.crt")))
+    assert "--pia-ca" in line and "control character" in line, line
+    assert not list(root.rglob("*")) and api == []
