@@ -212,3 +212,30 @@ def test_an_authority_path_with_a_control_character_is_refused(api, tmp_path):  
     line = one_error(install(root, account(tmp_path), "--pia-ca", str(d / "ca.crt")))
     assert "--pia-ca" in line and "control character" in line, line
     assert not list(root.rglob("*")) and api == []
+
+
+def test_a_state_directory_that_cannot_keep_the_signature_still_forwards(tmp_path):
+    """A signature that cannot be kept (a full or read-only /var/lib, a
+    state directory gone) is used all the same, and said once: on main the
+    OSError threw the fresh signature away, so every retry asked PIA for a
+    new one (a new port each time) and no port was ever bound; and a
+    refused bind then ended the unit with a traceback (the kept file's
+    unlink raised outside any handler)."""
+    from wgns.runtime.pia_port import BIND_EVERY, RETRY_FIRST, PiaPort
+
+    from .test_pia import Calls, Clock
+    not_a_dir = tmp_path / "state"
+    not_a_dir.write_text("a file where the state directory goes\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    calls, clock, logs = Calls(ports=(47000, 48000, 49000)), Clock(), []
+    fw = PiaPort("pia", "10.13.128.1", calls, [], out, not_a_dir, clock=lambda: clock.now,
+                 wall=lambda: 1_700_000_000 + clock.now, sleep=lambda s: None,
+                 log=logs.append, secrets=())
+    assert fw.step() == BIND_EVERY and fw.port == 47000
+    assert fw.step() == BIND_EVERY and fw.port == 47000
+    assert calls.asked == ["token", "getSignature", "bindPort", "bindPort"]
+    assert len([line for line in logs if "cannot keep the signature" in line]) == 1, logs
+    calls.refuse_bind = 1
+    assert fw.step() == RETRY_FIRST and "payload expired" in fw.error
+    assert fw.step() == BIND_EVERY and fw.port == 48000
