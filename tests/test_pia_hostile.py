@@ -239,3 +239,33 @@ def test_a_state_directory_that_cannot_keep_the_signature_still_forwards(tmp_pat
     calls.refuse_bind = 1
     assert fw.step() == RETRY_FIRST and "payload expired" in fw.error
     assert fw.step() == BIND_EVERY and fw.port == 48000
+
+
+def test_uninstall_of_the_last_pia_tunnel_leaves_no_state_directory(api, nsswitch,  # noqa: F811
+                                                                    tmp_path):
+    """systemd makes /var/lib/wgns (and, for a dynamic user,
+    /var/lib/private/wgns) for the forwarding unit's StateDirectory=wgns/NAME:
+    uninstall took NAME away and left the two directories behind, empty.
+    They go once empty; another tunnel's state keeps them."""
+    (nsswitch / "etc/systemd/system").mkdir(parents=True)
+    assert install(nsswitch, account(tmp_path)).exit_code == 0
+    other = nsswitch / "var/lib/private/wgns/other"
+    for name in ("pia", "other"):
+        kept = nsswitch / f"var/lib/private/wgns/{name}/pia-signature.json"
+        kept.parent.mkdir(parents=True)
+        kept.write_text("{}")
+        (nsswitch / "var/lib/wgns").mkdir(parents=True, exist_ok=True)
+        (nsswitch / f"var/lib/wgns/{name}").symlink_to(f"../private/wgns/{name}")
+    r = CliRunner().invoke(app, ["uninstall", "--name", "pia", "--root", str(nsswitch)])
+    assert r.exit_code == 0, r.output
+    assert (other / "pia-signature.json").exists()   # not this tunnel's: untouched
+    assert not (nsswitch / "var/lib/private/wgns/pia").exists()
+    (nsswitch / "var/lib/wgns/other").unlink()
+    (other / "pia-signature.json").unlink()
+    other.rmdir()
+    assert install(nsswitch, account(tmp_path)).exit_code == 0
+    r = CliRunner().invoke(app, ["uninstall", "--name", "pia", "--root", str(nsswitch)])
+    assert r.exit_code == 0, r.output
+    assert not (nsswitch / "var/lib/wgns").exists()
+    assert not (nsswitch / "var/lib/private/wgns").exists()
+    assert (nsswitch / "var/lib/private").is_dir()   # systemd's, not wgns's
