@@ -269,3 +269,18 @@ def test_uninstall_of_the_last_pia_tunnel_leaves_no_state_directory(api, nsswitc
     assert not (nsswitch / "var/lib/wgns").exists()
     assert not (nsswitch / "var/lib/private/wgns").exists()
     assert (nsswitch / "var/lib/private").is_dir()   # systemd's, not wgns's
+
+
+@pytest.mark.parametrize("url", ["https://p1234567:hunter2@pia.test",
+                                 "https://p1234567:hunter2@pia.test:8443/api",
+                                 "https://hunter2@pia.test", "http://p1:hunter2@pia.test",
+                                 "p1:hunter2@pia.test"])
+def test_a_login_in_the_pia_api_url_is_refused_without_echoing_it(api, tmp_path, url):  # noqa: F811
+    """The refusal of --pia-api echoed the URL it refused, a login in it
+    too: the password on the terminal (and in whatever logs it), as
+    check_url never does for a client's URL."""
+    root = tmp_path / "root"
+    root.mkdir()
+    line = one_error(install(root, account(tmp_path), "--pia-api", url))
+    assert "hunter2" not in line and "--pia-api" in line, line
+    assert not list(root.rglob("*")) and api == []
