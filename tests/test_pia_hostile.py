@@ -284,3 +284,38 @@ def test_a_login_in_the_pia_api_url_is_refused_without_echoing_it(api, tmp_path,
     line = one_error(install(root, account(tmp_path), "--pia-api", url))
     assert "hunter2" not in line and "--pia-api" in line, line
     assert not list(root.rglob("*")) and api == []
+
+
+def test_the_longest_account_install_takes_is_one_the_forwarding_unit_reads(
+        api, nsswitch, tmp_path, monkeypatch):  # noqa: F811
+    """--account takes a file of up to 4096 bytes; wgns's copy of it
+    (pia.account, with its header line) was read by the forwarding unit
+    with the same 4096-byte cap: a long password that install took made
+    the unit fail at every start ('larger than 4096 bytes'). The same for
+    a client's login (--credentials, forward.login)."""
+    from wgns.core import portconf
+    from wgns.runtime import forward_unit
+    (nsswitch / "etc/systemd/system").mkdir(parents=True)
+    password = "p" * 4000
+    acct = account(tmp_path, f"username=p1234567\npassword={password}\n")
+    monkeypatch.setattr("tests.test_pia.PASSWORD", password)   # the fake API's login
+    assert install(nsswitch, acct).exit_code == 0
+    login = tmp_path / "qbittorrent.login"
+    login.write_text(f"username=admin\npassword={'q' * 4000}\n")
+    login.chmod(0o600)
+    r = CliRunner().invoke(app, ["port-forward", "--name", "pia", "--root", str(nsswitch),
+                                 "--qbittorrent", "http://127.0.0.1:8080",
+                                 "--credentials", str(login)])
+    assert r.exit_code == 0, r.output
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    etc = nsswitch / "etc/wgns/pia"
+    for src, cred in (("pia.account", "pia-account"), ("pia-ca.crt", "pia-ca"),
+                      ("forward.conf", "settings"), ("forward.login", "login")):
+        (creds / cred).write_bytes((etc / src).read_bytes())
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    (tmp_path / "state").mkdir()
+    settings = portconf.parse((creds / "settings").read_text(), "forward settings")
+    fw = forward_unit._pia("pia", settings, str(creds), [], tmp_path, ())
+    assert fw.calls.account == ("p1234567", password)
+    assert forward_unit.read_logins(str(creds)) == {None: ("admin", "q" * 4000)}
