@@ -319,3 +319,21 @@ def test_the_longest_account_install_takes_is_one_the_forwarding_unit_reads(
     fw = forward_unit._pia("pia", settings, str(creds), [], tmp_path, ())
     assert fw.calls.account == ("p1234567", password)
     assert forward_unit.read_logins(str(creds)) == {None: ("admin", "q" * 4000)}
+
+
+def test_migrate_downgrade_refuses_a_pia_tunnel(api, nsswitch, tmp_path):  # noqa: F811
+    """wgns before 0.2 knows no provider: downgrade removed the record (the
+    only place that says the tunnel is PIA's) and left pia.account, the
+    password, behind; after the upgrade back, the tunnel was an ordinary
+    one and uninstall left the password file on disk for good. Downgrade
+    now refuses such a tunnel, in one line, changing nothing."""
+    (nsswitch / "etc/systemd/system").mkdir(parents=True)
+    assert install(nsswitch, account(tmp_path)).exit_code == 0
+    before = {p: p.read_bytes() for p in nsswitch.rglob("*") if p.is_file()}
+    line = one_error(CliRunner().invoke(app, ["migrate", "--downgrade", "--root",
+                                              str(nsswitch)]))
+    assert "tunnel pia" in line and "PIA" in line and "uninstall" in line, line
+    assert {p: p.read_bytes() for p in nsswitch.rglob("*") if p.is_file()} == before
+    r = CliRunner().invoke(app, ["uninstall", "--name", "pia", "--root", str(nsswitch)])
+    assert r.exit_code == 0, r.output
+    assert not list((nsswitch / "etc/wgns").rglob("*"))
