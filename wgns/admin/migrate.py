@@ -39,6 +39,10 @@ def downgrade(root: str, sd: Systemd | None) -> Report:
     names = installed(root)
     plan: Plan = {}
     for record in [load(root, n) for n in names]:
+        if record.provider is not None:   # its record is all that says so
+            raise WgnsError(f"tunnel {record.name} was made through PIA's API, which wgns "
+                            "before 0.2 does not know: its account would be left behind",
+                            hint=f"uninstall it first: wgns uninstall --name {record.name}")
         if record.forward is not None and record.forward.newer():
             raise WgnsError(f"tunnel {record.name} forwards a port in a way wgns before 0.2 "
                             "does not know (--static, --deluge, --rtorrent or a client's own "

@@ -16,6 +16,7 @@ from ..core import pia, x25519
 from ..core.config import Peer, Secret, Tunnel, check_name
 from ..core.errors import WgnsError
 from ..core.pia_http import PIA_CA, PiaError, Refused
+from ..core.portconf import CONTROL
 from ..core.provider import Pia, read_account, read_ca
 from ..core.values import parse_endpoint, parse_interface_address, parse_network
 
@@ -59,6 +60,9 @@ def tunnel(name: str, region: str, account: str, api: str | None, ca: str | None
     """The tunnel and its provider record, from PIA's API."""
     check_name(name)
     api = pia.check_api(api) if api is not None else None
+    if ca is not None and CONTROL.search(ca):   # the record keeps its path
+        raise WgnsError("--pia-ca: the path holds a control character",
+                        hint="rename the file or give another path")
     ca_path = ca if ca is not None else PIA_CA
     ca_pem = read_ca(ca_path)
     login = read_account(account)

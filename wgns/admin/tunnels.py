@@ -226,15 +226,7 @@ def _remove(root: str, record: Record, sd: Systemd | None, report: Report) -> No
     extra += [f"{UNIT_DIR}/{unit}.wants/{b}.socket" for b in bridges]
     remove_owned(root, extra, prune=store.prunable(extra))
     metrics_dir.forget(name, record.metrics_dir, live=sd is not None)
-    for d in paths.forward_state_dirs(name):   # PIA's kept signature holds a token
-        try:
-            where = under(root, d)
-        except WgnsError:   # a symlinked directory on the way: not followed
-            continue
-        if where.is_symlink():   # a dynamic user's: a link into /var/lib/private
-            where.unlink()
-        else:
-            shutil.rmtree(where, ignore_errors=True)
+    _forget_state(root, name)
     if sd is not None:
         clear_all(name)
         sd.reload()
@@ -246,6 +238,25 @@ def _remove(root: str, record: Record, sd: Systemd | None, report: Report) -> No
                    ": it was stopped with the tunnel and stays stopped; start it "
                    "again when you want it to run outside a tunnel"))
     report.say(f"removed tunnel {name}")
+
+
+def _forget_state(root: str, name: str) -> None:
+    """The forwarding unit's state directory (PIA's kept signature holds a
+    token), then its parents systemd made for it (/var/lib/wgns,
+    /var/lib/private/wgns) once no other tunnel's is in them."""
+    for d in paths.forward_state_dirs(name):
+        try:
+            where = under(root, d)
+        except WgnsError:   # a symlinked directory on the way: not followed
+            continue
+        if where.is_symlink():   # a dynamic user's: a link into /var/lib/private
+            where.unlink()
+        else:
+            shutil.rmtree(where, ignore_errors=True)
+        try:
+            where.parent.rmdir()
+        except OSError:   # absent, or another tunnel's state in it
+            pass
 
 
 @serialised

@@ -85,6 +85,9 @@ class Signature:
 def check_api(url: str) -> str:
     """--pia-api: https://HOST[:PORT] (a path allowed), no login, query or
     fragment; without its trailing slash."""
+    if "@" in url:   # a login, perhaps with its password: refused, never echoed
+        raise PiaError("--pia-api: a login in the URL (not shown) has no place there",
+                       hint="the account goes in --account FILE")
     bad = PiaError(f"--pia-api: {url[:80]!r} is not an https:// URL of an API base",
                    hint="for example https://www.privateinternetaccess.com")
     if len(url) > 512 or any(c.isspace() or not c.isprintable() for c in url):

@@ -49,17 +49,23 @@ def context(ca: str, system: bool = False) -> ssl.SSLContext:
 
 
 class _Pinned(http.client.HTTPSConnection):
-    """HTTPS to ADDRESS, the certificate checked against NAME."""
+    """HTTPS to ADDRESS, the certificate checked against NAME. The socket is
+    the connection's before its handshake, so that the deadline (EXPIRED)
+    can end the handshake too; past the deadline it is not begun."""
 
     def __init__(self, address: str, port: int, name: str, ctx: ssl.SSLContext,
-                 timeout: float) -> None:
+                 timeout: float, expired: threading.Event) -> None:
         super().__init__(address, port, timeout=timeout, context=ctx)
-        self.tls_name, self.ctx = name, ctx
+        self.tls_name, self.ctx, self.expired = name, ctx, expired
 
     def connect(self) -> None:
         sock = socket.create_connection((self.host, self.port), self.timeout)
         try:
-            self.sock = self.ctx.wrap_socket(sock, server_hostname=self.tls_name)
+            self.sock = self.ctx.wrap_socket(sock, server_hostname=self.tls_name,
+                                             do_handshake_on_connect=False)
+            if self.expired.is_set():   # the timer fired before there was a socket to shut
+                raise socket.timeout("timed out")
+            self.sock.do_handshake()
         except BaseException:
             sock.close()
             raise
@@ -71,15 +77,15 @@ def exchange(address: str, port: int, name: str, ctx: ssl.SSLContext, method: st
     """One request to NAME at ADDRESS:PORT; the body of an HTTP 200 answer.
     Anything else is a PiaError naming WHAT (Refused for 401 and 403)."""
     limit = TIMEOUT if timeout is None else timeout
-    conn = _Pinned(address, port, name, ctx, limit)
     expired = threading.Event()
+    conn = _Pinned(address, port, name, ctx, limit, expired)
 
     def expire() -> None:
         expired.set()
         sock = conn.sock
         if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
+            try:   # the plain socket's shutdown: TLS's own would race the handshake
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass
 

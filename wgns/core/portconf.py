@@ -14,6 +14,9 @@ from .errors import WgnsError
 from .names import check_address, check_utf8, printable
 
 MAX_COMMAND = 4096
+# wgns's copy of a login or PIA account file (what the unit reads): the file
+# as given (4096 bytes at most) and the header line wgns adds.
+MAX_COPY_BYTES = 8192
 # The clients wgns keeps on the port, each with its option (--NAME URL) and
 # its own login if given one (--credentials NAME=FILE).
 CLIENTS = ("qbittorrent", "transmission", "deluge", "rtorrent")

@@ -65,10 +65,11 @@ def read_account(path: str) -> tuple[str, str]:
 
 
 def read_ca(path: str) -> str:
-    """--pia-ca FILE (or the CA wgns ships): one or more PEM certificates."""
-    text = read_text(path, MAX_CA_BYTES, encoding="ascii")
+    """--pia-ca FILE (or the CA wgns ships): one or more PEM certificates,
+    with LF line ends (the record takes no other control character)."""
+    text = read_text(path, MAX_CA_BYTES, encoding="ascii").replace("\r\n", "\n")
     if "-----BEGIN CERTIFICATE-----" not in text \
-            or any(not (c.isprintable() or c in "\r\n") for c in text):
+            or any(not (c.isprintable() or c == "\n") for c in text):
         raise WgnsError(f"--pia-ca {path}: not a PEM certificate")
     return text
 

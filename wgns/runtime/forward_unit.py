@@ -26,7 +26,7 @@ def read_logins(creds: str) -> dict[str | None, tuple[str, str]]:
     for client in (None, *portconf.CLIENTS):
         path = f"{creds}/{login_credential(client)}"
         if os.path.exists(path):
-            out[client] = portconf.parse_login(read_text(path, 4096),
+            out[client] = portconf.parse_login(read_text(path, portconf.MAX_COPY_BYTES),
                                                f"forward {login_credential(client)}")
     return out
 
@@ -55,7 +55,8 @@ def _pia(name: str, settings: portconf.Settings, creds: str, made: list[Client],
     from ..core.pia import Api
     from .pia_port import Calls, PiaPort
     assert settings.gateway is not None and settings.pia is not None
-    account = portconf.parse_login(read_text(f"{creds}/pia-account", 4096), "the PIA account")
+    account = portconf.parse_login(read_text(f"{creds}/pia-account", portconf.MAX_COPY_BYTES),
+                                   "the PIA account")
     state = os.environ.get("STATE_DIRECTORY", f"/var/lib/wgns/{name}").split(":")[0]
     calls = Calls(account, Api(settings.pia_api, f"{creds}/pia-ca"), settings.gateway,
                   settings.pia)

@@ -58,6 +58,7 @@ class PiaPort(Forwarder):
         self.calls, self.kept = calls, state_dir / KEPT
         self.token: str | None = None
         self.retry = RETRY_FIRST
+        self.unkept = False   # the last signature could not be kept (said once)
         self.sig = self._load()
 
     def clean(self, text: str) -> str:
@@ -85,12 +86,25 @@ class PiaPort(Forwarder):
             return None
 
     def _keep(self, sig: pia.Signature) -> None:
-        write_atomic(self.kept, json.dumps({"gateway": self.gateway, "payload": sig.payload,
-                                            "signature": sig.signature}) + "\n", 0o600)
+        """Kept for the next start; a state directory that cannot keep it
+        (full, read-only, gone) costs only the same port after a restart."""
+        try:
+            write_atomic(self.kept, json.dumps({"gateway": self.gateway, "payload": sig.payload,
+                                                "signature": sig.signature}) + "\n", 0o600)
+        except OSError as e:
+            if not self.unkept:
+                self.log(f"cannot keep the signature in {self.kept}: {e.strerror}; port "
+                         f"{sig.port} is used all the same, and may change at the next start")
+            self.unkept = True
+        else:
+            self.unkept = False
 
     def _forget(self) -> None:
         self.sig, self.token = None, None
-        self.kept.unlink(missing_ok=True)
+        try:
+            self.kept.unlink(missing_ok=True)
+        except OSError:
+            pass   # a state directory gone or read-only: nothing kept there to use
 
     def _expiring(self, sig: pia.Signature) -> bool:
         return sig.expires is not None and sig.expires - self.wall() < RENEW_BEFORE
@@ -108,8 +122,8 @@ class PiaPort(Forwarder):
         except Refused:
             self.token = None     # a token that expired: a new one next time
             raise
-        self._keep(sig)
         self.sig = sig
+        self._keep(sig)
         return sig
 
     def step(self) -> float:
@@ -117,8 +131,6 @@ class PiaPort(Forwarder):
             sig = self._signed()
         except PiaError as e:
             return self._failed(e.message)
-        except OSError as e:      # the state directory
-            return self._failed(f"cannot keep the signature in {self.kept}: {e.strerror}")
         try:
             self.calls.bind(sig)
         except Refused as e:      # refused or expired: a new token and signature
