@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -50,10 +51,27 @@ def watcher_cost(rec: sc.Recorder, during: Callable[[], None] = lambda: None,
     pid = sc.main_pid("wgns-watch.service")
     before, _ = sc.process_cost(pid)
     t0 = time.monotonic()
+    steps: list = []
+    stop = threading.Event()
+
+    def sample() -> None:   # when the CPU went: the looks, and what else
+        last = before
+        while not stop.wait(0.5):
+            now, _ = sc.process_cost(pid)
+            if now - last > 0.002:
+                steps.append((round(time.monotonic() - t0, 1), round(now - last, 4)))
+            last = now
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     during()
     time.sleep(max(0.0, seconds - (time.monotonic() - t0)))
     seconds = time.monotonic() - t0
     after, rss = sc.process_cost(pid)
+    stop.set()
+    sampler.join()
+    rec.info("watcher_cpu_steps", steps)
+    print(f"    watcher CPU steps (s since start, CPU s): {steps}", flush=True)
+    print(f"    watcher CPU: {after - before:.4f} s in {seconds:.1f} s", flush=True)
     per_hour = (after - before) * 3600 / seconds if before >= 0 and after >= 0 else None
     rec.info("watcher_cpu_seconds_per_tunnel_hour", per_hour)
     rec.info("watcher_rss_kib", rss)
