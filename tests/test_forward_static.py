@@ -155,6 +155,8 @@ def bad_cases(f: dict[str, str]) -> list[tuple[list[str], str]]:
         ([*q, "--credentials", "qbittorrent="], "give the path of a file"),
         ([*q, "--credentials", "password=all-secret"], "a login line was given where a file"),
         ([*q, "--credentials", "username=admin"], "a login line was given where a file"),
+        ([*q, "--credentials", "all-secret"], "--credentials: no such file (what was given"),
+        ([*q, "--credentials", "qbittorrent=all-secret"], "--credentials: no such file"),
         ([*q, "--credentials", f"qbittorrent={f['deluge']}"], "needs a 'username='"),
         (["--rtorrent", "scgi://127.0.0.1"], "give scgi://ADDRESS:PORT"),
         (["--rtorrent", "scgi://127.0.0.1:5000/RPC2"], "give scgi://ADDRESS:PORT"),

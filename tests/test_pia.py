@@ -132,6 +132,9 @@ def test_a_reinstall_from_a_file_of_a_pia_forwarding_tunnel_is_refused(api, nssw
       "/etc/hostname"], 1, "not a PEM certificate"),
     (["--provider", "pia", "--region", "de-frankfurt", "--account",
       "password=correct horse battery"], 1, "a login line was given where a file goes"),
+    # The password alone, typed where the file's path goes: never echoed.
+    (["--provider", "pia", "--region", "de-frankfurt", "--account", PASSWORD], 1,
+     "--account: no such file (what was given is not shown"),
 ])
 def test_install_refusals(api, tmp_path, args, code, expect):
     root = tmp_path / "root"

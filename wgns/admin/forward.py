@@ -33,7 +33,7 @@ def read_login(path: str, password_only: bool = False) -> tuple[str, str]:
     try:
         st = os.stat(path)
     except OSError as e:
-        raise WgnsError(f"--credentials {path}: {e.strerror}") from None
+        raise portconf.login_path_error("--credentials", path, e) from None
     if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077:
         raise WgnsError(f"--credentials {path} may be read by others "
                         f"(mode {stat.S_IMODE(st.st_mode):04o})", hint=f"chmod 600 {path}")

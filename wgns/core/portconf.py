@@ -5,6 +5,7 @@ the way out, and a password is never part of a message."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import re
 import urllib.parse
@@ -196,6 +197,17 @@ def parse_login(text: str, where: str, password_only: bool = False) -> tuple[str
     if set(found) != {"username", "password"}:
         raise WgnsError(f"{where}: needs a 'username=' and a 'password=' line")
     return found["username"], found["password"]
+
+
+def login_path_error(option: str, path: str, e: OSError) -> WgnsError:
+    """A login or account file that cannot be opened. A path that does
+    not exist is not echoed: it may be the password itself, typed where
+    the file's path goes."""
+    if e.errno == errno.ENOENT:
+        return WgnsError(f"{option}: no such file (what was given is not shown: it may be "
+                         "a password)", hint="give the path of a 0600 file holding "
+                         "username= and password= lines")
+    return WgnsError(f"{option} {path}: {e.strerror}")
 
 
 def render_login(login: tuple[str, str], header: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from .errors import ConfigError, WgnsError
 from .names import check_address
 from .pia import NAME, check_api
-from .portconf import CONTROL, parse_login
+from .portconf import CONTROL, login_path_error, parse_login
 from .safeio import read_text
 
 PROVIDERS = ("pia",)
@@ -51,7 +51,7 @@ def read_account(path: str) -> tuple[str, str]:
     try:
         st = os.stat(path)
     except OSError as e:
-        raise WgnsError(f"--account {path}: {e.strerror}") from None
+        raise login_path_error("--account", path, e) from None
     if stat.S_ISREG(st.st_mode) and st.st_uid != os.geteuid():
         raise WgnsError(f"--account {path} belongs to uid {st.st_uid}, not to the user "
                         "running wgns", hint=f"chown root {path}")
