@@ -20,19 +20,11 @@ from ..core.paths import (
     tunnel_unit,
 )
 from ..core.plan import File, Link, Plan
-from ..core.portconf import Settings
-from ..core.provider import Pia
 from ..core.record import Forward, Record
+from ..core.tunnel_files import forward_conf, forward_settings
 from .units import copy_values, secret_paths, template, user_setting
 
-
-def settings(forward: Forward, provider: Pia | None = None) -> Settings:
-    assert (forward.gateway is None) == (forward.method == "static")
-    pia = provider if forward.method == "pia" else None
-    return Settings(pia=pia.hostname if pia else None, pia_api=pia.api if pia else None,
-                    gateway=forward.gateway, qbittorrent=forward.qbittorrent,
-                    transmission=forward.transmission, command=forward.command,
-                    static=forward.port, deluge=forward.deluge, rtorrent=forward.rtorrent)
+settings = forward_settings
 
 
 def how(forward: Forward) -> str:
@@ -89,8 +81,7 @@ def forward(record: Record) -> Plan:
     if s.pia:
         values["login"] += "\n" + pia_lines(name)
     plan: Plan = {
-        forward_conf_path(name): File(portconf.render(
-            s, header + " Do not edit; wgns port-forward changes it."), 0o600),
+        forward_conf_path(name): File(forward_conf(record, f), 0o600),
         f"{UNIT_DIR}/{unit}": File(template("forward.service").substitute(values), 0o644),
         f"{UNIT_DIR}/{tunnel_unit(name)}.wants/{unit}": Link(f"{UNIT_DIR}/{unit}"),
     }
