@@ -32,13 +32,15 @@ def how(forward: Forward) -> str:
     if forward.method == "static":
         return f"static port {forward.port}"
     if forward.method == "pia":
-        return f"PIA via {forward.gateway}"
+        return "PIA's method at its server's gateway"   # which one: forward.conf
     return f"NAT-PMP via {forward.gateway}"
 
 
 # PIA's token comes from its web API by name, through the tunnel: its
 # addresses are not known when the unit is written (the namespace's only way
-# out is the tunnel all the same).
+# out is the tunnel all the same). Neither is named its gateway: a new
+# registration (runtime/rereg.py) may move the tunnel to another server of
+# the region, and rewrites forward.conf alone, never the unit.
 PIA_HOSTS = " 0.0.0.0/0"
 
 
@@ -72,8 +74,8 @@ def forward(record: Record) -> Plan:
     unit = forward_unit(name)
     given = logins(f)
     values = {**copy_values(record), "how": how(f), "user": user_setting(record),
-              "hosts": " ".join(setting(h, "address") for h in s.hosts()) + (
-                  PIA_HOSTS if s.pia else ""),
+              "hosts": " ".join(setting(h, "address") for h in s.hosts()
+                                if not (s.pia and h == s.gateway)) + (PIA_HOSTS if s.pia else ""),
               "secret_paths": secret_paths(),
               "login": "\n".join(f"LoadCredential={login_credential(client)}:"
                                   f"{forward_login_path(name, client)}" for client, _ in given)
