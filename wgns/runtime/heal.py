@@ -31,7 +31,7 @@ from ..core.errors import SystemdError, WgnsError
 from ..core.files import write_atomic
 from ..core.installed import load, load_tunnel
 from ..core.paths import tunnel_unit
-from . import wgconf
+from . import rereg, wgconf
 
 if TYPE_CHECKING:
     from ..core.systemd import Systemd
@@ -249,6 +249,9 @@ def look(name: str, boot_check: bool) -> tuple[list[str], bool | None]:
             lines = reresolve(load_tunnel("/", name))
             if lines:
                 count(name, "endpoint_moved", len(lines))
+            again = rereg.look(sd, name)   # PIA forgot the key: a new one
+            if again:
+                return lines + again, None
             started = start_missed_at_boot(sd, name) if boot_check else []
             # Healthy, and the boot check done (not skipped for a busy lock).
             return lines + (started or []), started is not None
