@@ -114,6 +114,9 @@ def test_a_refused_key_is_registered_again_and_written_as_install_would(tunnel, 
                                "registering a new key with PIA (attempt 1): registered with "
                                "frankfurt408 (203.0.113.8): restarting pia.service"), lines
     assert sd.restarted == ["pia.service"]
+    ca = str(root / "etc/wgns/pia/pia-ca.crt")   # the authority install wrote, pinned
+    assert [a[:3] for a in api if a[0] == "addKey"][-2:] == [
+        ("addKey", "frankfurt407", ca), ("addKey", "frankfurt408", ca)]
     after = load(str(root), "pia")
     assert after.tunnel.private_key.reveal() == base64.b64encode(b"\x33" * 32).decode()
     assert after.tunnel.peers[0].public_key == NEW_KEY

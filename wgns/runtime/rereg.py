@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from ..core import paths, pia, restore, wireguard
 from ..core.errors import SystemdError, WgnsError
-from ..core.files import write_all, write_atomic
+from ..core.files import under, write_all, write_atomic
 from ..core.installed import load
 from ..core.pia_http import PiaError, Refused
 from ..core.pia_tunnel import made, pick, provider_of, register
@@ -143,7 +143,8 @@ def new_record(record: Record) -> Record:
     the API; writes nothing."""
     p = record.provider
     assert p is not None
-    api = pia.Api(p.api, paths.pia_ca_path(record.name))   # the CA as install wrote it
+    # The authority as install wrote it beside the record.
+    api = pia.Api(p.api, str(under(ROOT, paths.pia_ca_path(record.name))))
     tok = pia.token(api, *p.account)
     regions = pia.regions(api)
     if all(r.id != p.region for r in regions):
