@@ -1,4 +1,4 @@
-"""Self-healing: one look at a tunnel, which `wgns-watch@NAME.service`
+"""Self-healing: one look at a tunnel, which `wgns-watch.service`
 (watcher.py) takes when something happened, and every 60 s.
 
 - The tunnel unit is not active: nothing to do. Either someone stopped it
@@ -14,7 +14,8 @@
   endpoint is no longer among the addresses the name resolves to, or the
   latest handshake is stale (older than 135 s, as wireguard-tools'
   reresolve-dns.sh), point the peer at the resolved address in place. No
-  restart: confined units keep running.
+  restart: confined units keep running. A tunnel made through PIA whose
+  key was refused gets a new one, and a restart (rereg.py).
 """
 
 from __future__ import annotations
