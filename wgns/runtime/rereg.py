@@ -109,8 +109,8 @@ def look(sd: Systemd, name: str, now: float | None = None) -> list[str]:
     count, last = attempts(name)
     why = refused(peer, sd.active_for(paths.tunnel_unit(name)), now)
     if why is None:
-        if count and peer.latest_handshake and peer.latest_handshake >= last:
-            set_attempts(name, 0, 0)   # a handshake since: it worked
+        if count and peer.latest_handshake and peer.latest_handshake >= int(last):
+            set_attempts(name, 0, 0)   # a handshake since (whole seconds): it worked
         return []
     if now - last < wait(count):
         return []
