@@ -29,16 +29,13 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..core import paths, pia, restore, wireguard
+from ..core import paths, restore, wireguard
 from ..core.errors import SystemdError, WgnsError
-from ..core.files import under, write_all, write_atomic
+from ..core.files import under, write_atomic
 from ..core.installed import load
-from ..core.pia_http import PiaError, Refused
-from ..core.pia_tunnel import made, pick, provider_of, register
 from ..core.record import Record, to_json
 from ..core.safeio import dir_lock
 from ..core.text import one_line, redact
-from ..core.tunnel_files import registered
 
 if TYPE_CHECKING:
     from ..core.systemd import Systemd
@@ -120,6 +117,7 @@ def look(sd: Systemd, name: str, now: float | None = None) -> list[str]:
 def again(sd: Systemd, record: Record, why: str, count: int, now: float) -> str:
     """One attempt, counted before it is made (whatever happens, the next
     waits): its one line for the journal."""
+    from ..core.pia_http import Refused  # (TLS and HTTP only for a PIA tunnel in need)
     name = record.name
     set_attempts(name, count + 1, now)
     try:
@@ -141,6 +139,9 @@ def new_record(record: Record) -> Record:
     """RECORD with a fresh key registered with its region: the tunnel, the
     server, and PIA's port forwarding at the new server's gateway. Asks
     the API; writes nothing."""
+    from ..core import pia
+    from ..core.pia_http import PiaError
+    from ..core.pia_tunnel import made, pick, provider_of, register
     p = record.provider
     assert p is not None
     # The authority as install wrote it beside the record.
@@ -164,6 +165,8 @@ def install_new(sd: Systemd, before: Record, after: Record) -> str:
     """AFTER's files written and the tunnel restarted on them, under the
     writers' lock: a wgns command runs wholly before or after, and one
     that changed the record meanwhile wins (nothing is written)."""
+    from ..core.files import write_all
+    from ..core.tunnel_files import registered
     name, unit = after.name, paths.tunnel_unit(after.name)
     with dir_lock(ROOT, timeout=5) as held:
         if not held:
