@@ -9,6 +9,7 @@ tests/provider/test_pia_reregister.py."""
 from __future__ import annotations
 
 import base64
+import os
 
 import pytest
 from typer.testing import CliRunner
@@ -259,3 +260,25 @@ def test_the_watchers_look_asks_for_it(tunnel, monkeypatch):
     monkeypatch.setattr(wgns.core.systemd, "Systemd", lambda: sd)
     lines, healthy = heal.look("pia", boot_check=False)
     assert healthy is None and len(lines) == 1 and "restarting pia.service" in lines[0]
+
+
+def test_a_watcher_that_may_not_write_says_so_in_one_line(tunnel, monkeypatch):
+    """A watcher of an earlier unit (no ReadWritePaths=/etc/wgns): staging
+    the first file fails, nothing is replaced, nothing restarted."""
+    import errno
+
+    import wgns.core.files
+    root, _ = tunnel
+    files = tree(root)
+
+    real = wgns.core.files.stage
+
+    def read_only(dest, item):   # /etc below the root read-only; /run writable
+        if str(dest).startswith(str(root)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real(dest, item)
+    monkeypatch.setattr(wgns.core.files, "stage", read_only)
+    sd = FakeSystemd()
+    line, = rereg.look(sd, "pia", now=NOW)
+    assert "not registered: Read-only file system; next attempt after 120 s" in line
+    assert tree(root) == files and sd.restarted == [] and not restore.read("pia")
