@@ -282,3 +282,21 @@ def test_a_watcher_that_may_not_write_says_so_in_one_line(tunnel, monkeypatch):
     line, = rereg.look(sd, "pia", now=NOW)
     assert "not registered: Read-only file system; next attempt after 120 s" in line
     assert tree(root) == files and sd.restarted == [] and not restore.read("pia")
+
+
+def test_a_tunnel_installed_again_meanwhile_wins(tunnel, api, tmp_path, monkeypatch):  # noqa: F811
+    """The record the same, the tunnel not (its file changed by hand)."""
+    root, _ = tunnel
+    real = pia.token
+
+    def token(*args):
+        conf = root / "etc/wgns/pia.conf"
+        conf.write_text(conf.read_text().replace("Address = 10.13.130.7/32",
+                                                 "Address = 10.13.130.8/32"))
+        return real(*args)
+    monkeypatch.setattr(pia, "token", token)
+    files = tree(root)
+    files["etc/wgns/pia.conf"] = files["etc/wgns/pia.conf"].replace(b"130.7/", b"130.8/")
+    sd = FakeSystemd()
+    line, = rereg.look(sd, "pia", now=NOW)
+    assert "changed meanwhile" in line and sd.restarted == [] and tree(root) == files

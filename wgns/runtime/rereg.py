@@ -165,6 +165,7 @@ def install_new(sd: Systemd, before: Record, after: Record) -> str:
     """AFTER's files written and the tunnel restarted on them, under the
     writers' lock: a wgns command runs wholly before or after, and one
     that changed the record meanwhile wins (nothing is written)."""
+    from ..core.config import to_wgquick
     from ..core.files import write_all
     from ..core.tunnel_files import registered
     name, unit = after.name, paths.tunnel_unit(after.name)
@@ -175,7 +176,8 @@ def install_new(sd: Systemd, before: Record, after: Record) -> str:
             current = load(ROOT, name)
         except WgnsError:
             return "the tunnel was uninstalled meanwhile; nothing written"
-        if to_json(current) != to_json(before):
+        if to_json(current) != to_json(before) \
+                or to_wgquick(current.tunnel) != to_wgquick(before.tunnel):
             return "its record changed meanwhile (a wgns command ran); nothing written"
         write_all(ROOT, registered(after), first=paths.conf_path(name))
         p = after.provider
