@@ -92,6 +92,8 @@ def wait(count: int) -> float:
 def look(sd: Systemd, name: str, now: float | None = None) -> list[str]:
     """The watcher's question at each look at a healthy tunnel: register
     again when the key looks refused and the back-off allows."""
+    if not os.path.exists(under(ROOT, paths.pia_account_path(name))):
+        return []   # not made through PIA (one stat: no record read at every look)
     try:
         record = load(ROOT, name)
     except WgnsError:
