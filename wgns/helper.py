@@ -8,6 +8,9 @@
     forward NAME         wgns-NAME-forward.service: port forwarding (NAT-PMP or static)
     relay NAME HOST PORT the UDP relay of `wgns expose --udp` and `wgns reach --udp`
     probe NAME           the transient unit of `wgns check` (runtime/probe.py)
+    register NAME        a tunnel made through PIA: register a new key now and
+                         restart the tunnel on it (runtime/rereg.py; the watcher
+                         does it by itself when the key is refused)
 
 The units name this file by its absolute path, and it puts the directory
 holding this copy of wgns first on sys.path, so a unit always runs the wgns
@@ -23,7 +26,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 USAGE = ("usage: helper.py netns|link up|down NAME | watch [NAME] | forward|probe NAME"
-         " | relay NAME HOST PORT")
+         " | relay NAME HOST PORT | register NAME")
 
 
 def run(command: str, action: str, name: str | None, rest: list[str]) -> None:
@@ -48,6 +51,9 @@ def run(command: str, action: str, name: str | None, rest: list[str]) -> None:
     elif command == "forward":
         from wgns.runtime import forward_unit
         forward_unit.main(name)
+    elif command == "register":
+        from wgns.runtime import rereg
+        print(rereg.now(name), flush=True)
     else:
         import json
 
@@ -63,7 +69,7 @@ def main(argv: list[str]) -> int:
         action, name, rest = command, args[0], args[1:]
     elif command in ("netns", "link") and len(args) == 2 and args[0] in ("up", "down"):
         action, name = args
-    elif command in ("watch", "forward", "probe") and len(args) == 1:
+    elif command in ("watch", "forward", "probe", "register") and len(args) == 1:
         action, name = command, args[0]
     elif command == "watch" and not args:
         action, name = command, None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import ConfigError, ConflictError
 from .paths import MARKER
-from .plan import File, Link
+from .plan import File, Link, Plan
 from .safeio import read_text
 
 TMP_TAG = ".wgns-tmp."  # in every temporary name: a killed run's leftovers
@@ -124,3 +124,27 @@ def write_atomic(path: str | Path, text: str, mode: int = 0o644) -> None:
         os.unlink(tmp)
         raise
     fsync_dir(dest.parent)
+
+
+def write_all(root: str, plan: Plan, first: str = "") -> list[str]:
+    """Every file of PLAN (wgns's own already, or new) below ROOT, or none:
+    each staged whole first, then all renamed into place, FIRST first.
+    Returns the paths written."""
+    dests = [(path, under(root, path)) for path in sorted(plan, key=lambda p: (p != first, p))]
+    for path, dest in dests:
+        if os.path.lexists(dest) and not is_ours(dest):
+            raise ConflictError(f"{path} exists and was not written by wgns; nothing "
+                                "was written")
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, dest in dests:
+            staged.append((stage(dest, plan[path]), dest))
+    except BaseException:
+        for tmp, _ in staged:
+            os.unlink(tmp)
+        raise
+    for tmp, dest in staged:
+        os.replace(tmp, dest)
+    for d in {dest.parent for _, dest in staged}:
+        fsync_dir(d)
+    return [path for path, _ in dests]

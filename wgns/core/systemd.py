@@ -162,6 +162,12 @@ class Systemd:
         """Whether the unit left the inactive state since boot."""
         return int(self._unit(unit).Unit.InactiveExitTimestampMonotonic) > 0
 
+    def active_for(self, unit: str) -> float:
+        """Seconds since the unit last became active (CLOCK_MONOTONIC)."""
+        import time
+        since = int(self._unit(unit).Unit.ActiveEnterTimestampMonotonic) / 1e6
+        return time.monotonic() - since if since else 0.0
+
     def reset_failed(self, unit: str) -> None:
         from pystemd.dbusexc import DBusBaseError
         try:

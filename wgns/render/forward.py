@@ -20,19 +20,11 @@ from ..core.paths import (
     tunnel_unit,
 )
 from ..core.plan import File, Link, Plan
-from ..core.portconf import Settings
-from ..core.provider import Pia
 from ..core.record import Forward, Record
+from ..core.tunnel_files import forward_conf, forward_settings
 from .units import copy_values, secret_paths, template, user_setting
 
-
-def settings(forward: Forward, provider: Pia | None = None) -> Settings:
-    assert (forward.gateway is None) == (forward.method == "static")
-    pia = provider if forward.method == "pia" else None
-    return Settings(pia=pia.hostname if pia else None, pia_api=pia.api if pia else None,
-                    gateway=forward.gateway, qbittorrent=forward.qbittorrent,
-                    transmission=forward.transmission, command=forward.command,
-                    static=forward.port, deluge=forward.deluge, rtorrent=forward.rtorrent)
+settings = forward_settings
 
 
 def how(forward: Forward) -> str:
@@ -40,13 +32,15 @@ def how(forward: Forward) -> str:
     if forward.method == "static":
         return f"static port {forward.port}"
     if forward.method == "pia":
-        return f"PIA via {forward.gateway}"
+        return "PIA's method at its server's gateway"   # which one: forward.conf
     return f"NAT-PMP via {forward.gateway}"
 
 
 # PIA's token comes from its web API by name, through the tunnel: its
 # addresses are not known when the unit is written (the namespace's only way
-# out is the tunnel all the same).
+# out is the tunnel all the same). Neither is named its gateway: a new
+# registration (runtime/rereg.py) may move the tunnel to another server of
+# the region, and rewrites forward.conf alone, never the unit.
 PIA_HOSTS = " 0.0.0.0/0"
 
 
@@ -80,8 +74,8 @@ def forward(record: Record) -> Plan:
     unit = forward_unit(name)
     given = logins(f)
     values = {**copy_values(record), "how": how(f), "user": user_setting(record),
-              "hosts": " ".join(setting(h, "address") for h in s.hosts()) + (
-                  PIA_HOSTS if s.pia else ""),
+              "hosts": " ".join(setting(h, "address") for h in s.hosts()
+                                if not (s.pia and h == s.gateway)) + (PIA_HOSTS if s.pia else ""),
               "secret_paths": secret_paths(),
               "login": "\n".join(f"LoadCredential={login_credential(client)}:"
                                   f"{forward_login_path(name, client)}" for client, _ in given)
@@ -89,8 +83,7 @@ def forward(record: Record) -> Plan:
     if s.pia:
         values["login"] += "\n" + pia_lines(name)
     plan: Plan = {
-        forward_conf_path(name): File(portconf.render(
-            s, header + " Do not edit; wgns port-forward changes it."), 0o600),
+        forward_conf_path(name): File(forward_conf(record, f), 0o600),
         f"{UNIT_DIR}/{unit}": File(template("forward.service").substitute(values), 0o644),
         f"{UNIT_DIR}/{tunnel_unit(name)}.wants/{unit}": Link(f"{UNIT_DIR}/{unit}"),
     }

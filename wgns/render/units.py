@@ -14,7 +14,6 @@ from pathlib import Path
 from string import Template
 
 from .. import __version__
-from ..core.config import Tunnel, to_wgquick
 from ..core.copy import in_private_tmp, sandbox_values
 from ..core.names import exec_word, setting
 from ..core.paths import (
@@ -29,6 +28,9 @@ from ..core.paths import (
 )
 from ..core.plan import File, Link, Plan
 from ..core.record import Record
+from ..core.tunnel_files import resolv_conf, stored_tunnel
+
+__all__ = ["resolv_conf", "stored_tunnel"]   # with the rest: rendered in core
 
 
 def template(name: str) -> Template:
@@ -52,14 +54,6 @@ def unit(name: str, values: dict[str, str], path: str | None = None) -> Plan:
     return {path or f"{UNIT_DIR}/{name}": File(template(name).substitute(values), 0o644)}
 
 
-def resolv_conf(tunnel: Tunnel) -> str:
-    lines = [f"{MARKER} {__version__}: DNS of tunnel {tunnel.name}, for confined units."]
-    lines += [f"nameserver {d}" for d in tunnel.dns]
-    if tunnel.search:
-        lines.append("search " + " ".join(tunnel.search))
-    return "\n".join(lines) + "\n"
-
-
 def nsswitch_conf(host_nsswitch: str | None, name: str) -> str:
     """The host's nsswitch.conf with hosts: answered by files and DNS only,
     so that no NSS module (resolve, mdns, ...) asks a resolver outside."""
@@ -72,11 +66,6 @@ def nsswitch_conf(host_nsswitch: str | None, name: str) -> str:
     if not has_hosts:
         out.append("hosts: files dns")
     return "\n".join(out) + "\n"
-
-
-def stored_tunnel(tunnel: Tunnel) -> str:
-    return (f"{MARKER} {__version__}: tunnel {tunnel.name}. Holds keys: root only (0600).\n"
-            + to_wgquick(tunnel))
 
 
 def confinement(name: str) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Self-healing: one look at a tunnel, which `wgns-watch@NAME.service`
+"""Self-healing: one look at a tunnel, which `wgns-watch.service`
 (watcher.py) takes when something happened, and every 60 s.
 
 - The tunnel unit is not active: nothing to do. Either someone stopped it
@@ -14,7 +14,8 @@
   endpoint is no longer among the addresses the name resolves to, or the
   latest handshake is stale (older than 135 s, as wireguard-tools'
   reresolve-dns.sh), point the peer at the resolved address in place. No
-  restart: confined units keep running.
+  restart: confined units keep running. A tunnel made through PIA whose
+  key was refused gets a new one, and a restart (rereg.py).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ..core.errors import SystemdError, WgnsError
 from ..core.files import write_atomic
 from ..core.installed import load, load_tunnel
 from ..core.paths import tunnel_unit
-from . import wgconf
+from . import rereg, wgconf
 
 if TYPE_CHECKING:
     from ..core.systemd import Systemd
@@ -249,6 +250,9 @@ def look(name: str, boot_check: bool) -> tuple[list[str], bool | None]:
             lines = reresolve(load_tunnel("/", name))
             if lines:
                 count(name, "endpoint_moved", len(lines))
+            again = rereg.look(sd, name)   # PIA forgot the key: a new one
+            if again:
+                return lines + again, None
             started = start_missed_at_boot(sd, name) if boot_check else []
             # Healthy, and the boot check done (not skipped for a busy lock).
             return lines + (started or []), started is not None

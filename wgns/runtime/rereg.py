@@ -1,0 +1,208 @@
+"""Registering again with PIA when it forgot the tunnel's key (a server
+restarted, the key went unused for a while): WireGuard then gets no
+handshake, however long it tries, until a human ran `wgns install` again.
+
+The watcher asks at every look at a healthy tunnel made through PIA
+(heal.look): when the link has been up for NO_HANDSHAKE_AFTER seconds
+without a handshake, or its latest handshake is older than STALE_AFTER
+although keepalive is on, the key was refused. It then does what `install
+--provider pia` did: a token from the account the record keeps, the
+region's servers, a fresh key registered (addKey, pinned to the CA wgns
+keeps) with the first that takes it; then, under the writers' lock, the
+tunnel's wg-quick file, its record, the DNS of confined units and PIA's
+forwarding settings written as install would write them (all or none),
+and the tunnel restarted on them with its confined units (listed in the
+restore file first, as heal.restart does).
+
+One journal line per attempt. Attempts back off (BACKOFF_FIRST, doubling,
+up to BACKOFF_MAX: /run/wgns/NAME.register) until a handshake comes after
+one: a refused login, a region that is gone or an API that answers
+garbage never makes a tight loop, and nothing is written before every
+answer was checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from ..core import paths, restore, wireguard
+from ..core.errors import SystemdError, WgnsError
+from ..core.files import under, write_atomic
+from ..core.installed import load
+from ..core.record import Record, to_json
+from ..core.safeio import dir_lock
+from ..core.text import one_line, redact
+
+if TYPE_CHECKING:
+    from ..core.systemd import Systemd
+
+NO_HANDSHAKE_AFTER = 90.0   # seconds of a link up without any handshake
+STALE_AFTER = 180.0         # a latest handshake this old, keepalive on
+BACKOFF_FIRST = 120.0       # seconds before a second attempt
+BACKOFF_MAX = 1800.0
+RUNNING = ("active", "activating", "reloading")
+ROOT = "/"                  # where the tunnels' files are
+
+
+def refused(peer: wireguard.PeerInfo, up_for: float, now: float) -> str | None:
+    """Why the key looks refused, or None: no handshake since the link
+    came up UP_FOR seconds ago, or none for too long with keepalive on."""
+    if up_for < NO_HANDSHAKE_AFTER:
+        return None
+    if not peer.latest_handshake:
+        return f"no handshake in {up_for:.0f} s since the link came up"
+    age = now - peer.latest_handshake
+    if peer.keepalive and age > STALE_AFTER:
+        return f"latest handshake {age:.0f} s ago although keepalive is on"
+    return None
+
+
+def state_path(name: str) -> str:
+    return f"{restore.RESTORE_DIR}/{name}.register"
+
+
+def attempts(name: str) -> tuple[int, float]:
+    """(attempts since the last handshake, Unix time of the last)."""
+    try:
+        with open(state_path(name)) as f:
+            count, last = f.read().split()
+        return int(count), float(last)
+    except (OSError, ValueError):
+        return 0, 0.0
+
+
+def set_attempts(name: str, count: int, when: float) -> None:
+    if count == 0:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(state_path(name))
+        return
+    os.makedirs(restore.RESTORE_DIR, mode=0o755, exist_ok=True)
+    write_atomic(state_path(name), f"{count} {when}\n")
+
+
+def wait(count: int) -> float:
+    """Seconds after attempt COUNT before the next: 0, 120, 240 ... 1800."""
+    return 0.0 if count == 0 else min(BACKOFF_FIRST * 2 ** min(count - 1, 10), BACKOFF_MAX)
+
+
+def look(sd: Systemd, name: str, now: float | None = None) -> list[str]:
+    """The watcher's question at each look at a healthy tunnel: register
+    again when the key looks refused and the back-off allows."""
+    if not os.path.exists(under(ROOT, paths.pia_account_path(name))):
+        return []   # not made through PIA (one stat: no record read at every look)
+    try:
+        record = load(ROOT, name)
+    except WgnsError:
+        return []
+    if record.provider is None:
+        return []
+    device = wireguard.device_info(name)
+    if device is None or not device.peers:
+        return []
+    now = time.time() if now is None else now
+    peer = device.peers[0]
+    count, last = attempts(name)
+    why = refused(peer, sd.active_for(paths.tunnel_unit(name)), now)
+    if why is None:
+        if count and peer.latest_handshake and peer.latest_handshake >= int(last):
+            set_attempts(name, 0, 0)   # a handshake since (whole seconds): it worked
+        return []
+    if now - last < wait(count):
+        return []
+    return [again(sd, record, why, count, now)]
+
+
+def again(sd: Systemd, record: Record, why: str, count: int, now: float) -> str:
+    """One attempt, counted before it is made (whatever happens, the next
+    waits): its one line for the journal."""
+    from ..core.pia_http import Refused  # (TLS and HTTP only for a PIA tunnel in need)
+    name = record.name
+    set_attempts(name, count + 1, now)
+    try:
+        done = install_new(sd, record, new_record(record))
+    except Refused as e:
+        done = f"not registered: {e.message} (check the account: wgns install --provider pia)"
+    except WgnsError as e:
+        done = f"not registered: {e.message}"
+    except OSError as e:
+        done = f"not registered: {e.strerror or e}"
+    secrets = [*(record.provider.account if record.provider else ()),
+               record.tunnel.private_key.reveal()]
+    return one_line(redact(f"{name}: {why}; registering a new key with PIA (attempt "
+                           f"{count + 1}): {done}; next attempt after "
+                           f"{wait(count + 1):.0f} s unless a handshake comes", secrets))
+
+
+def new_record(record: Record) -> Record:
+    """RECORD with a fresh key registered with its region: the tunnel, the
+    server, and PIA's port forwarding at the new server's gateway. Asks
+    the API; writes nothing."""
+    from ..core import pia
+    from ..core.pia_http import PiaError
+    from ..core.pia_tunnel import made, pick, provider_of, register
+    p = record.provider
+    assert p is not None
+    # The authority as install wrote it beside the record.
+    api = pia.Api(p.api, str(under(ROOT, paths.pia_ca_path(record.name))))
+    tok = pia.token(api, *p.account)
+    regions = pia.regions(api)
+    if all(r.id != p.region for r in regions):
+        raise PiaError(f"PIA's server list has no region {p.region} with WireGuard servers "
+                       "any more (wgns install --provider pia --region REGION picks another)")
+    region = pick(regions, p.region)
+    private, server, reg = register(region, api.ca, tok)
+    forward = record.forward
+    if forward is not None and forward.method == "pia":
+        forward = replace(forward, gateway=reg.gateway)
+    return record.change(tunnel=made(record.name, private, reg, record.tunnel.mtu),
+                         provider=provider_of(region, server, reg, p.api, p.ca_source,
+                                              p.ca_pem, p.account), forward=forward)
+
+
+def install_new(sd: Systemd, before: Record, after: Record) -> str:
+    """AFTER's files written and the tunnel restarted on them, under the
+    writers' lock: a wgns command runs wholly before or after, and one
+    that changed the record meanwhile wins (nothing is written)."""
+    from ..core.config import to_wgquick
+    from ..core.files import write_all
+    from ..core.tunnel_files import registered
+    name, unit = after.name, paths.tunnel_unit(after.name)
+    with dir_lock(ROOT, timeout=5) as held:
+        if not held:
+            return "a wgns command holds the writers' lock; the new key was not written"
+        try:
+            current = load(ROOT, name)
+        except WgnsError:
+            return "the tunnel was uninstalled meanwhile; nothing written"
+        if to_json(current) != to_json(before) \
+                or to_wgquick(current.tunnel) != to_wgquick(before.tunnel):
+            return "its record changed meanwhile (a wgns command ran); nothing written"
+        write_all(ROOT, registered(after), first=paths.conf_path(name))
+        p = after.provider
+        assert p is not None
+        said = f"registered with {p.hostname} ({p.server_ip})"
+        running = [u for u in after.confined if sd.active_state(u) in RUNNING]
+        restore.write(name, running)
+        try:
+            sd.restart_if_running(unit)
+        except SystemdError as e:
+            restore.forget(name)
+            return f"{said}, written; {unit} not restarted: {e.message}"
+    return f"{said}: restarting {unit}" + (f" and with it {', '.join(running)}"
+                                            if running else "")
+
+
+def now(name: str) -> str:
+    """`helper.py register NAME`: register again at once, whatever the
+    handshake says (a check, or a human who knows the key was dropped)."""
+    from ..core.systemd import Systemd
+    record = load(ROOT, name)
+    if record.provider is None:
+        raise WgnsError(f"tunnel {name} was not made through PIA: nothing to register")
+    with Systemd() as sd:
+        count, _ = attempts(name)
+        return again(sd, record, "a new registration asked for", count, time.time())
