@@ -7,8 +7,9 @@ provider's, an account file others can read) is one line and leaves
 nothing; `wgns port-forward` on that tunnel gets its port PIA's way
 (signature, bindPort through the tunnel) and a connection from outside
 reaches a confined listener; the port stays the same over a restart of
-the forwarding unit; the password is never shown; uninstall leaves
-nothing.
+the forwarding unit; when PIA forgets the key, the watcher registers a
+new one by itself and the port comes back; the password is never shown;
+uninstall leaves nothing.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from providers import ECHO, KNOCK
 PIA_CHECKS = (
     "pia_bad_input_one_line_leaves_nothing", "pia_install_makes_a_working_tunnel",
     "pia_password_never_shown", "pia_port_forwarded_from_outside", "pia_status_says_pia",
-    "pia_same_port_after_a_restart", "pia_uninstall_leaves_nothing",
+    "pia_same_port_after_a_restart", "pia_forgotten_key_registered_again",
+    "pia_uninstall_leaves_nothing",
 )
+NO_HANDSHAKE_AFTER = 45   # wgns/runtime/rereg.py
 NAME = "pia"
 FORWARDED = Path(f"/run/wgns/{NAME}/forwarded-port")
 
@@ -137,6 +140,7 @@ def steps(rec: sc.Recorder, pool: poolmod.Pool, api: piamod.PiaApi) -> None:
     sc.wait_for("the port again", lambda: forwarded() is not None
                 and pf_status().get("renewed_age") is not None, 60)
     rec.check("pia_same_port_after_a_restart", forwarded() == port, (port, forwarded()))
+    outputs += forgotten(rec, server, api, port)
 
     # Where the password is kept by design (root's alone): the record and
     # the copy handed to the forwarding unit as a credential.
@@ -153,6 +157,52 @@ def steps(rec: sc.Recorder, pool: poolmod.Pool, api: piamod.PiaApi) -> None:
     p = sc.wgns("uninstall", "--name", NAME)
     changed = sc.diff(before, sc.snapshot())
     rec.check("pia_uninstall_leaves_nothing", p.returncode == 0 and not changed, changed[:10])
+
+
+def entered() -> str:
+    """When the tunnel unit last became active (a restart changes it)."""
+    return sc.run("systemctl", "show", "-P", "ActiveEnterTimestampMonotonic",
+                  f"{NAME}.service", quiet=True).stdout.strip()
+
+
+def forgotten(rec: sc.Recorder, server: poolmod.Server, api: piamod.PiaApi,
+              port: int | None) -> str:
+    """PIA forgets the key: the watcher, sandboxed as installed, registers a
+    new one, writes the tunnel and restarts it; traffic and the forwarded
+    port come back. Its journal is returned (for the password check)."""
+    rec.step("PIA forgets the key: the watcher registers a new one by itself")
+    conf = Path(f"/etc/wgns/{NAME}.conf")
+    old_key = conf.read_text()
+    keys_before = set(server.registered())
+    api.forget_keys(server.name)
+    cursor = sc.journal_cursor()
+    sc.systemctl("restart", f"{NAME}.service")   # a link that has no handshake
+    started = entered()
+    # The watcher acts at its first look once the link went that long
+    # without a handshake; its next periodic look may be 60 s away: a
+    # restart of the watcher makes it look at once (what it decides and
+    # writes is its own, in its own sandbox).
+    time.sleep(NO_HANDSHAKE_AFTER + 2)
+    no_handshake = not any(server.handshakes().values())
+    sc.systemctl("restart", "wgns-watch.service")
+
+    def new_key_shakes() -> bool:
+        new = set(server.registered()) - keys_before
+        return bool(new) and all(server.handshakes().get(k, 0) > 0 for k in new)
+    took = sc.wait_for("a new key registered and a handshake", new_key_shakes, 60)
+    body = sc.fetch(f"http://{server.vip}/", netns=NAME)
+    sc.wait_for("the forwarded port again", lambda: forwarded() is not None
+                and pf_status().get("renewed_age") is not None, 60)
+    said = sc.journal_since(cursor, "wgns-watch.service")
+    resolv = os.stat(f"/etc/wgns/{NAME}/resolv.conf").st_mode & 0o777
+    rec.check("pia_forgotten_key_registered_again",
+              no_handshake and took is not None and conf.read_text() != old_key
+              and "registering a new key with PIA" in said and body == server.page
+              and forwarded() == port and resolv == 0o644 and entered() != started,
+              {"no_handshake_before": no_handshake, "took": took, "body": body,
+               "port": (port, forwarded()), "resolv_mode": oct(resolv),
+               "journal": [ln for ln in said.splitlines() if "PIA" in ln][-3:]})
+    return said
 
 
 sc.SCENARIOS["pia"] = pia

@@ -40,7 +40,7 @@ from ..core.text import one_line, redact
 if TYPE_CHECKING:
     from ..core.systemd import Systemd
 
-NO_HANDSHAKE_AFTER = 90.0   # seconds of a link up without any handshake
+NO_HANDSHAKE_AFTER = 45.0   # seconds of a link up without any handshake (keepalive: 9 tries)
 STALE_AFTER = 180.0         # a latest handshake this old, keepalive on
 BACKOFF_FIRST = 120.0       # seconds before a second attempt
 BACKOFF_MAX = 1800.0
