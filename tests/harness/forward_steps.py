@@ -36,7 +36,7 @@ def bad_input(rec: sc.Recorder) -> None:
         (("--qbittorrent", "http://qbt.lan:8080"), "not an IP address", 1),
         (("--qbittorrent", fw.QBT_URL, "--credentials", loose), "chmod 600", 1),
         (("--credentials", "/root/nosuch.login", "--qbittorrent", fw.QBT_URL),
-         "No such file", 1),
+         "--credentials: no such file", 1),
         (("--exec", "echo a\nrm -rf /"), "--exec", 1),
         (("--off",), "not on", 1),
         (("--off", "--gateway", "10.66.0.1"), "--off takes no --gateway", 2),
