@@ -13,6 +13,7 @@ from ..harness import pia as piamod
 from ..harness import pool as poolmod
 from .net import PID, Root, WgClient, require
 from .pia_calls import FIRST, add_key, get_token
+from .pia_wgns import Hosts
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,16 @@ def pia_net(tmp_path_factory):
         pia.stop()
         pool.teardown()
         root.close()
+
+
+@pytest.fixture(scope="module")
+def named(pia_net):
+    """The API's name (PIA's web API is asked by name) resolvable in the
+    fake's root namespace, for the module."""
+    root, _, pia = pia_net
+    hosts = Hosts(root.name, pia.api.public4)
+    yield
+    hosts.close()
 
 
 @pytest.fixture

@@ -17,17 +17,9 @@ from wgns.core import x25519
 from ..harness import pia as piamod
 from .net import PID, WgClient, fetch
 from .pia_calls import FIRST
-from .pia_wgns import Hosts, install
+from .pia_wgns import install
 
 pytestmark = pytest.mark.usefixtures("calm")
-
-
-@pytest.fixture(scope="module")
-def named(pia_net):
-    root, _, pia = pia_net
-    hosts = Hosts(root.name, pia.api.public4)
-    yield
-    hosts.close()
 
 
 def written(target) -> list[str]:

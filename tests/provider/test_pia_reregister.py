@@ -19,7 +19,7 @@ import pytest
 from ..harness import pia as piamod
 from .net import PID, WgClient, eventually, fetch
 from .pia_calls import FIRST
-from .pia_wgns import Hosts, install
+from .pia_wgns import install
 
 pytestmark = pytest.mark.usefixtures("calm")
 NAME = f"r{PID}"[:15]
@@ -43,14 +43,6 @@ sd = Systemd()
 print(json.dumps({"lines": rereg.look(sd, sys.argv[4]), "restarted": sd.restarted,
                   "attempts": rereg.attempts(sys.argv[4])}))
 """
-
-
-@pytest.fixture(scope="module")
-def named(pia_net):
-    root, _, pia = pia_net
-    hosts = Hosts(root.name, pia.api.public4)
-    yield
-    hosts.close()
 
 
 def conf_of(target) -> dict[str, str]:
