@@ -24,6 +24,7 @@ answer was checked.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from dataclasses import replace
@@ -44,6 +45,7 @@ NO_HANDSHAKE_AFTER = 45.0   # seconds of a link up without any handshake (keepal
 STALE_AFTER = 180.0         # a latest handshake this old, keepalive on
 BACKOFF_FIRST = 120.0       # seconds before a second attempt
 BACKOFF_MAX = 1800.0
+MAX_ATTEMPTS = 1 << 20      # a count above it is no count (the file was forged)
 RUNNING = ("active", "activating", "reloading")
 ROOT = "/"                  # where the tunnels' files are
 
@@ -66,13 +68,21 @@ def state_path(name: str) -> str:
 
 
 def attempts(name: str) -> tuple[int, float]:
-    """(attempts since the last handshake, Unix time of the last)."""
+    """(attempts since the last handshake, Unix time of the last). A file
+    that says anything else (a count not from 1 to MAX_ATTEMPTS, a time
+    that is not a finite number of seconds since 1970, more than a line)
+    counts as none: one attempt, which writes it again."""
     try:
         with open(state_path(name)) as f:
-            count, last = f.read().split()
-        return int(count), float(last)
+            text = f.read(65)
+        count_text, last_text = text.split()
+        count, last = int(count_text), float(last_text)
     except (OSError, ValueError):
         return 0, 0.0
+    if len(text) > 64 or not 0 < count <= MAX_ATTEMPTS or not math.isfinite(last) \
+            or last < 0:
+        return 0, 0.0
+    return count, last
 
 
 def set_attempts(name: str, count: int, when: float) -> None:
@@ -106,6 +116,10 @@ def look(sd: Systemd, name: str, now: float | None = None) -> list[str]:
     now = time.time() if now is None else now
     peer = device.peers[0]
     count, last = attempts(name)
+    if last > now:   # the clock was ahead at the last attempt: its back-off runs from now
+        last = now
+        with contextlib.suppress(OSError):
+            set_attempts(name, count, now)
     why = refused(peer, sd.active_for(paths.tunnel_unit(name)), now)
     if why is None:
         if count and peer.latest_handshake and peer.latest_handshake >= int(last):

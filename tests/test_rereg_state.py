@@ -1,0 +1,75 @@
+"""The watcher's runtime state for registering again (rereg.py): a
+/run/wgns/NAME.register that is forged, corrupt or from another clock
+never breaks a look, never stops the attempts for good and never makes
+them tight; the state goes with the tunnel at uninstall."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from wgns.core import restore
+from wgns.runtime import rereg
+
+from .test_pia import account, api  # noqa: F401
+from .test_render import nsswitch  # noqa: F401
+from .test_rereg import NOW, FakeSystemd, tunnel  # noqa: F401
+
+
+def forge(tmp_path, text: str | bytes) -> None:
+    (tmp_path / "run").mkdir(exist_ok=True)
+    p = tmp_path / "run/pia.register"
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
+
+
+CORRUPT = ["1 inf", "1 nan", "3 -inf", "2 1e400", "-1000000 0", "0 5", "1 -5", "1 2 3",
+           "9" * 5000 + " 1", b"\x00\xff\xfe", "1 " + "1" * 200, ""]
+
+
+@pytest.mark.parametrize("text", CORRUPT)
+def test_a_corrupt_register_file_never_breaks_the_look_of_a_healthy_tunnel(
+        tunnel, tmp_path, text):  # noqa: F811
+    _, peer = tunnel
+    forge(tmp_path, text)
+    peer.latest_handshake = int(NOW - 10)      # healthy: shaking hands
+    assert rereg.look(FakeSystemd(up_for=4000), "pia", now=NOW) == []
+
+
+@pytest.mark.parametrize("text", CORRUPT)
+def test_a_corrupt_register_file_is_one_attempt_then_the_back_off(
+        tunnel, tmp_path, text):  # noqa: F811
+    forge(tmp_path, text)
+    sd = FakeSystemd()
+    line, = rereg.look(sd, "pia", now=NOW)
+    assert "(attempt 1)" in line and "next attempt after 120 s" in line, line
+    assert rereg.attempts("pia") == (1, NOW)
+    assert rereg.look(sd, "pia", now=NOW + 3) == []     # no tight loop after it
+    assert rereg.look(sd, "pia", now=NOW + 60) == []
+
+
+def test_an_attempt_dated_in_the_future_holds_the_back_off_from_now_and_ends(
+        tunnel, tmp_path):  # noqa: F811
+    """The clock was ahead at the last attempt (no RTC, NTP set it back):
+    neither a back-off of a year nor one that a handshake cannot end."""
+    _, peer = tunnel
+    forge(tmp_path, f"1 {NOW + 365 * 86400}\n")
+    sd = FakeSystemd()
+    assert rereg.look(sd, "pia", now=NOW) == []                # backing off, from now
+    line, = rereg.look(sd, "pia", now=NOW + 121)
+    assert "(attempt 2)" in line, line
+    forge(tmp_path, f"1 {NOW + 365 * 86400}\n")
+    assert rereg.look(sd, "pia", now=NOW) == []
+    peer.latest_handshake = int(NOW + 5)                       # a handshake since: it works
+    assert rereg.look(sd, "pia", now=NOW + 6) == []
+    assert rereg.attempts("pia") == (0, 0.0)
+
+
+def test_uninstall_forgets_the_attempts(tmp_path, monkeypatch):
+    """A tunnel installed later under the name starts from zero, not from
+    the back-off of the one before (uninstall's restore.clear_all)."""
+    monkeypatch.setattr(restore, "RESTORE_DIR", str(tmp_path))
+    rereg.set_attempts("pia", 6, NOW)
+    assert rereg.attempts("pia") == (6, NOW)
+    restore.clear_all("pia")
+    assert rereg.attempts("pia") == (0, 0.0) and not os.listdir(tmp_path)
