@@ -73,3 +73,35 @@ def test_uninstall_forgets_the_attempts(tmp_path, monkeypatch):
     assert rereg.attempts("pia") == (6, NOW)
     restore.clear_all("pia")
     assert rereg.attempts("pia") == (0, 0.0) and not os.listdir(tmp_path)
+
+
+def register_now(monkeypatch, capsys, sd) -> tuple[int, str, str]:
+    import wgns.core.systemd
+    from wgns import helper
+    monkeypatch.setattr(wgns.core.systemd, "Systemd", lambda: sd)
+    rc = helper.main(["register", "pia"])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_helper_register_fails_when_nothing_was_registered(tunnel, monkeypatch,  # noqa: F811
+                                                           capsys):
+    """`helper.py register NAME` (a human, a check): exit 1 when PIA
+    refused or nothing was written, with the line on stderr."""
+    from wgns.core import pia
+    from wgns.core.pia_http import Refused
+
+    def refuse(*a):
+        raise Refused("the PIA API (pia.test) refused the login (HTTP 401)")
+    monkeypatch.setattr(pia, "token", refuse)
+    sd = FakeSystemd()
+    rc, out, err = register_now(monkeypatch, capsys, sd)
+    assert rc == 1 and out == "" and "not registered: " in err and "refused the login" in err
+    assert sd.restarted == []
+
+
+def test_helper_register_succeeds_when_registered(tunnel, monkeypatch, capsys):  # noqa: F811
+    sd = FakeSystemd()
+    rc, out, err = register_now(monkeypatch, capsys, sd)
+    assert rc == 0 and "registered with frankfurt408" in out and err == "", (out, err)
+    assert sd.restarted == ["pia.service"]

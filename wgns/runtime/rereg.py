@@ -127,17 +127,20 @@ def look(sd: Systemd, name: str, now: float | None = None) -> list[str]:
         return []
     if now - last < wait(count):
         return []
-    return [again(sd, record, why, count, now)]
+    return [again(sd, record, why, count, now)[0]]
 
 
-def again(sd: Systemd, record: Record, why: str, count: int, now: float) -> str:
+def again(sd: Systemd, record: Record, why: str, count: int, now: float
+          ) -> tuple[str, bool]:
     """One attempt, counted before it is made (whatever happens, the next
-    waits): its one line for the journal."""
+    waits): its one line for the journal, and whether the new key was
+    written and the tunnel's restart queued."""
     from ..core.pia_http import Refused  # (TLS and HTTP only for a PIA tunnel in need)
     name = record.name
     set_attempts(name, count + 1, now)
+    ok = False
     try:
-        done = install_new(sd, record, new_record(record))
+        done, ok = install_new(sd, record, new_record(record))
     except Refused as e:
         done = f"not registered: {e.message} (check the account: wgns install --provider pia)"
     except WgnsError as e:
@@ -148,7 +151,7 @@ def again(sd: Systemd, record: Record, why: str, count: int, now: float) -> str:
                record.tunnel.private_key.reveal()]
     return one_line(redact(f"{name}: {why}; registering a new key with PIA (attempt "
                            f"{count + 1}): {done}; next attempt after "
-                           f"{wait(count + 1):.0f} s unless a handshake comes", secrets))
+                           f"{wait(count + 1):.0f} s unless a handshake comes", secrets)), ok
 
 
 def new_record(record: Record) -> Record:
@@ -177,24 +180,26 @@ def new_record(record: Record) -> Record:
                                               p.ca_pem, p.account), forward=forward)
 
 
-def install_new(sd: Systemd, before: Record, after: Record) -> str:
+def install_new(sd: Systemd, before: Record, after: Record) -> tuple[str, bool]:
     """AFTER's files written and the tunnel restarted on them, under the
     writers' lock: a wgns command runs wholly before or after, and one
-    that changed the record meanwhile wins (nothing is written)."""
+    that changed the record meanwhile wins (nothing is written). What
+    happened, and whether all of it did."""
     from ..core.config import to_wgquick
     from ..core.files import write_all
     from ..core.tunnel_files import registered
     name, unit = after.name, paths.tunnel_unit(after.name)
     with dir_lock(ROOT, timeout=5) as held:
         if not held:
-            return "a wgns command holds the writers' lock; the new key was not written"
+            return "a wgns command holds the writers' lock; the new key was not written", \
+                False
         try:
             current = load(ROOT, name)
         except WgnsError:
-            return "the tunnel was uninstalled meanwhile; nothing written"
+            return "the tunnel was uninstalled meanwhile; nothing written", False
         if to_json(current) != to_json(before) \
                 or to_wgquick(current.tunnel) != to_wgquick(before.tunnel):
-            return "its record changed meanwhile (a wgns command ran); nothing written"
+            return "its record changed meanwhile (a wgns command ran); nothing written", False
         write_all(ROOT, registered(after), first=paths.conf_path(name))
         p = after.provider
         assert p is not None
@@ -205,18 +210,22 @@ def install_new(sd: Systemd, before: Record, after: Record) -> str:
             sd.restart_if_running(unit)
         except SystemdError as e:
             restore.forget(name)
-            return f"{said}, written; {unit} not restarted: {e.message}"
+            return f"{said}, written; {unit} not restarted: {e.message}", False
     return f"{said}: restarting {unit}" + (f" and with it {', '.join(running)}"
-                                            if running else "")
+                                            if running else ""), True
 
 
 def now(name: str) -> str:
     """`helper.py register NAME`: register again at once, whatever the
-    handshake says (a check, or a human who knows the key was dropped)."""
+    handshake says (a check, or a human who knows the key was dropped).
+    Its line; an error (exit 1) when not all of it happened."""
     from ..core.systemd import Systemd
     record = load(ROOT, name)
     if record.provider is None:
         raise WgnsError(f"tunnel {name} was not made through PIA: nothing to register")
     with Systemd() as sd:
         count, _ = attempts(name)
-        return again(sd, record, "a new registration asked for", count, time.time())
+        line, ok = again(sd, record, "a new registration asked for", count, time.time())
+    if not ok:
+        raise WgnsError(line)
+    return line
