@@ -105,3 +105,19 @@ def test_helper_register_succeeds_when_registered(tunnel, monkeypatch, capsys): 
     rc, out, err = register_now(monkeypatch, capsys, sd)
     assert rc == 0 and "registered with frankfurt408" in out and err == "", (out, err)
     assert sd.restarted == ["pia.service"]
+
+
+@pytest.mark.parametrize("what", ["symlink", "file"])
+def test_a_tunnel_directory_that_is_not_a_directory_never_fails_the_look(tunnel, what):  # noqa: F811
+    """/etc/wgns/NAME a link (moved elsewhere by hand) or a file: the
+    question is not asked (nothing would be written there anyway), and the
+    watcher's look at the tunnel goes on (heal.look: no fault every 5 s)."""
+    root, _ = tunnel
+    d = root / "etc/wgns/pia"
+    moved = root / "elsewhere"
+    d.rename(moved)
+    if what == "symlink":
+        d.symlink_to(moved)
+    else:
+        d.write_text("x")
+    assert rereg.look(FakeSystemd(), "pia", now=NOW) == []

@@ -102,11 +102,11 @@ def wait(count: int) -> float:
 def look(sd: Systemd, name: str, now: float | None = None) -> list[str]:
     """The watcher's question at each look at a healthy tunnel: register
     again when the key looks refused and the back-off allows."""
-    if not os.path.exists(under(ROOT, paths.pia_account_path(name))):
-        return []   # not made through PIA (one stat: no record read at every look)
     try:
+        if not os.path.exists(under(ROOT, paths.pia_account_path(name))):
+            return []   # not made through PIA (one stat: no record read at every look)
         record = load(ROOT, name)
-    except WgnsError:
+    except WgnsError:   # its directory a link or a file, its record unreadable
         return []
     if record.provider is None:
         return []
