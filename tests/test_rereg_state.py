@@ -13,7 +13,7 @@ from wgns.core import restore
 from wgns.runtime import rereg
 
 from .test_pia import account, api  # noqa: F401
-from .test_render import nsswitch  # noqa: F401
+from .test_render import nsswitch, renders_back  # noqa: F401
 from .test_rereg import NOW, FakeSystemd, tunnel  # noqa: F401
 
 
@@ -121,3 +121,36 @@ def test_a_tunnel_directory_that_is_not_a_directory_never_fails_the_look(tunnel,
     else:
         d.write_text("x")
     assert rereg.look(FakeSystemd(), "pia", now=NOW) == []
+
+
+class Killed(BaseException):
+    """The watcher killed (SIGKILL, power loss) between two renames."""
+
+
+def test_a_watcher_killed_between_two_renames_leaves_a_state_that_heals(tunnel, tmp_path,  # noqa: F811
+                                                                         monkeypatch):
+    """Killed after some files of the new registration were renamed into
+    place: the tunnel's file (its key) is still the old one, so the key
+    still looks refused and the next attempt writes every file; never a
+    working new key beside a record (server, gateway) of the old one."""
+    import wgns.core.files
+    root, _ = tunnel
+    conf = (root / "etc/wgns/pia.conf").read_bytes()
+    real, renamed = os.replace, []
+
+    def replace(src, dst):
+        if "/etc/wgns" in str(dst):
+            if renamed:
+                raise Killed
+            renamed.append(str(dst))
+        real(src, dst)
+    monkeypatch.setattr(wgns.core.files.os, "replace", replace)
+    with pytest.raises(Killed):
+        rereg.look(FakeSystemd(), "pia", now=NOW)
+    assert (root / "etc/wgns/pia.conf").read_bytes() == conf, renamed
+    monkeypatch.setattr(wgns.core.files.os, "replace", real)
+    for p in root.rglob("*wgns-tmp*"):   # what the admin's writer clears
+        p.unlink()
+    line, = rereg.look(FakeSystemd(), "pia", now=NOW + 121)
+    assert "(attempt 2): registered with frankfurt408" in line, line
+    renders_back(root, "pia")

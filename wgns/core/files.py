@@ -126,11 +126,12 @@ def write_atomic(path: str | Path, text: str, mode: int = 0o644) -> None:
     fsync_dir(dest.parent)
 
 
-def write_all(root: str, plan: Plan, first: str = "") -> list[str]:
+def write_all(root: str, plan: Plan, last: str = "") -> list[str]:
     """Every file of PLAN (wgns's own already, or new) below ROOT, or none:
-    each staged whole first, then all renamed into place, FIRST first.
-    Returns the paths written."""
-    dests = [(path, under(root, path)) for path in sorted(plan, key=lambda p: (p != first, p))]
+    each staged whole first, then all renamed into place, LAST last (a
+    process killed between two renames leaves it as it was: the file that
+    decides whether the rest is done again). Returns the paths written."""
+    dests = [(path, under(root, path)) for path in sorted(plan, key=lambda p: (p == last, p))]
     for path, dest in dests:
         if os.path.lexists(dest) and not is_ours(dest):
             raise ConflictError(f"{path} exists and was not written by wgns; nothing "

@@ -200,7 +200,9 @@ def install_new(sd: Systemd, before: Record, after: Record) -> tuple[str, bool]:
         if to_json(current) != to_json(before) \
                 or to_wgquick(current.tunnel) != to_wgquick(before.tunnel):
             return "its record changed meanwhile (a wgns command ran); nothing written", False
-        write_all(ROOT, registered(after), first=paths.conf_path(name))
+        # The tunnel's file (its key) last: killed before it, the old key
+        # still looks refused and the next attempt writes every file again.
+        write_all(ROOT, registered(after), last=paths.conf_path(name))
         p = after.provider
         assert p is not None
         said = f"registered with {p.hostname} ({p.server_ip})"
