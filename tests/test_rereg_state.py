@@ -154,3 +154,33 @@ def test_a_watcher_killed_between_two_renames_leaves_a_state_that_heals(tunnel, 
     line, = rereg.look(FakeSystemd(), "pia", now=NOW + 121)
     assert "(attempt 2): registered with frankfurt408" in line, line
     renders_back(root, "pia")
+
+
+def test_a_watcher_stopped_while_it_renames_renames_every_file_first(tunnel, monkeypatch):  # noqa: F811
+    """SIGTERM (systemctl stop, a restart of the watcher) between two
+    renames: it is held until every file is in place, then delivered."""
+    import signal
+
+    import wgns.core.files
+    root, _ = tunnel
+    real = os.replace
+
+    def replace(src, dst):
+        if "/etc/wgns" in str(dst):
+            os.kill(os.getpid(), signal.SIGTERM)
+        real(src, dst)
+
+    def die(signum, frame):
+        raise Killed
+    old = signal.signal(signal.SIGTERM, die)
+    try:
+        monkeypatch.setattr(wgns.core.files.os, "replace", replace)
+        with pytest.raises(Killed):
+            rereg.look(FakeSystemd(), "pia", now=NOW)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert signal.getsignal(signal.SIGTERM) == old
+    from wgns.core.installed import load
+    assert load(str(root), "pia").provider.hostname == "frankfurt408"
+    assert "Hx0q3C5l" in (root / "etc/wgns/pia.conf").read_text()
+    renders_back(root, "pia")

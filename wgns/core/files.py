@@ -8,10 +8,14 @@ write their runtime files with write_atomic."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import signal
 import stat
+import threading
 from pathlib import Path
+from typing import Iterator
 
 from .errors import ConfigError, ConflictError
 from .paths import MARKER
@@ -19,6 +23,7 @@ from .plan import File, Link, Plan
 from .safeio import read_text
 
 TMP_TAG = ".wgns-tmp."  # in every temporary name: a killed run's leftovers
+STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def under(root: str, path: str) -> Path:
@@ -144,8 +149,30 @@ def write_all(root: str, plan: Plan, last: str = "") -> list[str]:
         for tmp, _ in staged:
             os.unlink(tmp)
         raise
-    for tmp, dest in staged:
-        os.replace(tmp, dest)
+    with stops_held():
+        for tmp, dest in staged:
+            os.replace(tmp, dest)
     for d in {dest.parent for _, dest in staged}:
         fsync_dir(d)
     return [path for path, _ in dests]
+
+
+@contextlib.contextmanager
+def stops_held() -> Iterator[None]:
+    """SIGTERM, SIGINT and SIGHUP held for a moment that must not be cut in
+    two (write_all's renames), then delivered as they would have been. Only
+    the main thread sets handlers; a signal whose handler is not Python's
+    is left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {s: signal.signal(s, lambda n, _: got.append(n))
+           for s in STOPS if signal.getsignal(s) is not None}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for n in dict.fromkeys(got):
+            os.kill(os.getpid(), n)
