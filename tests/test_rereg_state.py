@@ -184,3 +184,16 @@ def test_a_watcher_stopped_while_it_renames_renames_every_file_first(tunnel, mon
     assert load(str(root), "pia").provider.hostname == "frankfurt408"
     assert "Hx0q3C5l" in (root / "etc/wgns/pia.conf").read_text()
     renders_back(root, "pia")
+
+
+def test_a_stopped_tunnel_gets_the_new_key_and_stays_stopped(tunnel, monkeypatch,  # noqa: F811
+                                                             capsys, tmp_path):
+    """Stopped by the admin (before or while PIA was asked): the files are
+    written, nothing is restarted, no restore file, and the line does not
+    say it restarts the tunnel."""
+    sd = FakeSystemd()
+    sd.states = {"pia.service": "inactive"}
+    rc, out, err = register_now(monkeypatch, capsys, sd)
+    assert rc == 0 and "registered with frankfurt408" in out, (out, err)
+    assert "restarting" not in out and "pia.service is stopped" in out, out
+    assert sd.restarted == [] and not (tmp_path / "run/pia.restore").exists()

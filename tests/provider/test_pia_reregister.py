@@ -36,7 +36,8 @@ up_since = float(sys.argv[5])
 class Systemd:   # the tunnel unit, active since UP_SINCE; its restart recorded
     restarted = []
     def active_for(self, unit): return time.time() - up_since
-    def active_state(self, unit): return "inactive"
+    def active_state(self, unit):   # the tunnel running, nothing confined to it
+        return "active" if unit == sys.argv[4] + ".service" else "inactive"
     def restart_if_running(self, unit): self.restarted.append(unit)
 
 sd = Systemd()

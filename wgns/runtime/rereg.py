@@ -206,6 +206,8 @@ def install_new(sd: Systemd, before: Record, after: Record) -> tuple[str, bool]:
         p = after.provider
         assert p is not None
         said = f"registered with {p.hostname} ({p.server_ip})"
+        if sd.active_state(unit) not in RUNNING:   # stopped (the admin): it stays so
+            return f"{said}, written; {unit} is stopped and uses it when started", True
         running = [u for u in after.confined if sd.active_state(u) in RUNNING]
         restore.write(name, running)
         try:
