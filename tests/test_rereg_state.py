@@ -197,3 +197,16 @@ def test_a_stopped_tunnel_gets_the_new_key_and_stays_stopped(tunnel, monkeypatch
     assert rc == 0 and "registered with frankfurt408" in out, (out, err)
     assert "restarting" not in out and "pia.service is stopped" in out, out
     assert sd.restarted == [] and not (tmp_path / "run/pia.restore").exists()
+
+
+def test_a_clock_set_forward_after_the_tunnel_came_up_is_not_a_refused_key():
+    """A board without a real-time clock boots on yesterday's time, the
+    tunnel shakes hands, then NTP sets the clock a day forward: the
+    handshake looks a day old, but none can be older than the link. The
+    key counts as refused only once the link has been up STALE_AFTER
+    without a newer one (keepalive renews it every two minutes)."""
+    from wgns.core import wireguard
+    peer = wireguard.PeerInfo("k", None, int(NOW - 86400), keepalive=25)
+    assert rereg.refused(peer, 60, NOW) is None
+    assert rereg.refused(peer, 170, NOW) is None
+    assert "although keepalive is on" in rereg.refused(peer, 200, NOW)
