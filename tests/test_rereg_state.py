@@ -210,3 +210,26 @@ def test_a_clock_set_forward_after_the_tunnel_came_up_is_not_a_refused_key():
     assert rereg.refused(peer, 60, NOW) is None
     assert rereg.refused(peer, 170, NOW) is None
     assert "although keepalive is on" in rereg.refused(peer, 200, NOW)
+
+
+def test_a_rename_that_fails_leaves_no_staged_copy_of_the_key(tunnel, monkeypatch):  # noqa: F811
+    """A rename refused half way (EIO, a file made immutable): the line
+    says why, and no staged file (one holds the new private key) is left
+    behind in /etc/wgns."""
+    import errno
+
+    import wgns.core.files
+    root, _ = tunnel
+    real, renamed = os.replace, []
+
+    def replace(src, dst):
+        if "/etc/wgns" in str(dst):
+            if renamed:
+                raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+            renamed.append(dst)
+        real(src, dst)
+    monkeypatch.setattr(wgns.core.files.os, "replace", replace)
+    sd = FakeSystemd()
+    line, = rereg.look(sd, "pia", now=NOW)
+    assert "not registered: Operation not permitted" in line and sd.restarted == []
+    assert not list(root.rglob("*wgns-tmp*"))

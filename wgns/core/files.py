@@ -150,8 +150,13 @@ def write_all(root: str, plan: Plan, last: str = "") -> list[str]:
             os.unlink(tmp)
         raise
     with stops_held():
-        for tmp, dest in staged:
-            os.replace(tmp, dest)
+        for i, (tmp, dest) in enumerate(staged):
+            try:
+                os.replace(tmp, dest)
+            except BaseException:   # none of the rest is left staged (one may hold a key)
+                for left, _ in staged[i:]:
+                    os.unlink(left)
+                raise
     for d in {dest.parent for _, dest in staged}:
         fsync_dir(d)
     return [path for path, _ in dests]
