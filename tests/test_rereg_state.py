@@ -233,3 +233,41 @@ def test_a_rename_that_fails_leaves_no_staged_copy_of_the_key(tunnel, monkeypatc
     line, = rereg.look(sd, "pia", now=NOW)
     assert "not registered: Operation not permitted" in line and sd.restarted == []
     assert not list(root.rglob("*wgns-tmp*"))
+
+
+def test_a_slow_pia_keeps_no_other_tunnel_waiting(tunnel, monkeypatch):  # noqa: F811
+    """PIA asked in a thread of its own: a look waits for it a moment at
+    most (each call may take 10 s, five of them in an attempt), so the
+    watcher's one loop goes on looking at every other tunnel; a later look
+    writes what came back, and no second attempt starts meanwhile."""
+    import threading
+    import time
+
+    import wgns.core.systemd
+    from wgns.core import pia
+    from wgns.runtime import heal
+    go, real = threading.Event(), pia.token
+
+    def slow(*args):
+        go.wait(30)
+        return real(*args)
+    monkeypatch.setattr(pia, "token", slow)
+    sd = FakeSystemd()
+    began = time.monotonic()
+    assert rereg.look(sd, "pia", now=NOW) == []
+    assert time.monotonic() - began < 5 and rereg.asking("pia")
+    assert rereg.look(sd, "pia", now=NOW + 200) == [] and rereg.attempts("pia")[0] == 1
+    monkeypatch.setattr(heal, "link_problem", lambda name: None)   # heal: look again soon
+    monkeypatch.setattr(heal, "reresolve", lambda tunnel: [])
+    monkeypatch.setattr(heal, "load_tunnel", lambda root, name: None)
+    monkeypatch.setattr(wgns.core.systemd, "Systemd", lambda: sd)
+    assert heal.look("pia", boot_check=False) == ([], None)
+    go.set()
+    deadline = time.monotonic() + 10
+    lines: list[str] = []
+    while not lines and time.monotonic() < deadline:
+        time.sleep(0.05)
+        lines = rereg.look(sd, "pia", now=NOW + 203)
+    line, = lines
+    assert "(attempt 1): registered with frankfurt408" in line and sd.restarted == [
+        "pia.service"] and not rereg.asking("pia")

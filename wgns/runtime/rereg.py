@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -47,6 +48,7 @@ BACKOFF_FIRST = 120.0       # seconds before a second attempt
 BACKOFF_MAX = 1800.0
 MAX_ATTEMPTS = 1 << 20      # a count above it is no count (the file was forged)
 RUNNING = ("active", "activating", "reloading")
+JOIN = 1.0                  # seconds a look waits for PIA before the other tunnels' looks
 ROOT = "/"                  # where the tunnels' files are
 
 
@@ -101,9 +103,23 @@ def wait(count: int) -> float:
     return 0.0 if count == 0 else min(BACKOFF_FIRST * 2 ** min(count - 1, 10), BACKOFF_MAX)
 
 
+# The attempts whose questions to PIA are under way, each in a thread of
+# its own: (the thread, its answer, the record, why, the attempts before).
+_asking: dict[str, tuple[threading.Thread, list, Record, str, int]] = {}
+
+
+def asking(name: str) -> bool:
+    """An attempt for tunnel NAME waits for PIA's answers."""
+    return name in _asking
+
+
 def look(sd: Systemd, name: str, now: float | None = None) -> list[str]:
     """The watcher's question at each look at a healthy tunnel: register
-    again when the key looks refused and the back-off allows."""
+    again when the key looks refused and the back-off allows; or write
+    what PIA answered to an attempt begun at an earlier look."""
+    if name in _asking:
+        done = collect(sd, name, 0.0)
+        return [] if done is None else [done[0]]
     try:
         if not os.path.exists(under(ROOT, paths.pia_account_path(name))):
             return []   # not made through PIA (one stat: no record read at every look)
@@ -129,20 +145,45 @@ def look(sd: Systemd, name: str, now: float | None = None) -> list[str]:
         return []
     if now - last < wait(count):
         return []
-    return [again(sd, record, why, count, now)[0]]
+    done = again(sd, record, why, count, now, JOIN)
+    return [] if done is None else [done[0]]
 
 
-def again(sd: Systemd, record: Record, why: str, count: int, now: float
-          ) -> tuple[str, bool]:
+def again(sd: Systemd, record: Record, why: str, count: int, now: float,
+          join: float | None = None) -> tuple[str, bool] | None:
     """One attempt, counted before it is made (whatever happens, the next
-    waits): its one line for the journal, and whether the new key was
-    written and the tunnel's restart queued."""
-    from ..core.pia_http import Refused  # (TLS and HTTP only for a PIA tunnel in need)
+    waits). PIA is asked in a thread of its own (each of its five calls
+    may take 10 s: the watcher's other tunnels are not kept waiting),
+    JOIN seconds waited for (None: until done); see collect()."""
     name = record.name
     set_attempts(name, count + 1, now)
+    answer: list = []
+
+    def ask() -> None:
+        try:
+            answer.append(new_record(record))
+        except BaseException as e:   # raised again where it is collected
+            answer.append(e)
+    thread = threading.Thread(target=ask, name=f"register {name}", daemon=True)
+    thread.start()
+    _asking[name] = (thread, answer, record, why, count)
+    return collect(sd, name, join)
+
+
+def collect(sd: Systemd, name: str, join: float | None) -> tuple[str, bool] | None:
+    """The attempt's one line for the journal, and whether the new key was
+    written and the tunnel's restart queued; None while PIA is asked."""
+    from ..core.pia_http import Refused  # (TLS and HTTP only for a PIA tunnel in need)
+    thread, answer, record, why, count = _asking[name]
+    thread.join(join)
+    if thread.is_alive():
+        return None
+    del _asking[name]
     ok = False
     try:
-        done, ok = install_new(sd, record, new_record(record))
+        if isinstance(answer[0], BaseException):
+            raise answer[0]
+        done, ok = install_new(sd, record, answer[0])
     except Refused as e:
         done = f"not registered: {e.message} (check the account: wgns install --provider pia)"
     except WgnsError as e:
@@ -231,7 +272,9 @@ def now(name: str) -> str:
         raise WgnsError(f"tunnel {name} was not made through PIA: nothing to register")
     with Systemd() as sd:
         count, _ = attempts(name)
-        line, ok = again(sd, record, "a new registration asked for", count, time.time())
+        done = again(sd, record, "a new registration asked for", count, time.time())
+    assert done is not None   # waited for
+    line, ok = done
     if not ok:
         raise WgnsError(line)
     return line
