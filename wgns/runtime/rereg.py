@@ -59,7 +59,7 @@ def refused(peer: wireguard.PeerInfo, up_for: float, now: float) -> str | None:
         return None
     if not peer.latest_handshake:
         return f"no handshake in {up_for:.0f} s since the link came up"
-    # None is older than the link: a greater age is the wall clock set
+    # No handshake is older than the link: a greater age is the wall clock set
     # forward since (NTP at boot), which a working key's rekey soon follows.
     age = min(now - peer.latest_handshake, up_for)
     if peer.keepalive and age > STALE_AFTER:
