@@ -148,7 +148,7 @@ def test_the_restore_list_names_the_running_confined_units(tunnel, monkeypatch):
     written = {}
     import wgns.core.files
     monkeypatch.setattr(wgns.core.files, "write_all",
-                        lambda r, plan, first: written.update(plan))
+                        lambda r, plan, last: written.update(plan))
     line = rereg.look(FakeSystemd(), "pia", now=NOW)[0]
     assert "restarting pia.service and with it qbittorrent.service; next attempt" in line
     assert restore.read("pia") == ["qbittorrent.service"]

@@ -36,11 +36,16 @@ up_since = float(sys.argv[5])
 class Systemd:   # the tunnel unit, active since UP_SINCE; its restart recorded
     restarted = []
     def active_for(self, unit): return time.time() - up_since
-    def active_state(self, unit): return "inactive"
+    def active_state(self, unit):   # the tunnel running, nothing confined to it
+        return "active" if unit == sys.argv[4] + ".service" else "inactive"
     def restart_if_running(self, unit): self.restarted.append(unit)
 
 sd = Systemd()
-print(json.dumps({"lines": rereg.look(sd, sys.argv[4]), "restarted": sd.restarted,
+lines = rereg.look(sd, sys.argv[4])
+while not lines and rereg.asking(sys.argv[4]):   # PIA asked in a thread: the next looks
+    time.sleep(0.1)
+    lines = rereg.look(sd, sys.argv[4])
+print(json.dumps({"lines": lines, "restarted": sd.restarted,
                   "attempts": rereg.attempts(sys.argv[4])}))
 """
 

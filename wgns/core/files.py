@@ -8,10 +8,14 @@ write their runtime files with write_atomic."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import signal
 import stat
+import threading
 from pathlib import Path
+from typing import Iterator
 
 from .errors import ConfigError, ConflictError
 from .paths import MARKER
@@ -19,6 +23,7 @@ from .plan import File, Link, Plan
 from .safeio import read_text
 
 TMP_TAG = ".wgns-tmp."  # in every temporary name: a killed run's leftovers
+STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def under(root: str, path: str) -> Path:
@@ -126,11 +131,12 @@ def write_atomic(path: str | Path, text: str, mode: int = 0o644) -> None:
     fsync_dir(dest.parent)
 
 
-def write_all(root: str, plan: Plan, first: str = "") -> list[str]:
+def write_all(root: str, plan: Plan, last: str = "") -> list[str]:
     """Every file of PLAN (wgns's own already, or new) below ROOT, or none:
-    each staged whole first, then all renamed into place, FIRST first.
-    Returns the paths written."""
-    dests = [(path, under(root, path)) for path in sorted(plan, key=lambda p: (p != first, p))]
+    each staged whole first, then all renamed into place, LAST last (a
+    process killed between two renames leaves it as it was: the file that
+    decides whether the rest is done again). Returns the paths written."""
+    dests = [(path, under(root, path)) for path in sorted(plan, key=lambda p: (p == last, p))]
     for path, dest in dests:
         if os.path.lexists(dest) and not is_ours(dest):
             raise ConflictError(f"{path} exists and was not written by wgns; nothing "
@@ -143,8 +149,35 @@ def write_all(root: str, plan: Plan, first: str = "") -> list[str]:
         for tmp, _ in staged:
             os.unlink(tmp)
         raise
-    for tmp, dest in staged:
-        os.replace(tmp, dest)
+    with stops_held():
+        for i, (tmp, dest) in enumerate(staged):
+            try:
+                os.replace(tmp, dest)
+            except BaseException:   # none of the rest is left staged (one may hold a key)
+                for left, _ in staged[i:]:
+                    os.unlink(left)
+                raise
     for d in {dest.parent for _, dest in staged}:
         fsync_dir(d)
     return [path for path, _ in dests]
+
+
+@contextlib.contextmanager
+def stops_held() -> Iterator[None]:
+    """SIGTERM, SIGINT and SIGHUP held for a moment that must not be cut in
+    two (write_all's renames), then delivered as they would have been. Only
+    the main thread sets handlers; a signal whose handler is not Python's
+    is left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {s: signal.signal(s, lambda n, _: got.append(n))
+           for s in STOPS if signal.getsignal(s) is not None}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for n in dict.fromkeys(got):
+            os.kill(os.getpid(), n)

@@ -46,9 +46,9 @@ def read(name: str) -> list[str]:
 def clear_all(name: str) -> None:
     """Every runtime file of tunnel NAME but its namespace's record (which
     netns@NAME removes when it stops): for uninstall. The watcher's counters
-    (NAME.restarts) too: a tunnel installed later under the name starts
-    from zero."""
-    for suffix in ("restore", "backoff", "booted", "restarts"):
+    (NAME.restarts) and its registration attempts (NAME.register) too: a
+    tunnel installed later under the name starts from zero."""
+    for suffix in ("restore", "backoff", "booted", "restarts", "register"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(f"{RESTORE_DIR}/{name}.{suffix}")
 

@@ -251,7 +251,7 @@ def look(name: str, boot_check: bool) -> tuple[list[str], bool | None]:
             if lines:
                 count(name, "endpoint_moved", len(lines))
             again = rereg.look(sd, name)   # PIA forgot the key: a new one
-            if again:
+            if again or rereg.asking(name):   # (PIA is still asked: look again soon)
                 return lines + again, None
             started = start_missed_at_boot(sd, name) if boot_check else []
             # Healthy, and the boot check done (not skipped for a busy lock).
