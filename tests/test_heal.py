@@ -5,6 +5,7 @@ the same code against a real systemd."""
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -148,6 +149,23 @@ def test_backoff_doubles_and_resets_when_healthy(world, monkeypatch):
     counts = json.loads((Path(restore.RESTORE_DIR) / "wg.restarts").read_text())
     assert counts == {"link_gone": 4, "backoff": 2}
     assert [heal.backoff_wait(n) for n in range(7)] == [0, 20, 40, 80, 160, 320, 600]
+
+
+@pytest.mark.parametrize("forged", ["1 inf", "1 1e999", "3 nan", "-5 0", "99999999999 0",
+                                    "1 -1", "2 1000 9", "x y", "\x00\xff", "1 " + "9" * 80])
+def test_a_forged_backoff_file_neither_stops_healing_nor_skips_the_brake(world, monkeypatch,
+                                                                         forged):
+    """/run/wgns/NAME.backoff saying anything but COUNT TIME counts as no
+    restart yet (restore.read_count, shared with PIA's attempts)."""
+    world["problem"] = "the WireGuard device wg does not answer"
+    sd = FakeSystemd({"wg.service": "active"})
+    world["use"](sd)
+    monkeypatch.setattr(heal.time, "time", lambda: 1000.0)
+    os.makedirs(restore.RESTORE_DIR, exist_ok=True)
+    (Path(restore.RESTORE_DIR) / "wg.backoff").write_text(forged, errors="surrogateescape")
+    assert heal.watch("wg")[0].endswith("restarting wg.service")
+    assert heal._backoff("wg") == (1, 1000.0)
+    assert "backing off: next try in 20 s" in heal.watch("wg")[0]
 
 
 def test_start_confined_never_starts_an_unconfined_unit(world):

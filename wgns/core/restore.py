@@ -10,6 +10,7 @@ checks that systemd has the unit confined to that tunnel now.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 
 from .errors import ConfigError, WgnsError
@@ -41,6 +42,42 @@ def read(name: str) -> list[str]:
         except WgnsError:
             continue
     return units
+
+
+MAX_COUNT = 1 << 20   # a count above it is no count (the file was forged)
+
+
+def read_count(name: str, suffix: str) -> tuple[int, float]:
+    """A back-off's state, /run/wgns/NAME.SUFFIX: (tries in a row, Unix
+    time of the last). A file that says anything else (a count not from 1
+    to MAX_COUNT, a time that is not a finite number of seconds since 1970,
+    more than a line) counts as none: one try, which writes it again."""
+    try:
+        with open(f"{RESTORE_DIR}/{name}.{suffix}") as f:
+            text = f.read(65)
+        count_text, last_text = text.split()
+        count, last = int(count_text), float(last_text)
+    except (OSError, ValueError):
+        return 0, 0.0
+    if len(text) > 64 or not 0 < count <= MAX_COUNT or not math.isfinite(last) or last < 0:
+        return 0, 0.0
+    return count, last
+
+
+def write_count(name: str, suffix: str, count: int, when: float) -> None:
+    """Set the back-off's state (COUNT 0: remove it)."""
+    path = f"{RESTORE_DIR}/{name}.{suffix}"
+    if count == 0:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
+    os.makedirs(RESTORE_DIR, mode=0o755, exist_ok=True)
+    write_atomic(path, f"{count} {when}\n")
+
+
+def backoff(count: int, first: float, most: float) -> float:
+    """Seconds to wait after COUNT tries in a row: 0, FIRST, doubling, at most MOST."""
+    return 0.0 if count <= 0 else min(first * 2 ** min(count - 1, 10), most)
 
 
 def clear_all(name: str) -> None:

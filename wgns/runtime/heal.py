@@ -128,32 +128,18 @@ def count(name: str, reason: str, n: int = 1) -> None:
         write_atomic(path, json.dumps(counts))
 
 
-def _backoff_path(name: str) -> str:
-    return f"{restore.RESTORE_DIR}/{name}.backoff"
-
-
 def _backoff(name: str) -> tuple[int, float]:
     """(restarts in a row without the tunnel getting healthy, time of the last)."""
-    try:
-        with open(_backoff_path(name)) as f:
-            count, last = f.read().split()
-        return int(count), float(last)
-    except (OSError, ValueError):
-        return 0, 0.0
+    return restore.read_count(name, "backoff")
 
 
 def _set_backoff(name: str, count: int, when: float) -> None:
-    if count == 0:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(_backoff_path(name))
-        return
-    os.makedirs(restore.RESTORE_DIR, mode=0o755, exist_ok=True)
-    write_atomic(_backoff_path(name), f"{count} {when}\n")
+    restore.write_count(name, "backoff", count, when)
 
 
 def backoff_wait(count: int) -> float:
     """Seconds to wait after `count` restarts in a row: 0, 20, 40, 80 ... 600."""
-    return 0.0 if count == 0 else min(BACKOFF_FIRST * 2 ** min(count - 1, 10), BACKOFF_MAX)
+    return restore.backoff(count, BACKOFF_FIRST, BACKOFF_MAX)
 
 
 def _settled_active(sd: Systemd, unit: str) -> bool:

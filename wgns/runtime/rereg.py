@@ -24,7 +24,6 @@ answer was checked.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import threading
 import time
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from ..core import paths, restore, wireguard
 from ..core.errors import SystemdError, WgnsError
-from ..core.files import under, write_atomic
+from ..core.files import under
 from ..core.installed import load
 from ..core.record import Record, to_json
 from ..core.safeio import dir_lock
@@ -46,7 +45,6 @@ NO_HANDSHAKE_AFTER = 45.0   # seconds of a link up without any handshake (keepal
 STALE_AFTER = 180.0         # a latest handshake this old, keepalive on
 BACKOFF_FIRST = 120.0       # seconds before a second attempt
 BACKOFF_MAX = 1800.0
-MAX_ATTEMPTS = 1 << 20      # a count above it is no count (the file was forged)
 RUNNING = ("active", "activating", "reloading")
 JOIN = 1.0                  # seconds a look waits for PIA before the other tunnels' looks
 ROOT = "/"                  # where the tunnels' files are
@@ -72,35 +70,18 @@ def state_path(name: str) -> str:
 
 
 def attempts(name: str) -> tuple[int, float]:
-    """(attempts since the last handshake, Unix time of the last). A file
-    that says anything else (a count not from 1 to MAX_ATTEMPTS, a time
-    that is not a finite number of seconds since 1970, more than a line)
-    counts as none: one attempt, which writes it again."""
-    try:
-        with open(state_path(name)) as f:
-            text = f.read(65)
-        count_text, last_text = text.split()
-        count, last = int(count_text), float(last_text)
-    except (OSError, ValueError):
-        return 0, 0.0
-    if len(text) > 64 or not 0 < count <= MAX_ATTEMPTS or not math.isfinite(last) \
-            or last < 0:
-        return 0, 0.0
-    return count, last
+    """(attempts since the last handshake, Unix time of the last);
+    anything forged or broken counts as none (restore.read_count)."""
+    return restore.read_count(name, "register")
 
 
 def set_attempts(name: str, count: int, when: float) -> None:
-    if count == 0:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(state_path(name))
-        return
-    os.makedirs(restore.RESTORE_DIR, mode=0o755, exist_ok=True)
-    write_atomic(state_path(name), f"{count} {when}\n")
+    restore.write_count(name, "register", count, when)
 
 
 def wait(count: int) -> float:
     """Seconds after attempt COUNT before the next: 0, 120, 240 ... 1800."""
-    return 0.0 if count == 0 else min(BACKOFF_FIRST * 2 ** min(count - 1, 10), BACKOFF_MAX)
+    return restore.backoff(count, BACKOFF_FIRST, BACKOFF_MAX)
 
 
 # The attempts whose questions to PIA are under way, each in a thread of
