@@ -147,6 +147,22 @@ def test_install_refusals(api, tmp_path, args, code, expect):
     assert not list(root.rglob("*"))
 
 
+@pytest.mark.parametrize("extra,expect", [
+    (["--region", "de frankfurt"], "--region 'de frankfurt' is not a PIA region id"),
+    (["--region", "../../x"], "is not a PIA region id"),
+    (["--region", "swiss\nExecStart=/bin/sh"], "is not a PIA region id"),
+])
+def test_what_can_be_checked_is_before_the_login_is_sent(api, tmp_path, extra, expect):
+    root = tmp_path / "root"
+    root.mkdir()
+    r = CliRunner().invoke(app, ["install", "--provider", "pia", "--account",
+                                 account(tmp_path), *extra, "--root", str(root)])
+    line = one_error(r, 1)
+    assert expect in line, line
+    assert api == [], "PIA was asked before the arguments were checked"
+    assert not list(root.rglob("*"))
+
+
 def test_the_account_file_is_checked(api, tmp_path):
     root = tmp_path / "root"
     root.mkdir()

@@ -25,6 +25,14 @@ def tunnel(name: str, region: str, account: str, api: str | None, ca: str | None
            mtu: int | None = None) -> tuple[Tunnel, Pia]:
     """The tunnel and its provider record, from PIA's API."""
     check_name(name)
+    # What can be checked here is, before the login leaves the host.
+    if not pia.NAME.fullmatch(region):
+        shown = "".join(c for c in region[:40] if c.isprintable())
+        raise WgnsError(f"--region {shown!r} is not a PIA region id",
+                        hint="the ids are those of PIA's server list, e.g. de-frankfurt, "
+                        "swiss, us_california")
+    if mtu is not None and not 1280 <= mtu <= 65535:
+        raise WgnsError(f"--mtu {mtu} must be from 1280 to 65535")
     api = pia.check_api(api) if api is not None else None
     if ca is not None and CONTROL.search(ca):   # the record keeps its path
         raise WgnsError("--pia-ca: the path holds a control character",
@@ -40,8 +48,6 @@ def tunnel(name: str, region: str, account: str, api: str | None, ca: str | None
                         f"{account}") from None
     chosen = pick(pia.regions(where), region)
     private, server, reg = register(chosen, ca_path, tok)
-    if mtu is not None and not 1280 <= mtu <= 65535:
-        raise WgnsError(f"--mtu {mtu} must be from 1280 to 65535")
     t = made(name, private, reg, mtu)
     return t, provider_of(chosen, server, reg, api,
                           os.path.abspath(ca) if ca is not None else None, ca_pem, login)
