@@ -14,11 +14,9 @@ from ..core import pia
 from ..core.config import Tunnel, check_name
 from ..core.errors import WgnsError
 from ..core.pia_http import PIA_CA, Refused
-from ..core.pia_tunnel import made, pick, provider_of, register
+from ..core.pia_tunnel import REGION_HINT, made, pick, provider_of, register, shown_region
 from ..core.portconf import CONTROL
 from ..core.provider import Pia, read_account, read_ca
-
-__all__ = ["tunnel", "pick", "register"]
 
 
 def tunnel(name: str, region: str, account: str, api: str | None, ca: str | None,
@@ -27,10 +25,8 @@ def tunnel(name: str, region: str, account: str, api: str | None, ca: str | None
     check_name(name)
     # What can be checked here is, before the login leaves the host.
     if not pia.NAME.fullmatch(region):
-        shown = "".join(c for c in region[:40] if c.isprintable())
-        raise WgnsError(f"--region {shown!r} is not a PIA region id",
-                        hint="the ids are those of PIA's server list, e.g. de-frankfurt, "
-                        "swiss, us_california")
+        raise WgnsError(f"--region {shown_region(region)!r} is not a PIA region id",
+                        hint=REGION_HINT)
     if mtu is not None and not 1280 <= mtu <= 65535:
         raise WgnsError(f"--mtu {mtu} must be from 1280 to 65535")
     api = pia.check_api(api) if api is not None else None

@@ -20,6 +20,12 @@ from .values import parse_endpoint, parse_interface_address, parse_network
 
 KEEPALIVE = 25   # as PIA's scripts write it
 TRIED = 3        # servers of the region asked, at most
+REGION_HINT = "the ids are those of PIA's server list, e.g. de-frankfurt, swiss, us_california"
+
+
+def shown_region(region: str) -> str:
+    """REGION as an error message may show it (printable, cut short)."""
+    return "".join(c for c in region[:40] if c.isprintable())
 
 
 def pick(regions: list[pia.Region], region: str) -> pia.Region:
@@ -29,11 +35,10 @@ def pick(regions: list[pia.Region], region: str) -> pia.Region:
             return r
     known = sorted(r.id for r in regions)
     close = [r for r in known if r.split("_")[0] == region.split("_")[0]] or known
-    shown = "".join(c for c in region[:40] if c.isprintable())
-    raise WgnsError(f"--region {shown!r}: PIA has no such region with WireGuard servers"
+    raise WgnsError(f"--region {shown_region(region)!r}: PIA has no such region with "
+                    "WireGuard servers"
                     + (f" (some that exist: {', '.join(close[:6])})" if known else ""),
-                    hint="the ids are those of PIA's server list, e.g. de-frankfurt, "
-                    "swiss, us_california")
+                    hint=REGION_HINT)
 
 
 def register(region: pia.Region, ca: str, tok: str) -> tuple[bytes, pia.Server,

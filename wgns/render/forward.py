@@ -24,8 +24,6 @@ from ..core.record import Forward, Record
 from ..core.tunnel_files import forward_conf, forward_settings
 from .units import copy_values, secret_paths, template, user_setting
 
-settings = forward_settings
-
 
 def how(forward: Forward) -> str:
     """Where the port comes from, as the unit's description says it."""
@@ -69,7 +67,7 @@ def forward(record: Record) -> Plan:
     f = record.forward
     if f is None:
         return {}
-    name, s = record.name, settings(f, record.provider)
+    name, s = record.name, forward_settings(f, record.provider)
     header = f"{MARKER} {__version__}: port forwarding of tunnel {name}."
     unit = forward_unit(name)
     given = logins(f)

@@ -10,7 +10,8 @@ from ..core import paths
 from ..core.paths import CONF_DIR, UNIT_DIR, WANTS, tunnel_unit
 from ..core.plan import File, Link, Plan
 from ..core.provider import render_account
-from ..core.record import Record, to_json
+from ..core.record import Record
+from ..core.tunnel_files import registered
 from . import bridges, units
 from .forward import forward
 from .units import shared
@@ -21,9 +22,7 @@ __all__ = ["render", "shared"]
 def render(record: Record) -> Plan:
     name, unit = record.name, tunnel_unit(record.name)
     plan: Plan = {
-        paths.conf_path(name): File(units.stored_tunnel(record.tunnel), 0o600),
-        paths.record_path(name): File(to_json(record), 0o600),
-        f"{CONF_DIR}/{name}/resolv.conf": File(units.resolv_conf(record.tunnel), 0o644),
+        **registered(record),   # the tunnel, its record, its DNS (and forward.conf)
         f"{CONF_DIR}/{name}/nsswitch.conf": File(
             units.nsswitch_conf(record.nsswitch, name), 0o644),
         **units.unit("tunnel.service", units.copy_values(record), f"{UNIT_DIR}/{unit}"),

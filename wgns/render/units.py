@@ -28,9 +28,6 @@ from ..core.paths import (
 )
 from ..core.plan import File, Link, Plan
 from ..core.record import Record
-from ..core.tunnel_files import resolv_conf, stored_tunnel
-
-__all__ = ["resolv_conf", "stored_tunnel"]   # with the rest: rendered in core
 
 
 def template(name: str) -> Template:
